@@ -1,0 +1,1 @@
+"""Input stage: meter profiles (data), register decoding, read plans and the Modbus shell."""

@@ -1,0 +1,61 @@
+"""Raw Modbus registers -> numbers. Pure functions; a bogus value becomes None, never a crash."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Literal
+
+DataType = Literal["u16", "s16", "u32", "s32", "u64", "s64", "f32", "f64"]
+WordOrder = Literal["msw", "lsw"]
+
+REGISTERS: dict[DataType, int] = {
+    "u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2, "f64": 4,
+}  # fmt: skip
+_STRUCT: dict[DataType, str] = {
+    "u16": ">H", "s16": ">h", "u32": ">I", "s32": ">i", "u64": ">Q", "s64": ">q", "f32": ">f", "f64": ">d",
+}  # fmt: skip
+
+
+def raw_int(words: Sequence[int], word_order: WordOrder = "msw") -> int:
+    """The unsigned integer the registers hold, words combined in the given order."""
+    ordered = words if word_order == "msw" else list(reversed(words))
+    value = 0
+    for word in ordered:
+        if not 0 <= word <= 0xFFFF:
+            raise ValueError(f"register value {word} is not 16-bit")
+        value = (value << 16) | word
+    return value
+
+
+def decode(
+    words: Sequence[int],
+    dtype: DataType,
+    word_order: WordOrder = "msw",
+    scale: float = 1.0,
+    not_available: Sequence[int] = (),
+) -> float | None:
+    """Decode one value; None when the meter says "not available" or the number is not finite."""
+    if len(words) != REGISTERS[dtype]:
+        raise ValueError(f"{dtype} needs {REGISTERS[dtype]} registers, got {len(words)}")
+    raw = raw_int(words, word_order)
+    if raw in not_available:
+        return None
+    (value,) = struct.unpack(_STRUCT[dtype], raw.to_bytes(2 * len(words), "big"))
+    result = float(value) * scale
+    if not math.isfinite(result):
+        return None
+    return result
+
+
+def encode(
+    value: float, dtype: DataType, word_order: WordOrder = "msw", scale: float = 1.0
+) -> list[int]:
+    """The registers a meter would hold for `value` (the simulator's side of `decode`)."""
+    raw_value: float | int = value / scale
+    if dtype[0] in "us":
+        raw_value = round(raw_value)
+    data = struct.pack(_STRUCT[dtype], raw_value)
+    words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    return words if word_order == "msw" else list(reversed(words))

@@ -1,0 +1,74 @@
+"""One decoded poll of one meter, and its public form (the `state` message)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from collector.schema import StateMessage
+
+PHASES = ("l1", "l2", "l3")
+
+
+@dataclass(frozen=True)
+class Reading:
+    point: str
+    ts: datetime
+    values: dict[str, float | None] = field(default_factory=dict)
+
+    def _phases(self, template: str) -> list[float | None] | None:
+        found = [self.values.get(template.format(p)) for p in PHASES]
+        return found if any(v is not None for v in found) else None
+
+    @property
+    def currents_a(self) -> list[float | None] | None:
+        return self._phases("current_{}_a")
+
+    @property
+    def voltages_v(self) -> list[float | None] | None:
+        return self._phases("voltage_{}_v")
+
+    @property
+    def current_a(self) -> float | None:
+        """The highest phase current: what a breaker or a socket rating is compared with."""
+        phases = [v for v in self.currents_a or [] if v is not None]
+        if phases:
+            return max(phases)
+        return self.values.get("current_a")
+
+    @property
+    def voltage_v(self) -> float | None:
+        """Single-phase voltage, or the mean of the phase-to-neutral voltages."""
+        phases = [v for v in self.voltages_v or [] if v is not None]
+        if phases:
+            return sum(phases) / len(phases)
+        return self.values.get("voltage_v")
+
+    @property
+    def power_w(self) -> float | None:
+        total = self.values.get("power_w")
+        if total is not None:
+            return total
+        phases = [self.values.get(f"power_{p}_w") for p in PHASES]
+        if any(v is not None for v in phases):
+            return sum(v for v in phases if v is not None)
+        return None
+
+    @property
+    def energy_wh(self) -> float | None:
+        return self.values.get("energy_wh")
+
+    def to_state(self, charging: bool | None = None) -> StateMessage:
+        return StateMessage(
+            ts=self.ts,
+            power_w=self.power_w,
+            current_a=self.current_a,
+            voltage_v=self.voltage_v,
+            energy_wh=self.energy_wh,
+            currents_a=self.currents_a,
+            voltages_v=self.voltages_v,
+            power_factor=self.values.get("power_factor"),
+            frequency_hz=self.values.get("frequency_hz"),
+            export_energy_wh=self.values.get("export_energy_wh"),
+            charging=charging,
+        )

@@ -1,0 +1,148 @@
+"""The messages the collector publishes and the ingestor reads (one definition for both sides).
+
+Field names and meanings are fixed by the public interface (SPEC.md). Every model refuses NaN and
+infinities, so a bogus number can never travel from a meter to the database.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def format_ts(ts: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, as every timestamp on the wire."""
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime: timestamps must be timezone-aware")
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone (use ...Z)")
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
+Period = Literal["BASE", "HP", "HC"]
+AlertName = Literal["socket_overcurrent", "site_overload", "site_overload_warning", "meter_offline"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Any:
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        return cls.model_validate_json(payload)
+
+
+class _Timed(Message):
+    @field_validator("ts", "start", "end", mode="after", check_fields=False)
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _require_aware(value)
+
+
+class StateMessage(_Timed):
+    """Retained `irve/{site}/{point}/state`: the latest reading of one meter."""
+
+    ts: Timestamp
+    power_w: float | None
+    current_a: float | None
+    voltage_v: float | None
+    energy_wh: float | None
+    currents_a: list[float | None] | None = None
+    voltages_v: list[float | None] | None = None
+    power_factor: float | None = None
+    frequency_hz: float | None = None
+    export_energy_wh: float | None = None
+    charging: bool | None = None
+
+    def to_json(self) -> bytes:
+        # Optional keys are left out rather than sent as null; the four core keys always appear.
+        data = self.model_dump(mode="json", exclude_none=True)
+        for key in ("power_w", "current_a", "voltage_v", "energy_wh"):
+            data.setdefault(key, None)
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+class EnergyMessage(_Timed):
+    """`irve/{site}/{point}/energy`: energy drawn in one window that lies in one tariff period."""
+
+    start: Timestamp
+    end: Timestamp
+    energy_wh: float = Field(ge=0)
+    period: Period
+    price_eur_kwh: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)
+    index_start_wh: float | None
+    index_end_wh: float | None
+    # Set when the energy was shared out over a gap (restart, outage) rather than measured
+    # inside this window; the ingestor keeps it as a field so reports can show it.
+    estimated: bool = False
+
+
+class PeriodTotal(Message):
+    energy_wh: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)
+
+
+class SessionMessage(_Timed):
+    """`irve/{site}/{point}/session`: start and end of a guest's charging session."""
+
+    event: Literal["start", "end"]
+    session_id: str = Field(min_length=1, max_length=64)
+    ts: Timestamp
+    badge: str | None = None
+    energy_wh: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)
+    duration_s: float = Field(ge=0)
+    max_power_w: float = Field(ge=0)
+    start: Timestamp | None = None
+    periods: dict[Period, PeriodTotal] = Field(default_factory=dict)
+
+
+class AlertMessage(_Timed):
+    """`irve/{site}/alert`: an alert firing or resolving."""
+
+    ts: Timestamp
+    alert: AlertName
+    state: Literal["firing", "resolved"]
+    point: str
+    value: float | None
+    limit: float | None
+    message: str
+
+
+class ShedMessage(_Timed):
+    """Retained `irve/{site}/shed`: how much building systems should take off the site."""
+
+    ts: Timestamp
+    active: bool
+    excess_w: float = Field(ge=0)
+    reason: str
+
+
+class BadgeMessage(Message):
+    """Input on `irve/{site}/{point}/badge` from an RFID reader or the front desk."""
+
+    badge: str = Field(min_length=1, max_length=64)
+
+    @field_validator("badge")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("badge must not be blank")
+        return value

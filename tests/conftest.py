@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "config" / "examples"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[servers.Server]:
+    server = servers.mosquitto(tmp_path / "mosquitto")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[servers.Server]:
+    server = servers.influxd(tmp_path / "influxd")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[servers.Server]:
+    server = servers.victoria_metrics(tmp_path / "vm")
+    server.start()
+    yield server
+    server.stop()

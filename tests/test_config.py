@@ -1,0 +1,182 @@
+"""Site file validation: one case per class of error, asserting the message and exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from collector.cli import main
+from collector.config import SiteConfig, load
+from tests.conftest import EXAMPLES
+
+
+def hotel() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((EXAMPLES / "hotel-vda.yaml").read_text())
+    return data
+
+
+def run_check(
+    tmp_path: Path, data: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    code = main(["check", "-c", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_examples_are_valid(example: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(EXAMPLES / example)]) == 0
+    assert "Meters:" in capsys.readouterr().out
+
+
+def test_summary_names_buses_meters_sockets_and_tariff(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["check", "-c", str(EXAMPLES / "hotel-vda.yaml")])
+    out = capsys.readouterr().out
+    for expected in (
+        "hotel-vda",
+        "36 kVA",
+        "board",
+        "cp1",
+        "Borne 2",
+        "32 A",
+        "[unverified]",
+        "HC 22:00-06:00",
+        "HP 0.2065",
+    ):
+        assert expected in out
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    node: Any = data
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+
+
+CASES = [
+    ("range", "meters.1.unit", 300, "meters[1].unit: must be 1..247"),
+    ("type", "mqtt.port", "abc", "mqtt.port: Input should be a valid integer"),
+    ("unknown key", "meters.0.adress", 3, "meters[0].adress: unknown key"),
+    ("missing", "site.subscribed_power_kva", None, "site.subscribed_power_kva"),
+    ("site id", "site.id", "Hotel VDA", "site.id: String should match pattern"),
+    (
+        "timezone",
+        "site.timezone",
+        "Europe/Lille",
+        "site.timezone: unknown time zone 'Europe/Lille'",
+    ),
+    ("bus reference", "meters.1.bus", "rs485", "meters[1].bus: no bus with id 'rs485'"),
+    (
+        "profile reference",
+        "meters.2.profile",
+        "acme-x",
+        "meters[2].profile: unknown profile 'acme-x'",
+    ),
+    ("two mains", "meters.1.role", "main", "meters[1]"),
+    ("socket fields", "meters.1.socket", None, "meters[1].socket: required when role is socket"),
+    (
+        "socket rating",
+        "meters.1.socket.rated_current_a",
+        500,
+        "meters[1].socket.rated_current_a: must be 1..125",
+    ),
+    ("duplicate id", "meters.2.id", "cp1", "meters[2].id: duplicate id 'cp1'"),
+    ("duplicate unit", "meters.2.unit", 1, "buses: unit 1 used twice on bus 'board'"),
+    ("HC range", "tariff.offpeak", ["22h-6h"], "tariff.offpeak: '22h-6h': expected HH:MM-HH:MM"),
+    ("HC time", "tariff.offpeak", ["25:00-06:00"], "'25:00-06:00': not a time of day"),
+    (
+        "price order",
+        "tariff.prices.1.since",
+        "2025-01-01",
+        "tariff.prices: rows must be in strictly increasing",
+    ),
+    ("price missing", "tariff.prices.0.hc", None, "tariff.prices[0].hc: required with option hphc"),
+    ("bus type", "buses.0.type", "udp", "buses[0]"),
+    ("poll interval", "poll_interval_s", 0, "poll_interval_s: must be 0.1..3600"),
+]
+
+
+@pytest.mark.parametrize(("label", "path", "value", "message"), CASES, ids=[c[0] for c in CASES])
+def test_each_error_class_names_its_path(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    label: str,
+    path: str,
+    value: Any,
+    message: str,
+) -> None:
+    data = hotel()
+    if value is None:
+        parent, _, key = path.rpartition(".")
+        node: Any = data
+        for part in parent.split("."):
+            node = node[int(part)] if part.isdigit() else node[part]
+        del node[key]
+    else:
+        _set(data, path, value)
+    code, output = run_check(tmp_path, data, capsys)
+    assert code == 2, output
+    assert message in output
+
+
+def test_phases_must_fit_the_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = hotel()
+    data["meters"][1]["socket"]["phases"] = 3
+    code, output = run_check(tmp_path, data, capsys)
+    assert code == 2
+    assert "meters[1].socket.phases: 3 phases but profile eastron-sdm120 measures 1" in output
+
+
+def test_missing_and_broken_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("site: [unclosed\n")
+    assert main(["check", "-c", str(broken)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check"]) == 2
+    assert main(["no-such-command"]) == 2
+
+
+def test_environment_overrides_and_secret_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("IRVE_MQTT__HOST", "broker.lan")
+    monkeypatch.setenv("IRVE_MQTT__PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("IRVE_INFLUX__TOKEN", "tok")
+    monkeypatch.setenv("IRVE_POLL_INTERVAL_S", "2.5")
+    monkeypatch.setenv("IRVE_ENERGY__STATE_FILE", str(tmp_path / "state.json"))  # not a secret
+    site = load(SiteConfig, EXAMPLES / "hotel-vda.yaml")
+    assert site.mqtt.host == "broker.lan"
+    assert site.mqtt.username == "collector"  # from the file, merged with the environment
+    assert site.mqtt.password is not None and site.mqtt.password.get_secret_value() == "s3cret"
+    assert site.influx.token is not None and site.influx.token.get_secret_value() == "tok"
+    assert site.poll_interval_s == 2.5
+    assert site.energy.state_file == tmp_path / "state.json"
+
+
+def test_environment_errors_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IRVE_MQTT__PORT", "99999")
+    assert main(["check", "-c", str(EXAMPLES / "hotel-vda.yaml")]) == 2
+    assert "mqtt.port: must be 1..65535" in capsys.readouterr().err
+
+
+def test_unreadable_secret_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IRVE_MQTT__PASSWORD_FILE", "/nonexistent/secret")
+    assert main(["check", "-c", str(EXAMPLES / "hotel-vda.yaml")]) == 2
+    assert "IRVE_MQTT__PASSWORD_FILE: cannot read /nonexistent/secret" in capsys.readouterr().err
