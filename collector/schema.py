@@ -134,6 +134,16 @@ class ShedMessage(_Timed):
     reason: str
 
 
+class EventMessage(_Timed):
+    """`irve/{site}/{point}/event`: something the owner should know that is not an alert
+    (index reset, meter replaced, counter wrap, implausible jump, energy estimated over a gap)."""
+
+    ts: Timestamp
+    event: str = Field(min_length=1, max_length=64)
+    message: str
+    details: dict[str, float | str | bool | None] = Field(default_factory=dict)
+
+
 class BadgeMessage(Message):
     """Input on `irve/{site}/{point}/badge` from an RFID reader or the front desk."""
 

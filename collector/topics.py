@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-PointKind = Literal["state", "availability", "energy", "session", "badge"]
+PointKind = Literal["state", "availability", "energy", "session", "event", "badge"]
 SiteKind = Literal["status", "alert", "shed", "deadletter"]
-POINT_KINDS: tuple[PointKind, ...] = ("state", "availability", "energy", "session", "badge")
+POINT_KINDS: tuple[PointKind, ...] = (
+    "state",
+    "availability",
+    "energy",
+    "session",
+    "event",
+    "badge",
+)
 SITE_KINDS: tuple[SiteKind, ...] = ("status", "alert", "shed", "deadletter")
 
 
