@@ -68,6 +68,8 @@ class StateMessage(_Timed):
     frequency_hz: float | None = None
     export_energy_wh: float | None = None
     charging: bool | None = None
+    # Which meter this is (SPEC `reading.role` tag); the ingestor assumes "socket" when absent.
+    role: Literal["socket", "main"] | None = None
 
     def to_json(self) -> bytes:
         # Optional keys are left out rather than sent as null; the four core keys always appear.
