@@ -1,0 +1,1 @@
+"""`irve ingest`: MQTT -> InfluxDB, at least once (decode, batch, write, acknowledge)."""

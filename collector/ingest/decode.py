@@ -1,0 +1,104 @@
+"""One MQTT message -> the line protocol it becomes, or the reason it is a dead letter (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from collector.ingest import lines
+from collector.schema import (
+    MAX_PAYLOAD_BYTES,
+    AlertMessage,
+    EnergyMessage,
+    EventMessage,
+    SessionMessage,
+    StateMessage,
+)
+from collector.topics import parse_topic
+
+# What the ingestor subscribes to, under `{prefix}/+/...`.
+POINT_KINDS = ("state", "availability", "energy", "session", "event")
+SITE_KINDS = ("alert",)
+
+
+def subscriptions(prefix: str, share_group: str | None) -> list[str]:
+    """Topic filters, each through `$share/{group}/` when the load is shared."""
+    filters = [f"{prefix}/+/+/{kind}" for kind in POINT_KINDS]
+    filters += [f"{prefix}/+/{kind}" for kind in SITE_KINDS]
+    if share_group:
+        filters = [f"$share/{share_group}/{topic}" for topic in filters]
+    return filters
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    kind: str
+    site: str
+    line: str | None  # None: valid but nothing to store (a reading with every value null)
+
+
+class Rejected(Exception):
+    """A dead letter: `reason` says what is wrong; `site` is where to republish it."""
+
+    def __init__(self, site: str, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.site = site
+        self.kind = kind
+        self.reason = reason
+
+
+def site_of(prefix: str, topic: str) -> str:
+    """The site level of a topic, even a malformed one, so a dead letter finds its site."""
+    rest = topic[len(prefix) + 1 :].split("/") if topic.startswith(prefix + "/") else []
+    return rest[0] if rest and rest[0] else "unknown"
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = []
+    for err in errors[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def decode(prefix: str, topic: str, payload: bytes, received_ms: int) -> Decoded:
+    """Validate `payload` with the shared message model of its topic and map it to a line.
+
+    Raises Rejected for anything that is not a valid message of a known topic.
+    """
+    parsed = parse_topic(prefix, topic)
+    if parsed is None or parsed.kind not in POINT_KINDS + SITE_KINDS:
+        raise Rejected(site_of(prefix, topic), "unknown", f"unknown topic shape: {topic!r}")
+    site, kind, point = parsed.site, parsed.kind, parsed.point or ""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise Rejected(site, kind, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        if kind == "state":
+            line = lines.reading(site, point, StateMessage.model_validate_json(payload))
+        elif kind == "energy":
+            line = lines.energy(site, point, EnergyMessage.model_validate_json(payload))
+        elif kind == "session":
+            line = lines.session(site, point, SessionMessage.model_validate_json(payload))
+        elif kind == "event":
+            line = lines.event(site, point, EventMessage.model_validate_json(payload))
+        elif kind == "alert":
+            line = lines.alert(site, AlertMessage.model_validate_json(payload))
+        else:
+            line = lines.availability(site, point, _online(payload), received_ms)
+    except ValidationError as exc:
+        raise Rejected(site, kind, _validation_reason(exc)) from None
+    except ValueError as exc:
+        raise Rejected(site, kind, str(exc)) from None
+    return Decoded(kind, site, line)
+
+
+def _online(payload: bytes) -> bool:
+    text = payload.strip()
+    if text == b"online":
+        return True
+    if text == b"offline":
+        return False
+    raise ValueError(f"availability must be 'online' or 'offline', not {payload[:40]!r}")
