@@ -1,0 +1,217 @@
+"""The collector app (`irve collect`): meters -> processors -> MQTT.
+
+The input (H2's Poller, or anything with `async run()`) calls `reading` and `availability`
+on the app (it is the poller's sink). Each reading becomes a retained `state` message and is
+fed to the processors (energy, sessions, alerts); what they return is published too. A 1 s tick
+drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from collector.config import SiteConfig
+from collector.meters.profile import Profile
+from collector.meters.reading import Reading
+from collector.mqtt.client import MqttLink
+from collector.mqtt.discovery import discovery_messages
+from collector.mqtt.envelope import Envelope, envelope_for
+from collector.pipeline import Outgoing, Processor
+from collector.schema import BadgeMessage
+from collector.topics import Topics, parse_topic
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+STOP_FLUSH_S = 5.0
+
+Charging = Callable[[str], bool | None]
+Observer = Callable[[Outgoing], None]
+
+
+@dataclass
+class Stages:
+    """What sits between the meters and MQTT (built by `build_processors`)."""
+
+    processors: list[Processor] = field(default_factory=list)
+    # Whether a socket is charging now, for the state message's `charging` key (None: unknown).
+    charging: Charging | None = None
+    # Called with every message the app publishes (e.g. phone notifications for alerts).
+    observers: list[Observer] = field(default_factory=list)
+
+
+def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
+    """THE place where processing stages are plugged in, one line each."""
+    stages = Stages()
+    return stages
+
+
+class Source(Protocol):
+    async def run(self) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Collector:
+    """The app: a poller sink, the processors and the MQTT link."""
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        profiles: dict[str, Profile],
+        stages: Stages | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.site = site
+        self.clock = clock
+        self.stages = stages if stages is not None else build_processors(site, profiles)
+        self.topics = Topics(site.mqtt.topic_prefix, site.site.id)
+        self._roles = {m.id: m.role for m in site.meters}
+        self._ha_status = f"{site.mqtt.discovery_prefix}/status"
+        self._discovery = (
+            [
+                Envelope(topic, json.dumps(config).encode(), retain=True, kind="discovery")
+                for topic, config in discovery_messages(
+                    site, profiles, self.topics, with_charging=self.stages.charging is not None
+                )
+            ]
+            if site.mqtt.discovery
+            else []
+        )
+        subscriptions = [self.topics.point("+", "badge")]
+        if site.mqtt.discovery:
+            subscriptions.append(self._ha_status)
+        self.link = MqttLink(
+            site.mqtt,
+            client_id=site.mqtt.client_id or f"irve-collect-{site.site.id}",
+            status_topic=self.topics.site_topic("status"),
+            subscriptions=subscriptions,
+        )
+        self.link.on_connected = self._send_discovery
+        self.link.on_message = self._on_message
+
+    # -- the poller's sink ---------------------------------------------------------------
+
+    def reading(self, reading: Reading) -> None:
+        produced = self._feed(lambda p: p.on_reading(reading))
+        charging = self.stages.charging(reading.point) if self.stages.charging else None
+        state = reading.to_state(charging).model_copy(
+            update={"role": self._roles.get(reading.point)}
+        )
+        self.publish(Outgoing("state", reading.point, state))
+        self.publish_all(produced)
+
+    def availability(self, point: str, online: bool, reason: str | None) -> None:
+        if online:
+            log.info("meter %s: online", point)
+        else:
+            log.warning("meter %s: offline (%s)", point, reason or "no answer")
+        self.publish(Outgoing("availability", point, "online" if online else "offline"))
+        self.publish_all(self._feed(lambda p: p.on_availability(point, online, self.clock())))
+
+    # -- output --------------------------------------------------------------------------
+
+    def publish(self, outgoing: Outgoing) -> None:
+        """Send one message (QoS 1, kept while the broker is away) and tell the observers."""
+        try:
+            envelope = envelope_for(self.topics, outgoing)
+        except ValueError as exc:
+            log.error("dropping a %s message: %s", outgoing.kind, exc)
+            return
+        self.link.send(envelope)
+        for observer in self.stages.observers:
+            try:
+                observer(outgoing)
+            except Exception:
+                log.exception("observer %r failed on a %s message", observer, outgoing.kind)
+
+    def publish_all(self, outgoing: Iterable[Outgoing]) -> None:
+        for item in outgoing:
+            self.publish(item)
+
+    def _feed(self, call: Callable[[Processor], Iterable[Outgoing]]) -> list[Outgoing]:
+        """Run one event through every processor; a failing processor never stops the others."""
+        produced: list[Outgoing] = []
+        for processor in self.stages.processors:
+            try:
+                produced.extend(call(processor))
+            except Exception:
+                log.exception("processor %s failed", type(processor).__name__)
+        return produced
+
+    # -- input from MQTT -----------------------------------------------------------------
+
+    def _send_discovery(self) -> None:
+        for envelope in self._discovery:
+            self.link.send(envelope)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self._ha_status:
+            if payload.strip() == b"online":
+                log.info("Home Assistant is online: re-sending discovery")
+                self._send_discovery()
+            return
+        parsed = parse_topic(self.topics.prefix, topic)
+        if parsed is None or parsed.kind != "badge" or parsed.point is None:
+            log.warning("ignoring message on unexpected topic %s", topic)
+            return
+        if parsed.point not in self._roles:
+            log.warning("badge on %s: no meter %r on this site", topic, parsed.point)
+            return
+        try:
+            badge = BadgeMessage.from_payload(payload)
+        except (ValidationError, ValueError) as exc:
+            reason = "; ".join(_reasons(exc))
+            log.warning("bad badge message on %s: %s", topic, reason)
+            return
+        point = parsed.point
+        log.info("badge %s on %s", badge.badge, point)
+        self.publish_all(self._feed(lambda p: p.on_badge(point, badge.badge, self.clock())))
+
+    def tick(self, now: datetime) -> None:
+        self.publish_all(self._feed(lambda p: p.on_tick(now)))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.tick(self.clock())
+
+    async def run(self, source: Source, stop: asyncio.Event) -> None:
+        """Until `stop` is set (or the source fails): poll, process, publish; then shut down
+        cleanly: `offline` status, outbox flushed (at most STOP_FLUSH_S), disconnect."""
+        self.link.start()
+        workers = [
+            asyncio.create_task(source.run(), name="poller"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+        ]
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [*workers, stopper]:
+                task.cancel()
+            await asyncio.gather(*workers, stopper, return_exceptions=True)
+            await self.link.close(STOP_FLUSH_S)
+        for task in workers:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise RuntimeError(f"{task.get_name()} failed: {error}") from error
+
+
+def _reasons(exc: Exception) -> list[str]:
+    if isinstance(exc, ValidationError):
+        return [
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
+        ]
+    return [str(exc)]

@@ -1,0 +1,1 @@
+"""Output stage: the MQTT link (paho-mqtt), its outbox and Home Assistant discovery."""

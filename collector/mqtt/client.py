@@ -1,0 +1,303 @@
+"""The MQTT link: paho-mqtt 2.x in its own network thread, driven from the asyncio loop.
+
+Who owns buffering (the policy docs/mqtt.md documents):
+- The OUTBOX (collector.mqtt.outbox) owns every message paho has not been given yet: bounded,
+  oldest state readings dropped first, critical messages never dropped.
+- PAHO owns a message from the moment `publish()` returns it a message id, whatever the return
+  code: with QoS 1 it keeps the message until the broker's PUBACK and re-sends it (DUP) after a
+  reconnect, including when `publish()` said MQTT_ERR_NO_CONN or the socket died after paho
+  thought it was connected. At most `window` messages are with paho at a time (the broker's
+  Receive Maximum, capped), so paho's own unbounded queue never grows.
+- Order across a reconnect: paho re-sends what it holds first; new messages are handed over
+  only once all of those are acknowledged.
+
+All link state lives in the asyncio thread; paho callbacks only post events into it with
+`loop.call_soon_threadsafe` (paho calls `on_publish` holding its own lock, so taking a lock of
+ours there could deadlock with a `publish()` in progress).
+
+Reconnect: paho's own `reconnect_delay_set` (exponential, RECONNECT_MIN_S .. RECONNECT_MAX_S),
+also for the first connection (loop_start retries it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from collector.config import ConfigError, MqttSettings
+from collector.mqtt.envelope import Envelope
+from collector.mqtt.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+WINDOW = 64  # messages with paho at once, lowered to the broker's Receive Maximum
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+# MQTT 5: the broker keeps our session (and the badges sent to us) over a short outage.
+SESSION_EXPIRY_S = 300
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+@dataclass
+class LinkStats:
+    published: int = 0  # handed to paho
+    acked: int = 0  # PUBACK received
+    refused: int = 0  # PUBACK with a failure reason code (e.g. not authorised)
+    connects: int = 0
+    disconnects: int = 0
+
+
+def tls_problems(settings: MqttSettings) -> list[str]:
+    """Missing certificate files, named by their key (checked before connecting)."""
+    problems = []
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(settings, key)
+        if path is not None and not path.is_file():
+            problems.append(f"mqtt.{key}: no such file {path}")
+    if settings.key_file is not None and settings.cert_file is None:
+        problems.append("mqtt.key_file: needs mqtt.cert_file")
+    return problems
+
+
+class MqttLink:
+    """Publishes envelopes in order with QoS 1, keeps them while the broker is away."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        status_topic: str,
+        subscriptions: list[str],
+        window: int = WINDOW,
+    ) -> None:
+        problems = tls_problems(settings)
+        if problems:
+            raise ConfigError(problems)
+        self.settings = settings
+        self.status_topic = status_topic
+        self.subscriptions = subscriptions
+        self.outbox = Outbox(settings.buffer_max_messages)
+        self.stats = LinkStats()
+        self.on_message: MessageHandler = lambda topic, payload: None
+        self.on_connected: Callable[[], None] = lambda: None
+        self._max_window = window
+        self._window = window
+        self._inflight: dict[int, Envelope] = {}
+        self._connected = False
+        self._closing = False
+        self._resuming = False  # waiting for paho to re-send what it held before a reconnect
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = self._build_client(client_id)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting and nothing unacknowledged."""
+        return not self.outbox and not self._inflight
+
+    @property
+    def pending(self) -> int:
+        return len(self.outbox) + len(self._inflight)
+
+    def _build_client(self, client_id: str) -> mqtt.Client:
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        if s.username is not None:
+            password = s.password.get_secret_value() if s.password is not None else None
+            client.username_pw_set(s.username, password)
+        if s.tls or s.ca_file is not None or s.cert_file is not None:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+            )
+            # As mosquitto_pub --insecure: the certificate is still verified, not the host name.
+            client.tls_insecure_set(s.tls_insecure)
+        client.will_set(self.status_topic, "offline", qos=QOS, retain=True)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.max_inflight_messages_set(self._max_window)
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_publish = self._paho_publish
+        client.on_message = self._paho_message
+        return client
+
+    # -- lifecycle (asyncio thread) ------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; messages queue in the outbox until the broker answers."""
+        self._loop = asyncio.get_running_loop()
+        s = self.settings
+        properties = None
+        if s.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(s.host, s.port, s.keepalive_s, properties=properties)
+        self._client.loop_start()
+        log.info("MQTT: connecting to %s:%s (MQTT %s)", s.host, s.port, s.protocol)
+
+    def send(self, envelope: Envelope) -> None:
+        self.outbox.put(envelope)
+        self._drain()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until every message is acknowledged; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.idle:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Say `offline`, flush what can be flushed within `timeout`, disconnect."""
+        self._closing = True
+        self.send(Envelope(self.status_topic, b"offline", retain=True, kind="status"))
+        if not await self.wait_idle(timeout):
+            undelivered = [*self._inflight.values(), *self.outbox.envelopes()]
+            log.error(
+                "MQTT: stopping with %d message(s) not delivered (%d critical)",
+                len(undelivered),
+                sum(e.critical for e in undelivered),
+            )
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    # -- hand-over to paho (asyncio thread) ----------------------------------------------
+
+    def _drain(self) -> None:
+        while (
+            self._connected
+            and not self._resuming
+            and self.outbox
+            and len(self._inflight) < self._window
+        ):
+            envelope = self.outbox.pop()
+            if not self._hand_over(envelope):
+                self.outbox.put_front(envelope)
+                return
+
+    def _hand_over(self, envelope: Envelope) -> bool:
+        try:
+            info = self._client.publish(
+                envelope.topic, envelope.payload, qos=QOS, retain=envelope.retain
+            )
+        except ValueError as exc:  # a topic or payload MQTT cannot carry: never retried
+            log.error("MQTT: cannot publish on %s: %s", envelope.topic, exc)
+            return True
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("MQTT: paho refused a message (%s); kept in the outbox", info.rc)
+            return False
+        # Even with NO_CONN paho holds the message and sends it after reconnecting.
+        self._inflight[info.mid] = envelope
+        self.stats.published += 1
+        return True
+
+    # -- events from paho's thread, replayed in the asyncio thread ------------------------
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _paho_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self._post(log.error, "MQTT: broker refused the connection: %s", reason)
+            return
+        receive_max = getattr(properties, "ReceiveMaximum", None) if properties else None
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=QOS)
+        self._post(self._connected_event, receive_max)
+
+    def _paho_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._post(self._disconnected_event, str(reason))
+
+    def _paho_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._post(self._acked_event, mid, reason.is_failure, str(reason))
+
+    def _paho_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._post(self._message_event, message.topic, bytes(message.payload))
+
+    def _connected_event(self, receive_max: int | None) -> None:
+        self._connected = True
+        self.stats.connects += 1
+        self._window = min(self._max_window, receive_max or self._max_window)
+        self._resuming = bool(self._inflight)
+        log.info(
+            "MQTT: connected (window %d, %d to re-send, %d queued)",
+            self._window,
+            len(self._inflight),
+            len(self.outbox),
+        )
+        # The status goes first: it replaces what the last will may have said.
+        online = Envelope(self.status_topic, b"online", retain=True, kind="status")
+        if not self._hand_over(online):
+            self.outbox.put_front(online)
+        self.on_connected()
+        self._drain()
+
+    def _disconnected_event(self, reason: str) -> None:
+        if self._connected:
+            self.stats.disconnects += 1
+            (log.info if self._closing else log.warning)(
+                "MQTT: disconnected (%s); %d message(s) pending", reason, self.pending
+            )
+        self._connected = False
+
+    def _acked_event(self, mid: int, failed: bool, reason: str) -> None:
+        envelope = self._inflight.pop(mid, None)
+        if envelope is None:
+            return
+        self.stats.acked += 1
+        if failed:
+            self.stats.refused += 1
+            log.error("MQTT: broker refused %s: %s", envelope.topic, reason)
+        if self._resuming and not self._inflight:
+            self._resuming = False
+        self._drain()
+
+    def _message_event(self, topic: str, payload: bytes) -> None:
+        try:
+            self.on_message(topic, payload)
+        except Exception:
+            log.exception("MQTT: handling a message on %s failed", topic)
