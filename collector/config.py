@@ -242,12 +242,22 @@ class AlertSettings(Strict):
     offline_after_polls: Annotated[int, _between(1, 1000)] = 3
     stale_main_is_overload: bool = True
     power_factor: Annotated[float, _between(0.5, 1.0)] = 1.0  # kVA -> W for the subscribed power
+    # An alert resolves once its value stayed below limit x (1 - hysteresis_share) this long.
+    resolve_for_s: Annotated[float, _between(0, 3600)] = 5.0
+    # shed.excess_w is counted above subscribed power x (1 - shed_margin_share).
+    shed_margin_share: Annotated[float, _between(0, 0.5)] = 0.0
+    shed_step_w: Annotated[float, _between(1, 1_000_000)] = 100.0  # republish when excess moves
+    shed_refresh_s: Annotated[float, _between(1, 86400)] = 60.0
 
 
 class NotifySettings(Strict):
     urls: list[SecretStr] = Field(default_factory=list)  # apprise URLs
     language: Literal["fr", "en"] = "fr"
     min_interval_s: Annotated[float, _between(0, 86400)] = 300.0
+    retry_initial_s: Annotated[float, _between(0.01, 3600)] = 1.0
+    retry_max_s: Annotated[float, _between(0.01, 86400)] = 60.0
+    queue_max: Annotated[int, _between(2, 100_000)] = 100  # per URL
+    timeout_s: Annotated[float, _between(0.5, 120)] = 10.0
 
 
 class InfluxSettings(Strict):

@@ -1,0 +1,1 @@
+"""Overload protection at the edge: alert rules, load-shedding request, phone notifications."""

@@ -1,0 +1,90 @@
+"""The alert stage of the collector pipeline: alert rules and the shed request together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from collector.alerts import shed
+from collector.alerts.rules import AlertEvent, AlertRules
+from collector.alerts.text import Language, describe
+from collector.config import SiteConfig
+from collector.meters.reading import Reading
+from collector.pipeline import Outgoing, Processor
+from collector.schema import AlertMessage
+
+
+def point_label(site: SiteConfig, point: str, language: Language) -> str:
+    """How people name a point: the socket's label, or the main meter."""
+    meter = next((m for m in site.meters if m.id == point), None)
+    if meter is not None and meter.socket is not None:
+        return meter.socket.label
+    if meter is not None and meter.role == "main":
+        return "général" if language == "fr" else "main"
+    return point
+
+
+def alert_message(site: SiteConfig, event: AlertEvent) -> AlertMessage:
+    language = site.notify.language
+    text = describe(
+        event.alert,
+        event.state,
+        point_label(site, event.point, language),
+        event.value,
+        event.limit,
+        language,
+    )
+    return AlertMessage(
+        ts=event.ts,
+        alert=event.alert,
+        state=event.state,
+        point=event.point,
+        value=event.value,
+        limit=event.limit,
+        message=text,
+    )
+
+
+class AlertProcessor(Processor):
+    """Outputs `alert` (site level, point in the payload) and the retained `shed` request."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self.rules = AlertRules(site)
+        self.shed = shed.ShedPublisher(site.alerts)
+
+    def on_reading(self, reading: Reading) -> Iterable[Outgoing]:
+        return self._out(self.rules.reading(reading), reading.ts)
+
+    def on_availability(self, point: str, online: bool, now: datetime) -> Iterable[Outgoing]:
+        return self._out(self.rules.availability(point, online, now), now)
+
+    def on_tick(self, now: datetime) -> Iterable[Outgoing]:
+        return self._out(self.rules.tick(now), now)
+
+    def _out(self, events: list[AlertEvent], now: datetime) -> list[Outgoing]:
+        out = [Outgoing("alert", None, alert_message(self.site, e)) for e in events]
+        request = self._shed_request(now)
+        if request is not None:
+            message = self.shed.update(request, now)
+            if message is not None:
+                out.append(Outgoing("shed", None, message))
+        return out
+
+    def _shed_request(self, now: datetime) -> shed.ShedRequest | None:
+        rules = self.rules
+        if rules.main_point is None:
+            return shed.ShedRequest(False, 0.0, shed.REASON_NO_MAIN)
+        main_failed = rules.main_failed(now)
+        if not rules.has_main_reading() and not main_failed:
+            # Nothing known yet: leave the retained request of the previous run in place
+            # rather than lift it blindly.
+            return None
+        return shed.decide(
+            self.site.alerts,
+            rules.subscribed_power_w,
+            rules.firing("site_overload", rules.main_point),
+            rules.main_power_w(),
+            main_failed,
+            rules.socket_power_w(),
+        )
