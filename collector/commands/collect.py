@@ -1,0 +1,58 @@
+"""`irve collect -c SITE.yaml`: poll the site's meters and publish to MQTT until stopped.
+
+SIGTERM or SIGINT stops cleanly (status `offline`, outbox flushed, disconnect). Exit 2 on an
+invalid configuration, 1 when the collector fails at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from collector.collect import Collector
+from collector.commands.check import add_config_argument, load_site
+from collector.config import SiteConfig
+from collector.meters.poller import Poller
+from collector.meters.profile import Profile
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "collect", parents=[common], help="poll the meters (Modbus) and publish to MQTT"
+    )
+    add_config_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    site, profiles = load_site(args.config)
+    return asyncio.run(serve(site, profiles))
+
+
+async def serve(site: SiteConfig, profiles: dict[str, Profile]) -> int:
+    app = Collector(site, profiles)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _stopper(stop, signum))
+    log.info("collecting site %s: %d meter(s)", site.site.id, len(site.meters))
+    try:
+        await app.run(Poller(site, profiles, app), stop)
+    except RuntimeError as exc:
+        log.error("collector failed: %s", exc)
+        return 1
+    return 0
+
+
+def _stopper(stop: asyncio.Event, signum: signal.Signals) -> Callable[[], None]:
+    def handler() -> None:
+        log.info("%s received: stopping", signum.name)
+        stop.set()
+
+    return handler
