@@ -99,7 +99,8 @@ class MeterState:
 class MeterControl:
     """Scenario hooks for one meter (tests, the alert helper, `irve simulate --scenario`)."""
 
-    def __init__(self, state: MeterState) -> None:
+    def __init__(self, model: SiteModel, state: MeterState) -> None:
+        self._model = model
         self._state = state
 
     @property
@@ -113,10 +114,12 @@ class MeterControl:
     def force_current(self, amps: float | None) -> None:
         """Per-phase current on a socket; None gives the socket back to the model."""
         self._state.forced_current_a = amps
+        self._model.refresh()
 
     def force_power(self, watts: float | None) -> None:
         """Total active power (the main meter: site overload); None releases it."""
         self._state.forced_power_w = watts
+        self._model.refresh()
 
     def silent(self, on: bool = True) -> None:
         self._state.faults.silent = on
@@ -137,6 +140,7 @@ class MeterControl:
         self._state.faults = MeterFaults()
         self._state.forced_current_a = None
         self._state.forced_power_w = None
+        self._model.refresh()
 
 
 def _meter_phases(profile_phases: int) -> list[PhaseState]:
@@ -150,9 +154,12 @@ class SiteModel:
         phases_of: Mapping[str, int],
         seed: int = 0,
         start: datetime | None = None,
+        step_s: float = STEP_S,
     ) -> None:
-        """`phases_of`: meter id -> phases its profile measures (1 or 3)."""
+        """`phases_of`: meter id -> phases its profile measures (1 or 3). `step_s`: simulated
+        seconds per step (longer steps simulate weeks quickly, with coarser curves)."""
         self.site = site
+        self.step_s = step_s
         self.tz = ZoneInfo(site.site.timezone)
         self.rng = random.Random(seed)
         begin = (start or datetime.now(UTC)).astimezone(UTC)
@@ -178,15 +185,19 @@ class SiteModel:
         self._update_electrical(0.0)
 
     def control(self, meter_id: str) -> MeterControl:
-        return MeterControl(self.meters[meter_id])
+        return MeterControl(self, self.meters[meter_id])
+
+    def refresh(self) -> None:
+        """Recompute the electrical state now (after a scenario hook), without moving time."""
+        self._update_electrical(0.0)
 
     def advance_to(self, when: datetime) -> None:
         """Run whole steps until `when` (later calls resume where this one stopped)."""
-        while self.now + timedelta(seconds=STEP_S) <= when:
+        while self.now + timedelta(seconds=self.step_s) <= when:
             self.step()
 
     def step(self) -> None:
-        self.now += timedelta(seconds=STEP_S)
+        self.now += timedelta(seconds=self.step_s)
         self.voltages = [
             min(245.0, max(218.0, v + self.rng.gauss(0, 0.25) + 0.02 * (231.0 - v)))
             for v in self.voltages
@@ -195,7 +206,7 @@ class SiteModel:
         for state in self.meters.values():
             if state.settings.role == "socket":
                 self._socket_events(state)
-        self._update_electrical(STEP_S)
+        self._update_electrical(self.step_s)
 
     # ---- charge points ------------------------------------------------------------------
 
@@ -214,7 +225,7 @@ class SiteModel:
             return
         if car is None:
             rate = _ARRIVALS[int(self._local_hour())]
-            if self.rng.random() < rate * STEP_S / 3600:
+            if self.rng.random() < rate * self.step_s / 3600:
                 state.car = self._arrival()
                 state.sessions += 1
 
@@ -261,8 +272,9 @@ class SiteModel:
                 state.car.stored_wh = min(
                     state.car.capacity_wh, state.car.stored_wh + 0.92 * state.power_w * dt_s / 3600
                 )
-        target = self._base_target()
-        self.base_w = max(500.0, 0.9 * self.base_w + 0.1 * target + self.rng.gauss(0, 60))
+        if dt_s:
+            target = self._base_target()
+            self.base_w = max(500.0, 0.9 * self.base_w + 0.1 * target + self.rng.gauss(0, 60))
         for state in self.meters.values():
             if state.settings.role == "main":
                 self._main(state, site_phase_w)
