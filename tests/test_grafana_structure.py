@@ -1,0 +1,263 @@
+"""Structure of the Grafana provisioning: dashboards, datasource, alert rules, contact points
+and notification policy, checked without a running Grafana (none can run here)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.config import SiteConfig, load
+from tests import grafana_queries as gq
+
+SITE = load(SiteConfig, gq.REPO / "config" / "examples" / "hotel-vda.yaml")
+UNITS = {"watt", "kwatt", "kwatth", "watth", "currencyEUR", "amp", "volt", "percent", "short", "s"}
+ENTRYPOINT = gq.GRAFANA / "entrypoint.sh"
+CHANNEL_ENV = {
+    "IRVE_ALERT_NTFY_URL": "https://ntfy.example/topic?template=grafana",
+    "IRVE_ALERT_TELEGRAM_BOT_TOKEN": "123:abc",
+    "IRVE_ALERT_TELEGRAM_CHAT_ID": "-1001234567",
+    "IRVE_ALERT_PUSHOVER_APP_TOKEN": "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+    "IRVE_ALERT_PUSHOVER_USER_KEY": "uQiRzpo4DXghDmr9QzzfQu27cmVRsG",
+    "IRVE_ALERT_EMAIL_TO": "owner@example.org",
+}
+
+DASHBOARDS = gq.load_dashboards()
+
+
+def test_three_dashboards_with_unique_uids_and_french_titles() -> None:
+    titles = {d["uid"]: d["title"] for d in DASHBOARDS.values()}
+    assert titles == {
+        "irve-live": "Bornes en direct",
+        "irve-energy": "Énergie et coûts",
+        "irve-sessions": "Sessions de recharge",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_settings(name: str) -> None:
+    dashboard = DASHBOARDS[name]
+    assert dashboard["timezone"] == "Europe/Paris"
+    assert dashboard["time"]["to"] == "now"
+    assert re.fullmatch(r"now-\d+[hd]", dashboard["time"]["from"])
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["site"]["query"].startswith('SHOW TAG VALUES FROM "reading" WITH KEY = "site"')
+    socket = variables["socket"]
+    assert socket["query"].startswith('SHOW TAG VALUES FROM "reading" WITH KEY = "point"')
+    assert socket["multi"] and socket["includeAll"]
+    for var in variables.values():
+        if var["type"] == "query":
+            assert var["datasource"]["uid"] == gq.DATASOURCE_UID
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_panels_ids_datasource_units(name: str) -> None:
+    panels = list(gq.iter_panels(DASHBOARDS[name]))
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids in {name}"
+    for panel in panels:
+        where = f"{name} / {panel['title']}"
+        assert panel["datasource"] == {"type": "influxdb", "uid": gq.DATASOURCE_UID}, where
+        assert panel["targets"], where
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == gq.DATASOURCE_UID, where
+            assert target["rawQuery"] is True, where
+            assert "$timeFilter" in target["query"], f"{where}: query ignores the time range"
+        assert panel["fieldConfig"]["defaults"]["unit"] in UNITS, where
+        for override in panel["fieldConfig"]["overrides"]:
+            for prop in override["properties"]:
+                if prop["id"] == "unit":
+                    assert prop["value"] in UNITS | {"dateTimeAsSystem"}, where
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_panels_do_not_overlap(name: str) -> None:
+    boxes = [(p["title"], p["gridPos"]) for p in gq.iter_panels(DASHBOARDS[name])]
+    for _, pos in boxes:
+        assert pos["x"] >= 0 and pos["y"] >= 0 and pos["w"] > 0 and pos["h"] > 0
+        assert pos["x"] + pos["w"] <= 24
+    for (ta, a), (tb, b) in itertools.combinations(boxes, 2):
+        apart = (
+            a["x"] + a["w"] <= b["x"]
+            or b["x"] + b["w"] <= a["x"]
+            or a["y"] + a["h"] <= b["y"]
+            or b["y"] + b["h"] <= a["y"]
+        )
+        assert apart, f"{ta!r} overlaps {tb!r}"
+
+
+def test_no_flux_and_local_days() -> None:
+    for query in gq.dashboard_queries():
+        assert "|>" not in query.query and "from(bucket" not in query.query
+        if re.search(r"GROUP BY time\((1d|1w)", query.query):
+            assert query.query.endswith("tz('Europe/Paris')"), query.title
+
+
+def test_live_dashboard_limits_match_the_reference_site() -> None:
+    live = gq.variable_defaults("irve-live")
+    sockets = [m.socket for m in SITE.meters if m.socket is not None]
+    assert {s.rated_current_a for s in sockets} == {float(live["courant_assigne_a"])}
+    assert float(live["puissance_souscrite_w"]) == SITE.subscribed_power_w
+    energy = gq.variable_defaults("irve-energy")
+    in_force = SITE.tariff.prices[-1]
+    assert float(energy["prix_base_eur_kwh"]) == in_force.base
+
+
+def test_datasource_is_influxql_with_token_header_from_environment() -> None:
+    doc = gq.load_yaml(gq.PROVISIONING / "datasources" / "influxdb.yaml")
+    assert doc["apiVersion"] == 1
+    (ds,) = doc["datasources"]
+    assert ds["uid"] == gq.DATASOURCE_UID and ds["type"] == "influxdb"
+    assert ds["jsonData"]["version"] == "InfluxQL"
+    assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token ${GRAFANA_INFLUX_TOKEN}"
+    assert ds["url"] == "${GRAFANA_INFLUX_URL}"
+    assert ds["database"] == ds["jsonData"]["dbName"] == "${GRAFANA_INFLUX_DB}"
+
+
+def test_dashboard_provider_points_at_the_mounted_dashboards() -> None:
+    doc = gq.load_yaml(gq.PROVISIONING / "dashboards" / "irve.yaml")
+    (provider,) = doc["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/etc/irve-grafana/dashboards"
+    assert "IRVE_GRAFANA_DIR:-/etc/irve-grafana" in ENTRYPOINT.read_text()
+
+
+RULES = {rule.uid: rule for rule in gq.alert_rules()}
+
+
+def test_alert_rules_reference_datasource_and_panels() -> None:
+    assert set(RULES) == {
+        "irve-socket-overcurrent",
+        "irve-site-overload",
+        "irve-site-overload-warning",
+        "irve-meter-offline",
+        "irve-collector-offline",
+    }
+    panels = {(d["uid"], str(p["id"])) for d in DASHBOARDS.values() for p in gq.iter_panels(d)}
+    for rule in RULES.values():
+        for step in rule.raw["data"]:
+            assert step["datasourceUid"] in (gq.DATASOURCE_UID, "__expr__"), rule.uid
+        annotations = rule.annotations
+        assert (annotations["__dashboardUid__"], annotations["__panelId__"]) in panels
+        assert rule.labels["severity"] in ("critical", "warning")
+        # Grafana expands environment variables in labels: a `$` there would be eaten.
+        assert all("$" not in v for v in rule.labels.values())
+
+
+def test_alert_thresholds_and_durations_match_the_brief() -> None:
+    rated = {m.socket.rated_current_a for m in SITE.meters if m.socket is not None}
+    over = RULES["irve-socket-overcurrent"]
+    assert (over.operator, over.threshold, over.for_s) == ("gt", max(rated), 60)
+    overload = RULES["irve-site-overload"]
+    assert (overload.operator, overload.threshold, overload.for_s) == (
+        "gt",
+        SITE.subscribed_power_w,
+        30,
+    )
+    warning = RULES["irve-site-overload-warning"]
+    assert warning.threshold == pytest.approx(SITE.subscribed_power_w * SITE.alerts.warning_share)
+    assert warning.for_s == 30
+    for uid in ("irve-meter-offline", "irve-collector-offline"):
+        rule = RULES[uid]
+        # 4 buckets of 30 s averaged + 30 s pending: no reading for 2 minutes.
+        assert "GROUP BY time(30s)" in rule.query and "moving_average(count(" in rule.query
+        assert ", 4)" in rule.query and rule.for_s == 30
+    assert RULES["irve-collector-offline"].no_data_state == "Alerting"
+
+
+def test_alert_summaries_in_french_with_value_limit_and_socket() -> None:
+    for rule in RULES.values():
+        summary = rule.annotations["summary"]
+        assert "$labels.site" in summary, rule.uid
+        if rule.uid in (
+            "irve-socket-overcurrent",
+            "irve-site-overload",
+            "irve-site-overload-warning",
+        ):
+            assert "$values.B.Value" in summary, rule.uid
+            assert f"{rule.threshold:.0f}" in summary, rule.uid
+    assert "$labels.point" in RULES["irve-socket-overcurrent"].annotations["summary"]
+    assert "$labels.point" in RULES["irve-meter-offline"].annotations["summary"]
+    assert "autorisés" in RULES["irve-socket-overcurrent"].annotations["summary"]
+
+
+def run_entrypoint(tmp_path: Path, env: dict[str, str]) -> tuple[Any, str]:
+    dest = tmp_path / "provisioning"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_ALERT_")}
+    done = subprocess.run(
+        ["sh", str(ENTRYPOINT), "true"],
+        env={
+            **clean,
+            **env,
+            "IRVE_GRAFANA_DIR": str(gq.GRAFANA),
+            "GF_PATHS_PROVISIONING": str(dest),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for sub in ("datasources/influxdb.yaml", "dashboards/irve.yaml", "alerting/rules.yaml"):
+        assert (dest / sub).is_file(), sub
+    generated = dest / "alerting" / "irve-notifications.yaml"
+    return gq.load_yaml(generated), done.stderr
+
+
+def test_no_contact_point_without_environment(tmp_path: Path) -> None:
+    doc, log = run_entrypoint(tmp_path, {})
+    assert doc == {"apiVersion": 1, "resetPolicies": [1]}
+    assert "no alert notification channel" in log
+
+
+def test_every_channel_switched_on_by_its_variables(tmp_path: Path) -> None:
+    doc, log = run_entrypoint(tmp_path, CHANNEL_ENV)
+    (point,) = doc["contactPoints"]
+    assert point["name"] == "irve-telephone"
+    receivers = {r["type"]: r for r in point["receivers"]}
+    assert set(receivers) == {"webhook", "telegram", "pushover", "email"}
+    assert len({r["uid"] for r in point["receivers"]}) == 4
+    # Secrets stay references for Grafana to expand: nothing of their values is written.
+    text = (tmp_path / "provisioning" / "alerting" / "irve-notifications.yaml").read_text()
+    for value in CHANNEL_ENV.values():
+        assert value not in text
+    assert receivers["telegram"]["settings"]["bottoken"] == "${IRVE_ALERT_TELEGRAM_BOT_TOKEN}"
+    assert receivers["webhook"]["settings"]["url"] == "${IRVE_ALERT_NTFY_URL}"
+    assert "authorization_credentials" not in receivers["webhook"]["settings"]
+    templates = gq.load_yaml(gq.PROVISIONING / "alerting" / "templates.yaml")["templates"]
+    defined = set(re.findall(r'define "([^"]+)"', templates[0]["template"]))
+    for receiver in point["receivers"]:
+        for used in re.findall(r'template "([^"]+)"', str(receiver["settings"])):
+            assert used in defined
+    (policy,) = doc["policies"]
+    names = {point["name"]}
+    assert policy["receiver"] in names
+    assert all(route["receiver"] in names for route in policy["routes"])
+    assert {"alertname", "point"} <= set(policy["group_by"])
+    hours = {"1h": 1, "4h": 4}
+    assert hours[policy["repeat_interval"]] >= 4
+    assert all(hours[r["repeat_interval"]] >= 1 for r in policy["routes"])
+    assert "enabled: ntfy telegram pushover email" in log
+
+
+def test_incomplete_channel_is_left_off_with_a_warning(tmp_path: Path) -> None:
+    doc, log = run_entrypoint(
+        tmp_path,
+        {"IRVE_ALERT_TELEGRAM_BOT_TOKEN": "123:abc", "IRVE_ALERT_EMAIL_TO": "a@example.org"},
+    )
+    (point,) = doc["contactPoints"]
+    assert [r["type"] for r in point["receivers"]] == ["email"]
+    assert "telegram notifications NOT enabled: missing IRVE_ALERT_TELEGRAM_CHAT_ID" in log
+
+
+def test_ntfy_token_adds_bearer_authorization(tmp_path: Path) -> None:
+    doc, _ = run_entrypoint(
+        tmp_path, {"IRVE_ALERT_NTFY_URL": "http://n/t", "IRVE_ALERT_NTFY_TOKEN": "tk_x"}
+    )
+    (receiver,) = doc["contactPoints"][0]["receivers"]
+    assert receiver["settings"]["authorization_scheme"] == "Bearer"
+    assert receiver["settings"]["authorization_credentials"] == "${IRVE_ALERT_NTFY_TOKEN}"
