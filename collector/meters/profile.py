@@ -109,9 +109,25 @@ class Profile(_Strict):
                 )
             if spec.count > self.max_read:
                 raise ValueError(f"values.{name}: wider than max_read")
+            if spec.address + spec.count > 0x10000:
+                raise ValueError(f"values.{name}.address: runs past register 0xFFFF")
+        self._check_overlaps()
         if "energy_wh" not in self.values and "power_w" not in self.values:
             raise ValueError("values: a profile needs at least power_w or energy_wh")
         return self
+
+    def _check_overlaps(self) -> None:
+        """Two values sharing a register is a typo in the map, never a real meter's layout."""
+        taken: dict[tuple[Function, int], str] = {}
+        for name, spec in self.values.items():
+            for register in range(spec.address, spec.address + spec.count):
+                key = (self.function_of(spec), register)
+                if key in taken:
+                    raise ValueError(
+                        f"values.{name}.address: register {register:#06x} is also "
+                        f"used by {taken[key]}"
+                    )
+                taken[key] = name
 
     def function_of(self, spec: ValueSpec) -> Function:
         return spec.function or self.function
@@ -146,7 +162,10 @@ def _parse(text: str, origin: str) -> Profile:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ProfileError(f"{origin}: {where}: {first['msg']}") from None
+        # Whole-profile checks name their own field (`values.power_w.unit: ...`).
+        message = first["msg"].removeprefix("Value error, ")
+        text = f"{origin}: {where}: {message}" if where else f"{origin}: {message}"
+        raise ProfileError(text) from None
 
 
 @cache
