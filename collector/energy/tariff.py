@@ -1,0 +1,161 @@
+"""Tariff periods and prices in force at an instant, in the site's local wall-clock time.
+
+Rules (documented in docs/energy-and-billing.md):
+- With option `base` every instant is BASE. With `hphc` an instant is HC when its local
+  wall-clock time falls in one of the HC ranges of its local calendar day, else HP.
+- The HC ranges of a day are those of the first season whose MM-DD span contains the day,
+  else the top-level `offpeak` list. A range that wraps midnight ("22:00-06:00") covers
+  00:00-06:00 and 22:00-24:00 of each day, so the morning part follows that day's schedule.
+- Daylight saving: boundaries are wall-clock times, so on 29 March 2026 (23 h) the range
+  22:00-06:00 holds 7 real hours and on 25 October 2026 (25 h) it holds 9.
+- A price row applies from local midnight of its `since` date; the earliest row also covers
+  any earlier instant (a site file's history starts with its first row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+from collector.config import PriceRow, TariffSettings, parse_clock_range
+from collector.schema import Period
+
+_TINY = timedelta(microseconds=1)
+
+
+class TariffError(ValueError):
+    """The tariff cannot price something (a price missing from a row)."""
+
+
+def row_price(row: PriceRow, period: Period, index: int | None = None) -> float:
+    value = {"BASE": row.base, "HP": row.hp, "HC": row.hc}[period]
+    if value is None:
+        where = f"prices[{index}]" if index is not None else f"price row since {row.since}"
+        raise TariffError(f"tariff.{where}.{period.lower()}: no {period} price in this row")
+    return value
+
+
+@dataclass(frozen=True)
+class Tariff:
+    settings: TariffSettings
+    tz: ZoneInfo
+    # Last answer of next_boundary as (from, boundary): valid for any instant in [from, boundary).
+    _last: list[tuple[datetime, datetime]] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def with_option(cls, tariff: Tariff, option: str) -> Tariff:
+        """The same schedule and prices under the other contract option (comparisons)."""
+        return cls(tariff.settings.model_copy(update={"option": option}), tariff.tz)
+
+    @cached_property
+    def _default_ranges(self) -> tuple[tuple[time, time], ...]:
+        return tuple(parse_clock_range(r) for r in self.settings.offpeak)
+
+    @cached_property
+    def _seasons(self) -> tuple[tuple[str, str, tuple[tuple[time, time], ...]], ...]:
+        return tuple(
+            (s.start, s.end, tuple(parse_clock_range(r) for r in s.offpeak))
+            for s in self.settings.seasons
+        )
+
+    def offpeak_ranges(self, day: date) -> tuple[tuple[time, time], ...]:
+        """HC ranges (start, end) in force on a local calendar day."""
+        key = day.strftime("%m-%d")
+        for start, end, ranges in self._seasons:
+            inside = start <= key <= end if start <= end else key >= start or key <= end
+            if inside:
+                return ranges
+        return self._default_ranges
+
+    def period_at(self, instant: datetime) -> Period:
+        if self.settings.option == "base":
+            return "BASE"
+        local = instant.astimezone(self.tz)
+        clock = local.time().replace(tzinfo=None)
+        for start, end in self.offpeak_ranges(local.date()):
+            inside = start <= clock < end if start < end else clock >= start or clock < end
+            if inside:
+                return "HC"
+        return "HP"
+
+    def row_at(self, instant: datetime) -> PriceRow:
+        local_day = instant.astimezone(self.tz).date()
+        rows = self.settings.prices
+        current = rows[0]
+        for row in rows:
+            if row.since <= local_day:
+                current = row
+        return current
+
+    def price(self, instant: datetime, period: Period) -> float:
+        row = self.row_at(instant)
+        return row_price(row, period, self.settings.prices.index(row))
+
+    def rate_at(self, instant: datetime) -> tuple[Period, float]:
+        """(period, EUR/kWh) in force at an instant."""
+        period = self.period_at(instant)
+        return period, self.price(instant, period)
+
+    def _state(self, instant: datetime) -> tuple[Period, date]:
+        return self.period_at(instant), self.row_at(instant).since
+
+    def next_boundary(self, instant: datetime) -> datetime:
+        """First instant after `instant` where the period or the price row changes (UTC).
+
+        Candidates are every day's wall-clock range ends and local midnights (season and price
+        changes), mapped to UTC with both DST folds, plus the DST transitions themselves (a
+        boundary inside the skipped spring hour takes effect when the clock jumps). Only
+        candidates where something actually changes are kept, so windows are not cut needlessly.
+        """
+        instant = instant.astimezone(UTC)
+        if self._last and self._last[0][0] <= instant < self._last[0][1]:
+            return self._last[0][1]
+        boundary = self._search(instant)
+        self._last[:] = [(instant, boundary)]
+        return boundary
+
+    def _search(self, instant: datetime) -> datetime:
+        local_day = instant.astimezone(self.tz).date()
+        found: datetime | None = None
+        for offset in range(-1, 400):
+            day = local_day + timedelta(days=offset)
+            for candidate in sorted(self._candidates(day)):
+                if candidate <= instant or (found is not None and candidate >= found):
+                    continue
+                if self._state(candidate) != self._state(candidate - _TINY):
+                    found = candidate
+            if found is not None and offset >= 1:
+                return found
+        # No change at all within a year (base option, no price row ahead): cut yearly anyway.
+        return found or instant + timedelta(days=366)
+
+    def _candidates(self, day: date) -> set[datetime]:
+        clocks = {time(0, 0)}
+        if self.settings.option == "hphc":
+            for start, end in self.offpeak_ranges(day):
+                clocks.update((start, end))
+        out: set[datetime] = set()
+        for clock in clocks:
+            naive = datetime.combine(day, clock)
+            for fold in (0, 1):
+                out.add(naive.replace(tzinfo=self.tz, fold=fold).astimezone(UTC))
+        out.update(_transitions(day, self.tz))
+        return out
+
+
+def _transitions(day: date, tz: ZoneInfo) -> list[datetime]:
+    """UTC instants during a local day where the zone's UTC offset changes (to the second)."""
+    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    end = start + timedelta(hours=26)
+    if start.astimezone(tz).utcoffset() == end.astimezone(tz).utcoffset():
+        return []
+    lo, hi = start, end
+    while hi - lo > timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(tz).utcoffset() == lo.astimezone(tz).utcoffset():
+            lo = mid
+        else:
+            hi = mid
+    return [hi.replace(microsecond=0)]

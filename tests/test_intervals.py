@@ -1,0 +1,260 @@
+"""Energy windows from index differences: alignment, tariff cuts, anomalies, coarse indexes,
+gaps and restarts (pure, no I/O)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.config import TariffSettings
+from collector.energy.intervals import PointEnergy, Step
+from collector.energy.tariff import Tariff
+from collector.schema import EnergyMessage, EventMessage
+
+PARIS = ZoneInfo("Europe/Paris")
+T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+SOCKET_W = 32 * 253.0  # 32 A single phase
+
+
+def tariff(option: str = "hphc", offpeak: list[str] | None = None) -> Tariff:
+    return Tariff(
+        TariffSettings.model_validate(
+            {
+                "option": option,
+                "offpeak": offpeak if offpeak is not None else ["22:00-06:00"],
+                "prices": [
+                    {"since": "2025-08-01", "base": 0.1952, "hp": 0.2081, "hc": 0.1635},
+                    {"since": "2026-02-01", "base": 0.1927, "hp": 0.2065, "hc": 0.1579},
+                ],
+            }
+        ),
+        PARIS,
+    )
+
+
+def meter(t: Tariff | None = None, window_s: int = 60, gap_s: float = 60.0) -> PointEnergy:
+    return PointEnergy("cp1", t or tariff(), window_s, SOCKET_W, gap_s)
+
+
+class Run:
+    """Feed readings, collect everything the meter emits."""
+
+    def __init__(self, m: PointEnergy) -> None:
+        self.m = m
+        self.windows: list[EnergyMessage] = []
+        self.events: list[EventMessage] = []
+
+    def feed(self, ts: datetime, index: float | None, power: float | None = None) -> Step:
+        step = self.m.update(ts, index, power)
+        self.windows += step.windows
+        self.events += step.events
+        return step
+
+    @property
+    def emitted(self) -> float:
+        return sum(w.energy_wh for w in self.windows)
+
+    @property
+    def open_wh(self) -> float:
+        return self.m.window.energy_wh if self.m.window else 0.0
+
+
+def test_constant_power_gives_aligned_windows_from_index() -> None:
+    run = Run(meter())
+    start = T0 + timedelta(seconds=30)
+    for s in range(0, 181):
+        run.feed(start + timedelta(seconds=s), 1_000_000 + 2.0 * s, power=7200.0)
+    assert [w.start for w in run.windows] == [
+        start,
+        T0 + timedelta(minutes=1),
+        T0 + timedelta(minutes=2),
+    ]
+    assert [w.end for w in run.windows] == [T0 + timedelta(minutes=m) for m in (1, 2, 3)]
+    assert [w.energy_wh for w in run.windows] == pytest.approx([60.0, 120.0, 120.0])
+    first = run.windows[1]
+    assert first.index_start_wh == pytest.approx(1_000_060.0)
+    assert first.index_end_wh == pytest.approx(1_000_180.0)
+    assert first.period == "HP"
+    assert first.price_eur_kwh == 0.2081
+    assert first.cost_eur == pytest.approx(0.120 * 0.2081)
+    assert not run.events
+
+
+def test_windows_cut_at_hc_start_and_price_change() -> None:
+    t = tariff(offpeak=["22:30-06:00"])
+    run = Run(meter(t, window_s=3600))
+    start = datetime(2026, 1, 31, 21, 10, tzinfo=PARIS)  # 20:10 UTC
+    for minute in range(0, 231):
+        run.feed(start + timedelta(minutes=minute), 60.0 * minute, 3600.0)
+    bounds = [
+        (w.start.astimezone(PARIS).strftime("%H:%M"), w.period, w.price_eur_kwh)
+        for w in run.windows
+    ]
+    assert bounds == [
+        ("21:10", "HP", 0.2081),
+        ("22:00", "HP", 0.2081),
+        ("22:30", "HC", 0.1635),
+        ("23:00", "HC", 0.1635),
+        ("00:00", "HC", 0.1579),  # 1 February: the new price row, from local midnight
+    ]
+    assert [w.energy_wh for w in run.windows] == pytest.approx(
+        [50 * 60, 30 * 60, 30 * 60, 3600, 3600]
+    )
+
+
+def test_counter_reset_is_estimated_from_power_never_negative() -> None:
+    run = Run(meter())
+    run.feed(T0, 50_000.0, 3000.0)
+    run.feed(T0 + timedelta(seconds=10), 50_010.0, 3000.0)
+    run.feed(T0 + timedelta(seconds=20), 3.0, 3600.0)  # meter replaced
+    run.feed(T0 + timedelta(seconds=80), 63.0, 3600.0)
+    assert [e.event for e in run.events] == ["index_reset"]
+    assert run.events[0].details["estimated_wh"] == pytest.approx(3300 * 10 / 3600)
+    assert all(w.energy_wh >= 0 for w in run.windows)
+    assert run.emitted + run.open_wh == pytest.approx(10 + 3300 * 10 / 3600 + 60)
+    assert any(w.estimated for w in run.windows)
+
+
+def test_32_bit_wrap_counts_the_difference() -> None:
+    modulus = 2**32 * 100.0  # s32 register in 0.1 kWh counts, read as Wh
+    run = Run(meter(gap_s=600))
+    run.feed(T0, modulus / 2 - 150.0, 7000.0)  # signed counter at its top
+    run.feed(T0 + timedelta(minutes=5), -modulus / 2 + 350.0, 7000.0)
+    assert [e.event for e in run.events] == ["index_wrap"]
+    assert run.emitted + run.open_wh == pytest.approx(500.0)
+
+
+def test_impossible_jump_is_dropped_and_estimated() -> None:
+    run = Run(meter())
+    run.feed(T0, 10_000.0, 7000.0)
+    run.feed(T0 + timedelta(seconds=1), 10_002.0, 7000.0)
+    run.feed(T0 + timedelta(seconds=2), 90_000.0, 7000.0)  # 88 kWh in a second: a glitch
+    run.feed(T0 + timedelta(seconds=3), 90_002.0, 7000.0)
+    assert [e.event for e in run.events] == ["index_jump"]
+    assert run.emitted + run.open_wh == pytest.approx(2 + 7000 / 3600 + 2)
+
+
+def test_float_jitter_is_not_a_reset() -> None:
+    run = Run(meter())
+    run.feed(T0, 10_000.0)
+    run.feed(T0 + timedelta(seconds=1), 9_999.9)
+    run.feed(T0 + timedelta(seconds=2), 10_001.0)
+    assert not run.events
+    assert run.open_wh == pytest.approx(1.0)
+
+
+def test_coarse_index_spread_by_power_and_reconciled_at_each_tick() -> None:
+    """A 0.1 kWh register at 3.6 kW ticks every 100 s; windows still add up at each tick."""
+    run = Run(meter())
+    index = 500_000.0
+    ticks = []
+    for s in range(0, 601):
+        ts = T0 + timedelta(seconds=s)
+        if s and s % 100 == 37:  # the counter's phase is unknown at start
+            index += 100.0
+            ticks.append(s)
+        run.feed(ts, index, 3600.0)
+        if s in ticks:
+            assert run.emitted + run.open_wh == pytest.approx(index - 500_000.0)
+    assert len(run.windows) == 10
+    # Power fills the windows between ticks: no window after the first tick is empty.
+    assert all(w.energy_wh > 50 for w in run.windows[2:])
+    assert all(w.energy_wh >= 0 for w in run.windows)
+
+
+def test_gap_across_hc_start_is_shared_by_time_and_flagged() -> None:
+    run = Run(meter(tariff(), window_s=600, gap_s=60))
+    before = datetime(2026, 1, 15, 21, 50, tzinfo=PARIS)
+    run.feed(before - timedelta(seconds=1), 1000.0)
+    run.feed(before, 1000.0)
+    run.feed(before + timedelta(minutes=20), 3000.0)  # 20 min outage, 2 kWh
+    assert [e.event for e in run.events] == ["energy_estimated"]
+    assert [(w.period, w.energy_wh, w.estimated) for w in run.windows] == [
+        ("HP", pytest.approx(1000.0), True),
+        ("HC", pytest.approx(1000.0), True),
+    ]
+
+
+def test_restart_from_saved_state_neither_loses_nor_double_counts() -> None:
+    t = tariff()
+    run = Run(meter(t))
+    for s in range(0, 95):
+        run.feed(T0 + timedelta(seconds=s), 100.0 + 2 * s)
+    saved = json.loads(json.dumps(run.m.to_dict()))
+    resumed = meter(t)
+    resumed.restore(saved)
+    run.m = resumed
+    for s in range(200, 300):  # restarted 105 s later
+        run.feed(T0 + timedelta(seconds=s), 100.0 + 2 * s)
+    assert run.emitted + run.open_wh == pytest.approx(2 * 299)
+    starts = [w.start for w in run.windows]
+    assert starts == sorted(set(starts))
+
+
+# ---- property: any sequence of readings ---------------------------------------------------
+
+step_strategy = st.one_of(
+    st.tuples(st.just("inc"), st.integers(1, 120), st.floats(0, 1.0)),  # share of max energy
+    st.tuples(st.just("reset"), st.integers(1, 120), st.floats(0, 5000)),  # new index base
+    st.tuples(st.just("gap"), st.integers(600, 8 * 3600), st.floats(0, 1.0)),
+    st.tuples(st.just("restart"), st.just(0), st.just(0.0)),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    first=st.floats(0, 1e7),
+    steps=st.lists(step_strategy, max_size=40),
+    powered=st.booleans(),
+    coarse=st.booleans(),
+)
+def test_property_sum_of_windows_equals_consistent_index_difference(
+    first: float, steps: list[tuple[str, int, float]], powered: bool, coarse: bool
+) -> None:
+    t = tariff()
+    quantum = 100.0 if coarse else 0.0
+    index = round(first / 100) * 100 if coarse else first
+    ts = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)  # the steps cross DST and HC boundaries
+    run = Run(meter(t))
+    run.feed(ts, index, 3000.0 if powered else None)
+    expected = 0.0
+    for kind, seconds, value in steps:
+        if kind == "restart":
+            resumed = meter(t)
+            resumed.restore(json.loads(json.dumps(run.m.to_dict())))
+            run.m = resumed
+            continue
+        ts += timedelta(seconds=seconds)
+        target = round(value / 100) * 100 if coarse else value
+        if kind == "reset" and target < index - 1:  # a reset takes the index down
+            index = target
+        elif kind != "reset":
+            drawn = value * SOCKET_W * seconds / 3600
+            if coarse:
+                drawn = (drawn // quantum) * quantum
+            index += drawn
+            expected += drawn
+        run.feed(ts, index, 3000.0 if powered else None)
+    estimates = sum(
+        float(e.details.get("estimated_wh") or 0)
+        + float(e.details.get("provisional_dropped_wh") or 0)
+        for e in run.events
+    )
+    assert all(w.energy_wh >= 0 and w.cost_eur >= 0 for w in run.windows)
+    total = run.emitted + run.open_wh
+    rounding = 1e-6 * (len(run.windows) + 1)  # each window is published to the µWh
+    assert total == pytest.approx(expected + estimates + run.m.provisional_wh, abs=rounding)
+    if not powered:
+        assert estimates == 0 and run.m.provisional_wh == 0
+        assert total == pytest.approx(expected, abs=rounding)
+    # Never absurd: no window holds more than the socket can draw over the time it covers,
+    # plus what a gap or an estimate shared into it.
+    for w in run.windows:
+        if not w.estimated:
+            span_h = (w.end - w.start).total_seconds() / 3600
+            assert w.energy_wh <= SOCKET_W * 1.25 * (span_h + 120 / 3600) + quantum + 1
