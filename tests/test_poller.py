@@ -1,0 +1,308 @@
+"""The poller against the simulator's real pymodbus server: requests, fallbacks, faults, rate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from collector.commands.check import load_site
+from collector.config import SiteConfig
+from collector.meters.bus import BadAnswer, NoAnswer
+from collector.meters.poller import Poller, PollStats, read_once
+from collector.meters.profile import Profile, ValueSpec
+from collector.meters.reading import Reading
+from collector.simulator.server import SimulatedSite
+from tests.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
+
+T = TypeVar("T")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.availability_events: list[tuple[str, bool, str | None]] = []
+
+    def reading(self, reading: Reading) -> None:
+        self.readings.append(reading)
+
+    def availability(self, point: str, online: bool, reason: str | None) -> None:
+        self.availability_events.append((point, online, reason))
+
+    def of(self, point: str) -> list[Reading]:
+        return [r for r in self.readings if r.point == point]
+
+    def events(self, point: str) -> list[bool]:
+        return [online for p, online, _ in self.availability_events if p == point]
+
+
+def hotel(
+    tmp_path: Path, interval: float = 0.5, timeout: float = 0.3, kind: str = "tcp"
+) -> tuple[SiteConfig, dict[str, Profile]]:
+    meters = [
+        main_meter("main", "board", 10),
+        socket_meter("cp1", "board", 1),
+        socket_meter("cp2", "board", 2),
+    ]
+    path = write_site(tmp_path, [tcp_bus("board", kind, timeout)], meters, poll_interval_s=interval)
+    return load_site(str(path))
+
+
+async def poll_until(poller: Poller, done: Callable[[], bool], limit_s: float = 10.0) -> PollStats:
+    task = asyncio.create_task(poller.run())
+    deadline = time.monotonic() + limit_s
+    try:
+        while not done():
+            assert time.monotonic() < deadline, "poller did not get there in time"
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.01)
+        return poller.stats()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def test_each_meter_is_read_in_the_fewest_requests_its_profile_allows(tmp_path: Path) -> None:
+    site, profiles = hotel(tmp_path)
+
+    async def scenario() -> PollStats:
+        async with SimulatedSite(site, profiles, seed=1):
+            sink = Sink()
+            poller = Poller(site, profiles, sink)
+            stats = await poll_until(poller, lambda: poller.stats().cycles >= 2)
+            assert len(sink.of("main")) == len(sink.of("cp1")) == stats.cycles
+            return stats
+
+    stats = run(scenario())
+    # By hand from the profiles: the Legrand map is 39 registers from 4096 (1 request, max 40);
+    # the SDM120's input registers 0-13, 30-31, 70-75 are 3 requests (gaps of 16 and 38 > 8).
+    assert stats.requests == 7 * stats.cycles
+    # Bytes, TCP ADU = 7-byte MBAP + PDU; request PDU 5; answer PDU 2 + 2 x registers.
+    legrand = 12 + (7 + 2 + 2 * 39)
+    sdm120 = 3 * 12 + (7 + 2 + 2 * 14) + (7 + 2 + 2 * 2) + (7 + 2 + 2 * 6)
+    assert stats.bytes == (legrand + 2 * sdm120) * stats.cycles
+    assert stats.errors == 0 and stats.overruns == 0
+
+
+def test_meter_refusing_long_reads_gets_smaller_ones_learnt_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    site, profiles = hotel(tmp_path)
+    caplog.set_level(logging.WARNING, logger="collector.meters.poller")
+
+    async def scenario() -> tuple[Sink, list[int], dict[str, float]]:
+        async with SimulatedSite(site, profiles, seed=1, speed=1e-9) as sim:
+            sim.meter("cp1").max_read(4)  # older firmware: at most 4 registers per request
+            sink = Sink()
+            poller = Poller(site, profiles, sink)
+            requests = []
+            task = asyncio.create_task(poller.run())
+            for cycles in range(1, 4):
+                while poller.stats().cycles < cycles:
+                    await asyncio.sleep(0.01)
+                requests.append(poller.stats().requests)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            expected = sim.model.values("cp1")
+            per_cycle = [requests[0], requests[1] - requests[0], requests[2] - requests[1]]
+            return sink, per_cycle, expected
+
+    sink, per_cycle, expected = run(scenario())
+    # First cycle: 0+14 refused, 0+8 refused, 0+2, 6+2, 12+2, 30+2, 70+6 refused, 70+2, 72+4,
+    # plus main (1) and cp2 (3). Then the learnt plan: 6 reads for cp1.
+    assert per_cycle == [9 + 4, 6 + 4, 6 + 4]
+    for reading in sink.of("cp1"):
+        assert reading.values.keys() == profiles["eastron-sdm120"].values.keys()
+        for name, value in reading.values.items():
+            assert value == pytest.approx(expected[name], rel=1e-6), name
+    learnt = [r for r in caplog.records if "refused reads" in r.getMessage()]
+    assert len(learnt) == 1
+    assert "cp1" in learnt[0].getMessage() and "at most 4 registers" in learnt[0].getMessage()
+
+
+def test_value_whose_register_is_refused_becomes_null_and_is_not_asked_again(
+    tmp_path: Path,
+) -> None:
+    site, profiles = hotel(tmp_path)
+    sdm = profiles["eastron-sdm120"]
+    # The collector's profile claims a register the (simulated) meter does not have.
+    extra = {**sdm.values, "current_n_a": ValueSpec(address=0x0100, type="f32", unit="A")}
+    collector_profiles = {**profiles, "eastron-sdm120": sdm.model_copy(update={"values": extra})}
+
+    async def scenario() -> tuple[dict[str, Reading | Exception], dict[str, Reading | Exception]]:
+        async with SimulatedSite(site, profiles, seed=1):
+            return await read_once(site, collector_profiles, ["cp1"]), await read_once(
+                site, collector_profiles, ["main"]
+            )
+
+    results, _ = run(scenario())
+    reading = results["cp1"]
+    assert isinstance(reading, Reading)
+    assert reading.values["current_n_a"] is None
+    assert reading.values["voltage_v"] == pytest.approx(230, abs=15)
+
+    async def twice() -> list[int]:
+        async with SimulatedSite(site, profiles, seed=1):
+            sink = Sink()
+            poller = Poller(site, collector_profiles, sink)
+            seen = []
+            task = asyncio.create_task(poller.run())
+            for cycles in (1, 2):
+                while poller.stats().cycles < cycles:
+                    await asyncio.sleep(0.01)
+                seen.append(poller.stats().requests)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert all(r.values["current_n_a"] is None for r in sink.of("cp1"))
+            return [seen[0], seen[1] - seen[0]]
+
+    # Cycle 1 asks 256+2 once per SDM120 (refused); cycle 2 no more: 1 + 3 + 3.
+    assert run(twice()) == [1 + 4 + 4, 1 + 3 + 3]
+
+
+def test_silent_meter_costs_at_most_its_timeout_and_others_keep_their_rate(
+    tmp_path: Path,
+) -> None:
+    site, profiles = hotel(tmp_path, interval=0.5, timeout=0.2)
+
+    async def scenario() -> tuple[Sink, PollStats, float]:
+        async with SimulatedSite(site, profiles, seed=1) as sim:
+            sim.meter("cp2").silent()
+            started = time.monotonic()
+            single = await read_once(site, profiles, ["cp2"])
+            cost = time.monotonic() - started
+            assert isinstance(single["cp2"], NoAnswer)
+            assert "unit 2" in str(single["cp2"])
+            sink = Sink()
+            poller = Poller(site, profiles, sink)
+            stats = await poll_until(poller, lambda: len(sink.of("main")) >= 6)
+            return sink, stats, cost
+
+    sink, stats, cost = run(scenario())
+    assert cost < 0.2 + 0.25  # one timeout, not one per request of its plan
+    assert len(sink.of("cp1")) >= 6  # the others were polled every cycle
+    assert sink.of("cp2") == []
+    assert stats.overruns == 0
+    # Backoff: cp2 is not asked every cycle (retries after 1, 2, 4 .. cycles).
+    timeouts = stats.requests - 4 * stats.cycles
+    assert 1 <= timeouts < stats.cycles
+    assert sink.events("cp2") == [False]
+
+
+def test_availability_goes_offline_then_online_again(tmp_path: Path) -> None:
+    site, profiles = hotel(tmp_path, interval=0.2, timeout=0.15)
+
+    async def scenario() -> Sink:
+        async with SimulatedSite(site, profiles, seed=1) as sim:
+            sim.meter("cp1").silent()
+            sink = Sink()
+            poller = Poller(site, profiles, sink)
+            task = asyncio.create_task(poller.run())
+            while not sink.events("cp1"):
+                await asyncio.sleep(0.01)
+            sim.meter("cp1").silent(False)
+            deadline = time.monotonic() + 10
+            while len(sink.events("cp1")) < 2 or not sink.of("cp1"):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return sink
+
+    sink = run(scenario())
+    assert sink.events("cp1") == [False, True]
+    assert sink.events("main") == [True]
+    reason = next(r for p, online, r in sink.availability_events if p == "cp1" and not online)
+    assert reason is not None and "unit 1" in reason and "no answer" in reason
+
+
+def test_short_and_garbled_answers_fail_the_poll_without_a_bogus_number(
+    tmp_path: Path,
+) -> None:
+    site, profiles = hotel(tmp_path, timeout=0.2)
+
+    async def scenario() -> dict[str, Reading | Exception]:
+        async with SimulatedSite(site, profiles, seed=1) as sim:
+            sim.meter("cp1").short()
+            sim.meter("cp2").garbled()
+            return await read_once(site, profiles)
+
+    results = run(scenario())
+    assert isinstance(results["main"], Reading)
+    short, garbled = results["cp1"], results["cp2"]
+    assert isinstance(short, BadAnswer)
+    assert "bus board unit 1 input 0+14" in str(short) and "7 registers, expected 14" in str(short)
+    assert isinstance(garbled, NoAnswer)
+    assert "bus board unit 2" in str(garbled)
+
+
+def test_exception_code_marks_meter_offline(tmp_path: Path) -> None:
+    site, profiles = hotel(tmp_path)
+
+    async def scenario() -> Sink:
+        async with SimulatedSite(site, profiles, seed=1) as sim:
+            sim.meter("main").exception(4)  # slave device failure
+            sink = Sink()
+            poller = Poller(site, profiles, sink)
+            await poll_until(poller, lambda: len(sink.of("cp1")) >= 2)
+            return sink
+
+    sink = run(scenario())
+    assert sink.of("main") == []
+    assert sink.events("main") == [False]
+    reason = next(r for p, _, r in sink.availability_events if p == "main")
+    assert reason is not None and "unit 10" in reason and "exception code 4" in reason
+
+
+def test_overrunning_cycle_skips_ticks_instead_of_stacking(tmp_path: Path) -> None:
+    path = write_site(
+        tmp_path, [tcp_bus("board")], [socket_meter("cp1", "board", 1)], poll_interval_s=0.2
+    )
+    site, profiles = load_site(str(path))
+    # 120 ms between two requests to this meter, 3 requests: a cycle takes ~0.25 s > 0.2 s.
+    slow = {
+        **profiles,
+        "eastron-sdm120": profiles["eastron-sdm120"].model_copy(update={"delay_ms": 120}),
+    }
+
+    async def scenario() -> tuple[Sink, PollStats, float]:
+        async with SimulatedSite(site, profiles, seed=1):
+            sink = Sink()
+            poller = Poller(site, slow, sink)
+            started = time.monotonic()
+            stats = await poll_until(poller, lambda: len(sink.readings) >= 5)
+            return sink, stats, time.monotonic() - started
+
+    sink, stats, elapsed = run(scenario())
+    assert stats.overruns >= 3
+    gaps = [
+        (b.ts - a.ts).total_seconds()
+        for a, b in zip(sink.readings, sink.readings[1:], strict=False)
+    ]
+    # Skipping the missed tick doubles the period (0.4 s); stacking would give ~0.25 s.
+    assert min(gaps) > 0.35, gaps
+    assert elapsed > 4 * 0.35
+
+
+def test_rtu_over_tcp_gateway(tmp_path: Path) -> None:
+    site, profiles = hotel(tmp_path, kind="rtu_over_tcp")
+
+    async def scenario() -> dict[str, Reading | Exception]:
+        async with SimulatedSite(site, profiles, seed=1, speed=1e-9) as sim:
+            sim.meter("cp2").force_current(12.5)
+            return await read_once(site, profiles)
+
+    results = run(scenario())
+    cp2 = results["cp2"]
+    assert isinstance(cp2, Reading)
+    assert cp2.values["current_a"] == 12.5
+    assert all(isinstance(r, Reading) for r in results.values())
