@@ -19,7 +19,11 @@ from collector.meters.profile import ProfileError
 # Each module has `register(subparsers)`, which adds its parser and sets `run(args) -> int`.
 COMMANDS = (
     "collector.commands.check",
+    "collector.commands.collect",
+    "collector.commands.ingest",
     "collector.commands.profiles",
+    "collector.commands.read",
+    "collector.commands.simulate",
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
