@@ -1,0 +1,217 @@
+"""Charging sessions: detection, pauses, badges, costs across a price change, restarts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from collector.config import SessionSettings, SiteConfig, TariffSettings, load
+from collector.energy.intervals import PointEnergy
+from collector.energy.processor import EnergyProcessor
+from collector.energy.sessions import SessionTracker
+from collector.energy.tariff import Tariff
+from collector.meters.reading import Reading
+from collector.pipeline import Outgoing
+from collector.schema import EventMessage, Message, SessionMessage
+
+PARIS = ZoneInfo("Europe/Paris")
+T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+SETTINGS = SessionSettings(
+    start_power_w=300, start_after_s=10, stop_power_w=100, end_after_s=300, badge_window_s=600
+)
+
+
+def base_tariff() -> Tariff:
+    settings = TariffSettings.model_validate(
+        {
+            "option": "base",
+            "prices": [
+                {"since": "2025-08-01", "base": 0.1952},
+                {"since": "2026-02-01", "base": 0.1927},
+            ],
+        }
+    )
+    return Tariff(settings, PARIS)
+
+
+class Socket:
+    """A socket drawing a power profile, read every 10 s: index integrates the true power."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.meter = PointEnergy("cp1", base_tariff(), 60, 32 * 253.0, 120)
+        self.tracker = SessionTracker("cp1", SETTINGS)
+        self.ts = start
+        self.index = 1_000_000.0
+        self.out: list[Message] = []
+        self._read(0.0)
+
+    def _read(self, power: float) -> None:
+        step = self.meter.update(self.ts, self.index, power)
+        self.out += self.tracker.update(self.ts, power, step.pieces)
+
+    def draw(self, power: float, seconds: int) -> None:
+        for _ in range(seconds // 10):
+            self.ts += timedelta(seconds=10)
+            self.index += power * 10 / 3600
+            self._read(power)
+
+    def badge(self, badge: str) -> None:
+        self.out += self.tracker.on_badge(badge, self.ts)
+
+    def sessions(self, event: str) -> list[SessionMessage]:
+        return [m for m in self.out if isinstance(m, SessionMessage) and m.event == event]
+
+
+def test_short_pause_does_not_split_a_session_long_one_does() -> None:
+    s = Socket()
+    s.draw(0, 60)
+    s.draw(7200, 1800)  # 3.6 kWh
+    s.draw(0, 240)  # balancing pause, shorter than end_after_s
+    s.draw(7200, 1800)
+    s.draw(0, 600)
+    s.draw(3600, 600)  # a second car, after a long stop
+    s.draw(0, 600)
+    ends = s.sessions("end")
+    assert len(s.sessions("start")) == 2 and len(ends) == 2
+    first, second = ends
+    assert first.energy_wh == pytest.approx(7200.0)
+    assert first.max_power_w == 7200
+    assert first.start == T0 + timedelta(seconds=60)
+    assert first.duration_s == pytest.approx(1800 + 240 + 1800 + 10)
+    assert first.periods["BASE"].energy_wh == pytest.approx(7200.0)
+    assert first.cost_eur == pytest.approx(7.2 * 0.1952)
+    assert second.energy_wh == pytest.approx(600.0)
+    assert first.session_id != second.session_id
+
+
+def test_short_spike_is_not_a_session() -> None:
+    s = Socket()
+    s.draw(2000, 10)  # under start_after_s
+    s.draw(0, 900)
+    assert s.sessions("start") == []
+
+
+def test_badge_before_plug_in_within_window_attaches() -> None:
+    s = Socket()
+    s.badge("room-12")
+    s.draw(0, 300)
+    s.draw(7000, 600)
+    s.draw(0, 600)
+    assert [m.badge for m in s.sessions("start")] == ["room-12"]
+    assert [m.badge for m in s.sessions("end")] == ["room-12"]
+
+
+def test_badge_during_session_attaches_and_is_announced() -> None:
+    s = Socket()
+    s.draw(7000, 600)
+    s.badge("room-7")
+    s.draw(7000, 600)
+    s.draw(0, 600)
+    starts = s.sessions("start")
+    assert [m.badge for m in starts] == [None, "room-7"]
+    assert starts[0].session_id == starts[1].session_id
+    assert s.sessions("end")[0].badge == "room-7"
+
+
+def test_badge_too_early_or_after_the_end_is_not_attached() -> None:
+    s = Socket()
+    s.badge("room-1")
+    s.draw(0, 900)  # more than badge_window_s before the car arrives
+    s.draw(7000, 600)
+    s.draw(0, 600)
+    assert s.sessions("end")[0].badge is None
+    unmatched = [m for m in s.out if isinstance(m, EventMessage)]
+    assert [(e.event, e.details["badge"]) for e in unmatched] == [("badge_unmatched", "room-1")]
+    s.badge("room-2")  # after the end: never rewrites the ended session
+    assert len(s.sessions("end")) == 1 and s.sessions("end")[0].badge is None
+    s.draw(0, 700)
+    s.out += s.tracker.on_tick(s.ts)
+    assert [m.event for m in s.out if isinstance(m, EventMessage)] == ["badge_unmatched"] * 2
+
+
+def test_price_change_at_local_midnight_uses_both_prices() -> None:
+    s = Socket(datetime(2026, 1, 31, 23, 0, tzinfo=PARIS))
+    s.draw(7200, 7200)  # 23:00 -> 01:00 local, 7.2 kWh before and after midnight
+    s.draw(0, 600)
+    end = s.sessions("end")[0]
+    assert end.energy_wh == pytest.approx(14400.0)
+    # The session starts with the 23:00 reading (the one before the first high one).
+    assert end.cost_eur == pytest.approx(7.2 * 0.1952 + 7.2 * 0.1927, abs=1e-6)
+    assert end.start == datetime(2026, 1, 31, 23, 0, tzinfo=PARIS)
+
+
+def write_site(tmp_path: Path, **extra: Any) -> SiteConfig:
+    data: dict[str, Any] = {
+        "site": {"id": "hotel", "timezone": "Europe/Paris", "subscribed_power_kva": 36},
+        "tariff": {"option": "base", "prices": [{"since": "2025-08-01", "base": 0.1952}]},
+        "buses": [{"id": "board", "type": "tcp", "host": "127.0.0.1"}],
+        "meters": [
+            {
+                "id": f"cp{i}",
+                "bus": "board",
+                "unit": i,
+                "profile": "eastron-sdm120",
+                "role": "socket",
+                "socket": {"label": f"Borne {i}", "rated_current_a": 32},
+            }
+            for i in (1, 2)
+        ],
+        "state_dir": str(tmp_path / "state"),
+        "sessions": SETTINGS.model_dump(),
+    }
+    data.update(extra)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load(SiteConfig, path)
+
+
+def feed(
+    p: EnergyProcessor, point: str, ts: datetime, index: float, power: float
+) -> list[Outgoing]:
+    return list(p.on_reading(Reading(point, ts, {"energy_wh": index, "power_w": power})))
+
+
+def test_two_sockets_badges_and_restart_through_the_processor(tmp_path: Path) -> None:
+    site = write_site(tmp_path)
+    p = EnergyProcessor(site)
+    out: list[Outgoing] = []
+    idx = {"cp1": 0.0, "cp2": 0.0}
+    power = {"cp1": 7000.0, "cp2": 0.0}
+    ts = T0
+    for point in idx:
+        out += feed(p, point, ts, 0.0, 0.0)
+    assert p.charging("cp1") is False and p.charging("nope") is None
+    for _ in range(60):  # 10 minutes, cp1 charging
+        ts += timedelta(seconds=10)
+        for point in idx:
+            idx[point] += power[point] * 10 / 3600
+            out += feed(p, point, ts, idx[point], power[point])
+    assert p.charging("cp1") is True and p.charging("cp2") is False
+    out += p.on_badge("cp2", "room-2", ts)  # a badge on the other socket
+    p.close()
+
+    # Restart: a new processor picks the running session up from the state file.
+    p = EnergyProcessor(site)
+    assert p.charging("cp1") is True
+    power = {"cp1": 0.0, "cp2": 7000.0}
+    for _ in range(120):
+        ts += timedelta(seconds=10)
+        for point in idx:
+            idx[point] += power[point] * 10 / 3600
+            out += feed(p, point, ts, idx[point], power[point])
+        out += p.on_tick(ts)
+    sessions = {
+        (o.point, o.message.event): o.message
+        for o in out
+        if o.kind == "session" and isinstance(o.message, SessionMessage)
+    }
+    assert sessions["cp1", "end"].badge is None
+    assert sessions["cp1", "end"].energy_wh == pytest.approx(7000 * 600 / 3600)
+    assert sessions["cp2", "start"].badge == "room-2"
+    energy = sum(o.message.energy_wh for o in out if o.kind == "energy" and o.point == "cp1")  # type: ignore[union-attr]
+    assert energy == pytest.approx(7000 * 600 / 3600)
