@@ -422,3 +422,10 @@ def test_round_trip_every_value(profile_id: str) -> None:
             spec = profile.values[name]
             resolution = profile.factor_of(spec) if spec.type[0] in "us" else 0.0
             assert value == pytest.approx(sample(name), rel=1e-6, abs=resolution / 2 + 1e-9), name
+
+
+def test_example_in_the_docs_is_a_valid_profile() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "profiles.md").read_text(encoding="utf-8")
+    block = next(b for b in text.split("```yaml")[1:] if "id: acme-x1" in b)
+    profile = Profile.model_validate(yaml.safe_load(block.split("```")[0]))
+    assert profile.factor_of(profile.values["power_w"]) == pytest.approx(1.0)  # 0.001 kW = 1 W
