@@ -1,0 +1,1 @@
+"""Operator scripts: stack secrets (init_env), local broker (local_broker), demo."""

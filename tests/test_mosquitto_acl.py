@@ -1,0 +1,263 @@
+"""The stack's broker rules, enforced by the real mosquitto started from `mosquitto/`.
+
+The configuration is the repository's mosquitto.conf and acl (paths rewritten by
+scripts/local_broker.py), with a password file written by scripts/init_env.py. One addition,
+for the tests only: an `observer` user allowed to read `#`, so that a publish the ACL refuses
+can be told apart from one that merely has no reader.
+
+Non-delivery is checked without sleeping: after the refused publish the same client publishes
+an allowed sentinel; mosquitto handles one client's messages in order, so once the sentinel
+has arrived the refused message would have arrived before it.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from scripts import local_broker
+from scripts.init_env import mosquitto_hash
+from tests import servers
+
+SITE, OTHER_SITE = "hotel-vda", "gite-des-tilleuls"
+USERS = {
+    SITE: "pw-site-1",
+    OTHER_SITE: "pw-site-2",
+    "ingestor": "pw-ingestor",
+    "building": "pw-building",
+    "homeassistant": "pw-ha",
+    "observer": "pw-observer",
+}
+TIMEOUT = 5.0
+Connect = Callable[[str], "Probe"]
+_ids = itertools.count()
+
+
+class Probe:
+    """One MQTT 5 client: connect, publish QoS 1, subscribe, and wait for messages."""
+
+    def __init__(self, port: int, username: str | None, password: str | None) -> None:
+        self.port = port
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"probe-{username}-{next(_ids)}",
+            protocol=mqtt.MQTTv5,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.connack: ReasonCode | None = None
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connack = reason
+        self._connected.set()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.messages.put((msg.topic, bytes(msg.payload)))
+
+    def connect(self) -> ReasonCode:
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        assert self._connected.wait(TIMEOUT), "no CONNACK"
+        assert self.connack is not None
+        return self.connack
+
+    def subscribe(self, topic: str) -> None:
+        self._subscribed.clear()
+        self.client.subscribe(topic, qos=1)
+        assert self._subscribed.wait(TIMEOUT), f"no SUBACK for {topic}"
+
+    def publish(self, topic: str, payload: bytes | str) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(TIMEOUT)
+
+    def wait_for(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+        """Messages received up to and including (topic, payload); fails on timeout."""
+        seen: list[tuple[str, bytes]] = []
+        while True:
+            try:
+                message = self.messages.get(timeout=TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"{topic} {payload!r} not received; got {seen}") from None
+            seen.append(message)
+            if message == (topic, payload):
+                return seen
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def stack_broker(tmp_path: Path) -> Iterator[servers.Server]:
+    port = servers.free_port()
+    conf = local_broker.prepare(tmp_path / "broker", port, USERS)
+    acl = conf.parent / "acl"
+    acl.write_text(acl.read_text() + "\n# tests only\nuser observer\ntopic read #\n")
+    server = servers.Server(
+        "mosquitto",
+        [servers.require("mosquitto"), "-c", str(conf)],
+        port,
+        tmp_path / "broker",
+        lambda: servers.port_open(port),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connect(stack_broker: servers.Server) -> Iterator[Connect]:
+    probes: list[Probe] = []
+
+    def make(username: str) -> Probe:
+        probe = Probe(stack_broker.port, username, USERS[username])
+        assert probe.connect() == 0, f"{username} refused"
+        probes.append(probe)
+        return probe
+
+    yield make
+    for probe in probes:
+        probe.close()
+
+
+def refused(publisher: Probe, observer: Probe, topic: str, sentinel_topic: str) -> bool:
+    """Publish on `topic`, then an allowed sentinel: was `topic` kept from the observer?"""
+    publisher.publish(topic, b"forbidden?")
+    sentinel = f"sentinel-{next(_ids)}".encode()
+    publisher.publish(sentinel_topic, sentinel)
+    seen = observer.wait_for(sentinel_topic, sentinel)
+    return (topic, b"forbidden?") not in seen
+
+
+def test_password_hash_is_mosquitto_format() -> None:
+    # Checked against a line written by mosquitto_passwd 2.0 (password "secret").
+    line = mosquitto_hash("secret", base64.b64decode("9vbvQa5XIakBiW5i"))
+    assert line == (
+        "$7$101$9vbvQa5XIakBiW5i$eC5jQhE326R+EGs3LD+h1DGO8dJrhO6A+HxSkLFurK4pd9kxcyxy1+e1"
+        "J5oPCbiYk0ORAudH26gYbeg0PPz1MA=="
+    )
+
+
+def test_anonymous_and_wrong_password_are_refused(stack_broker: servers.Server) -> None:
+    anonymous = Probe(stack_broker.port, None, None)
+    wrong = Probe(stack_broker.port, "building", "not-the-password")
+    try:
+        assert anonymous.connect() == "Not authorized"
+        assert wrong.connect() in ("Bad user name or password", "Not authorized")
+    finally:
+        anonymous.close()
+        wrong.close()
+
+
+def test_collector_writes_only_its_prefix_and_discovery(connect: Connect) -> None:
+    collector, observer = connect(SITE), connect("observer")
+    observer.subscribe("#")
+    own = f"irve/{SITE}/cp1/state"
+    collector.publish(own, b"ok")
+    observer.wait_for(own, b"ok")
+    collector.publish("homeassistant/sensor/irve_hotel-vda_cp1/power/config", b"{}")
+    observer.wait_for("homeassistant/sensor/irve_hotel-vda_cp1/power/config", b"{}")
+    for topic in (
+        f"irve/{OTHER_SITE}/cp1/state",
+        f"irve/{SITE}x/cp1/state",
+        "irve/cp1/state",
+        "other/thing",
+        f"{SITE}/cp1/state",
+    ):
+        assert refused(collector, observer, topic, own), topic
+
+
+def test_collector_cannot_read_other_sites(connect: Connect) -> None:
+    collector, other, ingestor = connect(SITE), connect(OTHER_SITE), connect("ingestor")
+    collector.subscribe("irve/#")  # mosquitto accepts it; the ACL filters each delivery
+    collector.subscribe("homeassistant/status")
+    other.publish(f"irve/{OTHER_SITE}/cp1/state", b"theirs")
+    other.publish(f"irve/{OTHER_SITE}/cp1/badge", b"theirs")
+    # The ingestor's dead letter for this site is readable by the site: the sentinel.
+    ingestor.publish(f"irve/{SITE}/deadletter", b"sentinel")
+    seen = collector.wait_for(f"irve/{SITE}/deadletter", b"sentinel")
+    assert all(not topic.startswith(f"irve/{OTHER_SITE}/") for topic, _ in seen), seen
+
+
+def test_collector_reads_its_badges_and_home_assistant_status(connect: Connect) -> None:
+    collector, ha = connect(SITE), connect("homeassistant")
+    collector.subscribe(f"irve/{SITE}/+/badge")
+    collector.subscribe("homeassistant/status")
+    ha.publish(f"irve/{SITE}/cp1/badge", b'{"badge": "room-12"}')
+    collector.wait_for(f"irve/{SITE}/cp1/badge", b'{"badge": "room-12"}')
+    ha.publish("homeassistant/status", b"online")
+    collector.wait_for("homeassistant/status", b"online")
+
+
+def test_building_user_reads_but_cannot_publish(connect: Connect) -> None:
+    building, collector, observer = connect("building"), connect(SITE), connect("observer")
+    building.subscribe("irve/#")
+    observer.subscribe("#")
+    collector.publish(f"irve/{SITE}/cp1/state", b"reading")
+    building.wait_for(f"irve/{SITE}/cp1/state", b"reading")
+    for topic in (
+        f"irve/{SITE}/cp1/state",
+        f"irve/{SITE}/cp1/badge",
+        f"irve/{SITE}/shed",
+        "irve/building/cp1/state",  # its own name as a site: the pattern is denied
+        "homeassistant/sensor/x/y/config",
+        "anything",
+    ):
+        # The building user has no allowed topic: the sentinel comes from the collector,
+        # published after the refused message has been handled (QoS 1 round trip).
+        building.publish(topic, b"forbidden?")
+        sentinel = f"sentinel-{next(_ids)}".encode()
+        collector.publish(f"irve/{SITE}/status", sentinel)
+        seen = observer.wait_for(f"irve/{SITE}/status", sentinel)
+        assert (topic, b"forbidden?") not in seen, topic
+
+
+def test_ingestor_reads_by_shared_subscription_and_writes_only_dead_letters(
+    connect: Connect,
+) -> None:
+    ingestor, collector, observer = connect("ingestor"), connect(SITE), connect("observer")
+    ingestor.subscribe("$share/irve/irve/#")
+    observer.subscribe("#")
+    collector.publish(f"irve/{SITE}/cp1/energy", b"interval")
+    ingestor.wait_for(f"irve/{SITE}/cp1/energy", b"interval")
+    dead = f"irve/{SITE}/deadletter"
+    for topic in (
+        f"irve/{SITE}/cp1/state",
+        f"irve/{SITE}/alert",
+        "irve/ingestor/cp1/state",
+        "homeassistant/sensor/x/y/config",
+    ):
+        assert refused(ingestor, observer, topic, dead), topic
