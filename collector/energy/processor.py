@@ -25,6 +25,8 @@ from collector.schema import EventMessage, Message, SessionMessage
 
 log = logging.getLogger(__name__)
 
+SAVE_EVERY_S = 10.0
+
 
 def max_power_w(meter: MeterSettings, site: SiteConfig) -> float:
     """The most a point can physically draw: the socket's rating, or the site's subscription."""
@@ -55,6 +57,7 @@ class EnergyProcessor(Processor):
             if point in self.sessions:
                 self.sessions[point].restore(data)
         self._dirty = False
+        self._saved_at: datetime | None = None
 
     def charging(self, point: str) -> bool | None:
         """Is a session running on this socket? None for a point that is not a socket."""
@@ -88,6 +91,10 @@ class EnergyProcessor(Processor):
         return out
 
     def on_tick(self, now: datetime) -> Iterable[Outgoing]:
+        # The open windows' progress is saved every few seconds too, so a restart after a
+        # crash or a stop shares little over a gap.
+        if self._saved_at is None or (now - self._saved_at).total_seconds() >= SAVE_EVERY_S:
+            self._dirty, self._saved_at = True, now
         self._save_if_dirty()
         out: list[Outgoing] = []
         for point, tracker in self.sessions.items():
