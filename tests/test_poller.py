@@ -306,3 +306,34 @@ def test_rtu_over_tcp_gateway(tmp_path: Path) -> None:
     assert isinstance(cp2, Reading)
     assert cp2.values["current_a"] == 12.5
     assert all(isinstance(r, Reading) for r in results.values())
+
+
+def test_bus_reconnects_after_the_gateway_restarts(tmp_path: Path) -> None:
+    site, profiles = hotel(tmp_path, interval=0.2, timeout=0.2)
+
+    async def scenario() -> Sink:
+        sink = Sink()
+        poller = Poller(site, profiles, sink)
+        task = asyncio.create_task(poller.run())
+        try:
+            async with SimulatedSite(site, profiles, seed=1):
+                while len(sink.of("cp1")) < 2:
+                    await asyncio.sleep(0.01)
+            while sink.events("cp1") != [True, False]:  # gateway gone: every meter offline
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)  # a few failed reconnects, with backoff
+            async with SimulatedSite(site, profiles, seed=1):  # same host:port again
+                deadline = time.monotonic() + 15
+                while sink.events("cp1") != [True, False, True]:
+                    assert time.monotonic() < deadline, sink.availability_events
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return sink
+
+    sink = run(scenario())
+    for point in ("main", "cp1", "cp2"):
+        assert sink.events(point)[:2] == [True, False]
+    reasons = [r for _, online, r in sink.availability_events if not online]
+    assert all(r and "bus board" in r for r in reasons)
