@@ -18,7 +18,10 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from collector.alerts.notify import Notifier
+from collector.alerts.processor import AlertProcessor
 from collector.config import SiteConfig
+from collector.energy.processor import EnergyProcessor
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
 from collector.mqtt.client import MqttLink
@@ -51,6 +54,10 @@ class Stages:
 def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
     """THE place where processing stages are plugged in, one line each."""
     stages = Stages()
+    stages.processors.append(AlertProcessor(site))
+    stages.processors.append(energy := EnergyProcessor(site))  # windows, sessions, index events
+    stages.charging = energy.charging
+    stages.observers.append(Notifier.from_site(site).observe)  # phone notifications of alerts
     return stages
 
 
