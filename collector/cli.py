@@ -19,6 +19,7 @@ from collector.meters.profile import ProfileError
 # Each module has `register(subparsers)`, which adds its parser and sets `run(args) -> int`.
 COMMANDS = (
     "collector.commands.check",
+    "collector.commands.ingest",
     "collector.commands.collect",
     "collector.commands.ingest",
     "collector.commands.profiles",

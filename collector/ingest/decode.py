@@ -64,7 +64,7 @@ def _validation_reason(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def decode(prefix: str, topic: str, payload: bytes, received_ms: int) -> Decoded:
+def decode(prefix: str, topic: str, payload: bytes | bytearray, received_ms: int) -> Decoded:
     """Validate `payload` with the shared message model of its topic and map it to a line.
 
     Raises Rejected for anything that is not a valid message of a known topic.
@@ -95,7 +95,7 @@ def decode(prefix: str, topic: str, payload: bytes, received_ms: int) -> Decoded
     return Decoded(kind, site, line)
 
 
-def _online(payload: bytes) -> bool:
+def _online(payload: bytes | bytearray) -> bool:
     text = payload.strip()
     if text == b"online":
         return True

@@ -1,0 +1,285 @@
+"""The ingestor process: MQTT 5 in, InfluxDB out, acknowledgement only once written.
+
+Threads:
+- paho's network thread runs `_on_message`: decode (pure), hand the line to the Batcher, or
+  dead-letter the message (republish with the reason, acknowledge at once);
+- the writer thread takes batches (by size or age), writes them, then acknowledges their
+  messages with `client.ack` (paho's manual acknowledgement, thread-safe);
+- the HTTP thread serves /healthz and /metrics.
+
+At least once: a message is acknowledged only after its batch is in the database, so a crash
+or SIGKILL leaves it with the broker, which redelivers it to the persistent session (clean
+start off, session expiry configured). Points are idempotent (same series and time overwrite),
+so a redelivered message written twice is stored once.
+
+Throughput is not capped by the acknowledgement scheme: we ask for a Receive Maximum (the
+broker's in-flight window towards us) of min(max_pending, 65535) and cut batches at half of
+it, so the broker keeps streaming into the next batch while one is being written. The window
+also bounds memory: the broker sends nothing beyond it until we acknowledge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from collector.config import IngestorConfig
+from collector.ingest.batch import AckToken, Batcher
+from collector.ingest.decode import Rejected, decode, subscriptions
+from collector.ingest.http import StatusServer
+from collector.ingest.metrics import IngestMetrics, render
+from collector.ingest.writer import Backend, WriteAborted, Writer, backend_for
+from collector.schema import format_ts
+
+log = logging.getLogger(__name__)
+
+MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5: a two-byte integer
+DEAD_LETTER_PAYLOAD_CHARS = 1024
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+
+
+class Ingestor:
+    def __init__(self, config: IngestorConfig, backend: Backend | None = None) -> None:
+        self.config = config
+        self.prefix = config.mqtt.topic_prefix
+        self.metrics = IngestMetrics()
+        self.stopping = threading.Event()
+        self.writer = Writer(backend or backend_for(config.influx), self.stopping)
+        self.window = min(config.ingest.max_pending, MAX_RECEIVE_MAXIMUM)
+        self.batcher = Batcher(
+            max_lines=max(1, min(config.ingest.batch_size, self.window // 2)),
+            max_age_s=config.ingest.flush_interval_s,
+        )
+        self._lock = threading.Lock()  # guards _generation against acks in flight
+        self._generation = 0
+        self._closing = False
+        self.client = self._make_client()
+        self._writer_thread = threading.Thread(target=self._write_loop, name="ingest-writer")
+        self.http = StatusServer(
+            config.ingest.http_host, config.ingest.http_port, self.health, self.metrics_text
+        )
+
+    # --- MQTT -----------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        settings = self.config.mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.ingest.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        client.manual_ack_set(True)
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            client.username_pw_set(settings.username, password)
+        if settings.tls:
+            client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                certfile=str(settings.cert_file) if settings.cert_file else None,
+                keyfile=str(settings.key_file) if settings.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(settings.tls_insecure)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.config.ingest.session_expiry_s
+        props.ReceiveMaximum = self.window
+        return props
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self.metrics.broker_connected = True
+        self.metrics.connects += 1
+        log.info(
+            "connected to %s:%d (session present: %s)",
+            self.config.mqtt.host,
+            self.config.mqtt.port,
+            flags.session_present,
+        )
+        # Subscribing again on a resumed session is harmless and covers an expired one.
+        options = SubscribeOptions(qos=1)
+        client.subscribe(
+            [
+                (topic, options)
+                for topic in subscriptions(self.prefix, self.config.ingest.share_group)
+            ]
+        )
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # Packet ids of this connection mean nothing on the next one unless the session is
+        # resumed: acknowledge none of them. The broker redelivers what we did not acknowledge.
+        with self._lock:
+            self._generation += 1
+        self.metrics.broker_connected = False
+        if not self._closing:
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._closing:
+            return  # not acknowledged: the broker redelivers it to the next run
+        try:
+            decoded = decode(self.prefix, msg.topic, msg.payload, time.time_ns() // 1_000_000)
+        except Rejected as exc:
+            self._dead_letter(msg, exc.site, exc.kind, exc.reason)
+            return
+        except Exception as exc:  # a bug of ours must not stop the stream; the letter keeps it
+            log.exception("could not decode %s", msg.topic)
+            self._dead_letter(msg, "unknown", "unknown", f"internal error: {exc!r}")
+            return
+        self.metrics.messages[decoded.kind] += 1
+        self.metrics.received += 1
+        self.batcher.add(decoded.line, AckToken(self._generation, msg.mid, msg.qos))
+
+    def _dead_letter(self, msg: mqtt.MQTTMessage, site: str, kind: str, reason: str) -> None:
+        self.metrics.dead_letters[kind] += 1
+        log.warning("dead letter from %s: %s", msg.topic, reason)
+        letter = {
+            "topic": msg.topic,
+            "reason": reason,
+            "received": format_ts(datetime.now(UTC)),
+            "payload_bytes": len(msg.payload),
+            "payload": msg.payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", "replace"),
+        }
+        self.client.publish(
+            f"{self.prefix}/{site}/deadletter", json.dumps(letter), qos=1, retain=False
+        )
+        self.client.ack(msg.mid, msg.qos)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self.batcher.take(timeout=0.25)
+            if batch is None:
+                if self._closing:
+                    return
+                continue
+            started = time.monotonic()
+            try:
+                if batch.lines:
+                    self.writer.write(batch.lines)
+            except WriteAborted as exc:
+                log.warning(
+                    "stopping: %d messages not written (%s); the broker keeps them",
+                    len(batch.tokens),
+                    exc,
+                )
+                self.metrics.settled += len(batch.tokens)
+                return
+            self.metrics.batch_latency.observe(time.monotonic() - started)
+            self._acknowledge(batch.tokens)
+
+    def _acknowledge(self, tokens: list[AckToken]) -> None:
+        acked = 0
+        with self._lock:
+            for token in tokens:
+                if token.generation == self._generation:
+                    self.client.ack(token.mid, token.qos)
+                    acked += 1
+        self.metrics.acked += acked
+        self.metrics.settled += len(tokens)
+
+    # --- status ---------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        broker = self.metrics.broker_connected
+        database = self.writer.backend.ping()
+        detail: dict[str, Any] = {
+            "status": "ok" if broker and database else "unavailable",
+            "broker": broker,
+            "database": database,
+            "backlog": self.metrics.received - self.metrics.settled,
+        }
+        if self.writer.stats.last_error and not self.writer.stats.database_up:
+            detail["last_error"] = self.writer.stats.last_error
+        return broker and database, detail
+
+    def metrics_text(self) -> str:
+        return render(self.metrics, self.writer.stats)
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.http.start()
+        settings = self.config.mqtt
+        self.client.connect_async(
+            settings.host,
+            settings.port,
+            keepalive=settings.keepalive_s,
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
+        self.client.loop_start()
+        self._writer_thread.start()
+        log.info(
+            "ingesting %s/# into %s (API %s); batches of %d or every %g s; window %d; "
+            "status on http://%s:%d/healthz",
+            self.prefix,
+            self.config.influx.url,
+            self.config.influx.api_version,
+            self.batcher.max_lines,
+            self.batcher.max_age_s,
+            self.window,
+            self.config.ingest.http_host,
+            self.http.port,
+        )
+
+    def stop(self) -> None:
+        """Graceful: write what was received, acknowledge it, disconnect.
+
+        Messages that arrive meanwhile are left unacknowledged for the next run. If the
+        database is down, the open batches are not written and the broker keeps them.
+        """
+        self._closing = True
+        self.stopping.set()  # no more retries: a write that fails now is given up
+        self.batcher.flush()
+        if self._writer_thread.is_alive():
+            self._writer_thread.join(timeout=self.config.influx.timeout_s + 5)
+        self.client.disconnect()  # queued after the PUBACKs, so those go out first
+        self.client.loop_stop()
+        self.writer.backend.close()
+        self.http.stop()
+        log.info(
+            "stopped: %d messages acknowledged, %d points written",
+            self.metrics.acked,
+            self.writer.stats.points_written,
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        self.start()
+        stop.wait()
+        self.stop()
