@@ -19,8 +19,8 @@ from collector.meters.profile import ProfileError
 # Each module has `register(subparsers)`, which adds its parser and sets `run(args) -> int`.
 COMMANDS = (
     "collector.commands.check",
-    "collector.commands.ingest",
     "collector.commands.collect",
+    "collector.commands.demo_history",
     "collector.commands.ingest",
     "collector.commands.profiles",
     "collector.commands.read",
