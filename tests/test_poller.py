@@ -14,7 +14,7 @@ import pytest
 from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.meters.bus import BadAnswer, NoAnswer
-from collector.meters.poller import Poller, PollStats, read_once
+from collector.meters.poller import Poller, PollStats, minimum_per_cycle, read_once
 from collector.meters.profile import Profile, ValueSpec
 from collector.meters.reading import Reading
 from collector.simulator.server import SimulatedSite
@@ -90,6 +90,7 @@ def test_each_meter_is_read_in_the_fewest_requests_its_profile_allows(tmp_path: 
     legrand = 12 + (7 + 2 + 2 * 39)
     sdm120 = 3 * 12 + (7 + 2 + 2 * 14) + (7 + 2 + 2 * 2) + (7 + 2 + 2 * 6)
     assert stats.bytes == (legrand + 2 * sdm120) * stats.cycles
+    assert minimum_per_cycle(site, profiles) == (7, legrand + 2 * sdm120)
     assert stats.errors == 0 and stats.overruns == 0
 
 

@@ -86,10 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError([f"--scenario {exc}"]) from None
     for bus in site.buses:
         meters = ", ".join(f"{m.id}@{m.unit}" for m in site.meters if m.bus == bus.id)
-        where = (
-            dict(args.serial).get(bus.id)
-            or f"{getattr(bus, 'host', '')}:{getattr(bus, 'port', '')}"
-        )
+        where = sim.endpoint(bus.id)
         print(f"bus {bus.id} ({bus.type}) on {where}: {meters}", flush=True)
     print(f"seed {seed}, speed x{args.speed:g}; Ctrl-C to stop", flush=True)
     try:

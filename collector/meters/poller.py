@@ -19,7 +19,15 @@ from typing import Protocol
 from tenacity import wait_exponential
 
 from collector.config import MeterSettings, SiteConfig
-from collector.meters.bus import Bus, BusError, ExceptionAnswer, WireStats, backoff_delay
+from collector.meters.bus import (
+    Bus,
+    BusError,
+    ExceptionAnswer,
+    Framing,
+    WireStats,
+    backoff_delay,
+    read_cost,
+)
 from collector.meters.plan import Request, Slot, decode_request, plan_reads
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
@@ -134,6 +142,18 @@ class MeterReader:
             largest,
             len(accepted),
         )
+
+
+def minimum_per_cycle(site: SiteConfig, profiles: dict[str, Profile]) -> tuple[int, int]:
+    """Requests and ADU bytes one poll cycle of the whole site needs at least: what the
+    profiles allow (benchmarks divide `stats()` by this)."""
+    requests = wire_bytes = 0
+    for meter in site.meters:
+        framing: Framing = "tcp" if site.bus(meter.bus).type == "tcp" else "rtu"
+        for request in plan_reads(profiles[meter.profile]):
+            requests += 1
+            wire_bytes += read_cost(framing, request.count)
+    return requests, wire_bytes
 
 
 def _readers(

@@ -200,6 +200,11 @@ class SimulatedSite:
         }
         self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
 
+    def endpoint(self, bus_id: str) -> str:
+        """Where a bus is served: host:port, or the serial device given for an rtu bus."""
+        bus = self.site.bus(bus_id)
+        return self._serial[bus.id] if isinstance(bus, RtuBus) else f"{bus.host}:{bus.port}"
+
     def meter(self, meter_id: str) -> MeterControl:
         return self.model.control(meter_id)
 
@@ -234,7 +239,12 @@ class SimulatedSite:
             if not any(m.bus == bus.id for m in self.site.meters):
                 continue
             server = self._server(bus.id)
-            await server.serve_forever(background=True)
+            try:
+                await server.serve_forever(background=True)
+            except RuntimeError as exc:  # pymodbus: "Could not start listen"
+                where = self.endpoint(bus.id)
+                await self.stop()
+                raise OSError(f"bus {bus.id} ({where}): {exc}") from None
             self._servers.append(server)
             log.info("simulating bus %s (%s)", bus.id, bus.type)
 
