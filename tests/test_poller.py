@@ -338,3 +338,21 @@ def test_bus_reconnects_after_the_gateway_restarts(tmp_path: Path) -> None:
         assert sink.events(point)[:2] == [True, False]
     reasons = [r for _, online, r in sink.availability_events if not online]
     assert all(r and "bus board" in r for r in reasons)
+
+
+def test_a_failing_sink_does_not_stop_polling(tmp_path: Path) -> None:
+    site, profiles = hotel(tmp_path, interval=0.1)
+
+    class Flaky(Sink):
+        def reading(self, reading: Reading) -> None:
+            super().reading(reading)
+            if len(self.readings) == 1:
+                raise RuntimeError("downstream bug")
+
+    async def scenario() -> Flaky:
+        async with SimulatedSite(site, profiles, seed=1):
+            sink = Flaky()
+            await poll_until(Poller(site, profiles, sink), lambda: len(sink.readings) >= 6)
+            return sink
+
+    assert len(run(scenario()).readings) >= 6

@@ -24,10 +24,15 @@ from collector.config import RtuBus, TcpBus
 from collector.meters.profile import Function
 
 log = logging.getLogger(__name__)
-# pymodbus logs every timeout at ERROR with a frame dump; we log failures ourselves, naming the
-# meter. Left alone if the user configured the pymodbus logger.
-if logging.getLogger("pymodbus").level == logging.NOTSET:
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+def quiet_pymodbus() -> None:
+    """pymodbus logs every timeout at ERROR with a frame dump; we log failures ourselves, naming
+    the meter. Its frames stay visible at DEBUG, and a pymodbus logger set by the user wins."""
+    logger = logging.getLogger("pymodbus")
+    if logger.level == logging.NOTSET and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.CRITICAL)
+
 
 Framing = Literal["tcp", "rtu"]
 
@@ -101,6 +106,12 @@ class Bus:
         self._next_connect = 0.0
         self._reconnect_wait = wait_exponential(multiplier=0.5, max=30)
         self._quiet_until: dict[int, float] = {}  # unit -> loop time its delay_ms ends
+        # RTU frames are delimited by 3.5 character times of silence (1.75 ms above 19200 baud).
+        self._frame_gap = 0.0
+        if isinstance(config, RtuBus):
+            self._frame_gap = max(3.5 * 11 / config.baudrate, 0.00175)
+        self._line_free_at = 0.0
+        quiet_pymodbus()
 
     @property
     def id(self) -> str:
@@ -174,7 +185,7 @@ class Bus:
         async with self._lock:
             client = await self._ensure_connected()
             loop = asyncio.get_running_loop()
-            wait = self._quiet_until.get(unit, 0.0) - loop.time()
+            wait = max(self._quiet_until.get(unit, 0.0), self._line_free_at) - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             call = (
@@ -192,6 +203,7 @@ class Bus:
                 self.stats.errors += 1
                 raise NoAnswer(f"{where}: no answer ({exc.__class__.__name__})") from None
             finally:
+                self._line_free_at = loop.time() + self._frame_gap
                 if delay_s:
                     self._quiet_until[unit] = loop.time() + delay_s
         if response.isError():

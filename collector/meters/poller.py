@@ -251,11 +251,18 @@ class Poller:
             if reader.failures:
                 log.info("%s answers again after %d failed polls", reader.label, reader.failures)
             reader.online = True
-            self._sink.availability(reader.meter.id, True, None)
+            self._deliver(self._sink.availability, reader.meter.id, True, None)
         reader.failures = 0
         reader.next_try = 0.0
         self._readings += 1
-        self._sink.reading(Reading(reader.meter.id, ts, values))
+        self._deliver(self._sink.reading, Reading(reader.meter.id, ts, values))
+
+    def _deliver(self, method: Callable[..., None], *args: object) -> None:
+        # The stage downstream failing on one message must not stop the polling of the site.
+        try:
+            method(*args)
+        except Exception:
+            log.exception("poll sink failed on %s%r", method.__name__, args)
 
     def _failed(self, reader: MeterReader, tick: float, reason: str) -> None:
         reader.failures += 1
@@ -265,7 +272,7 @@ class Poller:
         if reader.online is not False:
             log.warning("%s: offline: %s", reader.label, reason)
             reader.online = False
-            self._sink.availability(reader.meter.id, False, reason)
+            self._deliver(self._sink.availability, reader.meter.id, False, reason)
         else:
             log.debug("%s: still offline (retry in %.1f s): %s", reader.label, delay, reason)
 

@@ -22,6 +22,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from collector.config import ConfigError, RtuBus, SiteConfig
+from collector.meters.bus import quiet_pymodbus
 from collector.meters.decode import REGISTERS, encode
 from collector.meters.profile import Function, Profile, ValueSpec
 from collector.simulator.model import MeterControl, SiteModel, apply_scenario
@@ -199,6 +200,7 @@ class SimulatedSite:
             m.id: SimulatedMeter(m.id, profiles[m.profile], self.model) for m in site.meters
         }
         self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
+        quiet_pymodbus()
 
     def endpoint(self, bus_id: str) -> str:
         """Where a bus is served: host:port, or the serial device given for an rtu bus."""
