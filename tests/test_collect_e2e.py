@@ -1,0 +1,380 @@
+"""End to end: simulator (Modbus TCP, and RTU over a socat pty pair) -> the real collector app
+-> real mosquitto -> a test subscriber. Also the process itself (status, last will on SIGKILL,
+clean stop on SIGTERM, exit codes) and broker restarts against the buffering policy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collector import cli
+from collector.collect import Collector, Stages
+from collector.commands.check import load_site
+from collector.meters.poller import Poller
+from collector.pipeline import Outgoing
+from collector.schema import EnergyMessage, StateMessage
+from collector.simulator.server import SimulatedSite
+from tests import servers
+from tests.servers import Server, wait_until
+from tests.sim_helpers import main_meter, rtu_bus, socat_pair, socket_meter, tcp_bus, write_site
+
+SITE = "test-site"
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Recorder:
+    """A subscriber on a real broker, recording every message it receives."""
+
+    def __init__(self, port: int, topics: tuple[str, ...] = ("#",), client_id: str = "") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        persistent = bool(client_id)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.reconnect_delay_set(1, 1)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        properties = Properties(PacketTypes.CONNECT)
+        if persistent:  # the broker keeps our messages while we (or it) are away
+            properties.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=not persistent, properties=properties)
+        self.client.loop_start()
+        assert subscribed.wait(10), "no SUBACK"
+
+    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def retained(self) -> dict[str, bytes]:
+        with self._lock:
+            return {t: p for t, p, r in self.messages if r}
+
+    def states(self, point: str) -> list[dict[str, Any]]:
+        return [json.loads(p) for p in self.on(f"irve/{SITE}/{point}/state")]
+
+    def wait(self, check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+        wait_until(check, timeout, what)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def site_file(
+    tmp_path: Path, broker: Server, buses: list[Any], meters: list[Any], **mqtt: Any
+) -> Path:
+    return write_site(
+        tmp_path,
+        buses=buses,
+        meters=meters,
+        mqtt={"host": "127.0.0.1", "port": broker.port, **mqtt},
+        poll_interval_s=0.2,
+        state_dir=str(tmp_path / "state"),  # the energy processor's file, never the repo's var/
+    )
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def with_app(app: Collector, poller: Any, body: Callable[[], Awaitable[None]]) -> None:
+    """Run the app (as `irve collect` does) while `body` runs, then stop it cleanly."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(poller, stop))
+    try:
+        await body()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+def assert_matches_model(state: dict[str, Any], model: dict[str, float]) -> None:
+    """A published reading against the simulator's own numbers (the model may have moved one
+    5 s step since the poll: voltage drifts, the index grows by at most one step)."""
+    assert state["current_a"] == pytest.approx(model["current_a"], rel=1e-6)
+    assert state["voltage_v"] == pytest.approx(model["voltage_v"], abs=2.0)
+    assert state["power_w"] == pytest.approx(model["power_w"], rel=0.02)
+    assert state["frequency_hz"] == pytest.approx(model["frequency_hz"], abs=0.25)
+    # float32 kWh registers resolve about 0.1 Wh at this index.
+    assert -1 <= model["energy_wh"] - state["energy_wh"] <= 20
+    StateMessage.model_validate(state)
+
+
+def test_tcp_end_to_end(tmp_path: Path, broker: Server) -> None:
+    path = site_file(
+        tmp_path,
+        broker,
+        [tcp_bus("board")],
+        [main_meter("main", "board", 10), socket_meter("cp1", "board", 1)],
+    )
+    site, profiles = load_site(str(path))
+    sub = Recorder(broker.port)
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=3) as sim:
+            sim.meter("cp1").force_current(10.0)
+            app = Collector(site, profiles)
+
+            async def body() -> None:
+                await until(lambda: len(sub.states("cp1")) >= 3, "cp1 readings")
+                await until(lambda: len(sub.states("main")) >= 3, "main readings")
+                sim.meter("cp1").silent()
+                await until(
+                    lambda: sub.on(f"irve/{SITE}/cp1/availability")[-1:] == [b"offline"],
+                    "cp1 offline",
+                )
+                sim.meter("cp1").silent(False)
+                await until(
+                    lambda: sub.on(f"irve/{SITE}/cp1/availability")[-1:] == [b"online"],
+                    "cp1 back online",
+                )
+                await until(lambda: app.link.idle, "everything acknowledged")
+
+            await with_app(app, Poller(site, profiles, app), body)
+            # The model stops moving when nobody polls: the last reading is comparable.
+            await until(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"offline"], "offline")
+            last = sub.states("cp1")[-1]
+            assert_matches_model(last, sim.model.values("cp1"))
+            assert last["power_w"] > 2000 and last["role"] == "socket"
+            assert sub.states("main")[-1]["role"] == "main"
+            assert len(sub.states("main")[-1]["currents_a"]) == 3
+
+    asyncio.run(scenario())
+    sub.close()
+    assert sub.on(f"irve/{SITE}/cp1/availability") == [b"online", b"offline", b"online"]
+    assert sub.on(f"irve/{SITE}/main/availability") == [b"online"]
+
+    # A newcomer gets the retained picture: status, state, availability, discovery.
+    late = Recorder(broker.port)
+    late.wait(lambda: f"irve/{SITE}/cp1/state" in late.retained(), "retained state")
+    late.wait(lambda: len(late.retained()) >= 24, "retained discovery")
+    retained = late.retained()
+    late.close()
+    assert retained[f"irve/{SITE}/status"] == b"offline"
+    assert retained[f"irve/{SITE}/cp1/availability"] == b"online"
+    assert json.loads(retained[f"irve/{SITE}/cp1/state"]) == sub.states("cp1")[-1]
+    energy = json.loads(retained[f"homeassistant/sensor/irve_{SITE}_cp1/energy/config"])
+    assert energy["state_topic"] == f"irve/{SITE}/cp1/state"
+    assert (energy["device_class"], energy["state_class"]) == ("energy", "total_increasing")
+
+
+def test_rtu_end_to_end(tmp_path: Path, broker: Server) -> None:
+    """Over RS-485 (a socat pty pair), and to the broker in MQTT 3.1.1 this time."""
+    with socat_pair(tmp_path) as (server_end, client_end):
+        path = site_file(tmp_path, broker, [rtu_bus("rs485", client_end)],
+                         [socket_meter("cp1", "rs485", 1)], protocol="3.1.1")  # fmt: skip
+        site, profiles = load_site(str(path))
+        sub = Recorder(broker.port)
+
+        async def scenario() -> None:
+            async with SimulatedSite(site, profiles, seed=5, serial={"rs485": server_end}) as sim:
+                sim.meter("cp1").force_current(16.0)
+                app = Collector(site, profiles)
+
+                async def body() -> None:
+                    await until(lambda: len(sub.states("cp1")) >= 3, "cp1 readings over RTU")
+                    await until(lambda: app.link.idle, "everything acknowledged")
+
+                await with_app(app, Poller(site, profiles, app), body)
+                assert_matches_model(sub.states("cp1")[-1], sim.model.values("cp1"))
+
+        asyncio.run(scenario())
+        sub.close()
+    assert sub.on(f"irve/{SITE}/cp1/availability") == [b"online"]
+    assert sub.states("cp1")[-1]["current_a"] == 16.0
+
+
+def collect_process(path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector", "collect", "-c", str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_process_status_last_will_and_clean_stop(tmp_path: Path, broker: Server) -> None:
+    """`irve collect` as a process: `online` when up, `offline` by the last will when killed,
+    `offline` by itself on SIGTERM; a meter that never answers is `offline`."""
+    path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)])
+    sub = Recorder(broker.port)
+    status = f"irve/{SITE}/status"
+
+    process = collect_process(path)
+    sub.wait(lambda: sub.on(status)[-1:] == [b"online"], "status online", timeout=20)
+    sub.wait(lambda: sub.on(f"irve/{SITE}/cp1/availability") == [b"offline"], "meter offline")
+    process.kill()
+    process.wait()
+    sub.wait(lambda: sub.on(status)[-1:] == [b"offline"], "last will")
+
+    process = collect_process(path)
+    sub.wait(lambda: sub.on(status)[-2:] == [b"offline", b"online"], "online again", timeout=20)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=15)[0].decode()
+    sub.wait(lambda: sub.on(status)[-1:] == [b"offline"], "clean offline")
+    sub.close()
+    assert process.returncode == 0, output
+    assert "SIGTERM received" in output
+    assert sub.on(status) == [b"online", b"offline", b"online", b"offline"]
+
+
+def test_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_site(tmp_path, buses=[tcp_bus("board")], meters=[socket_meter("cp1", "board", 0)])
+    assert cli.main(["collect", "-c", str(bad)]) == 2
+    assert "meters[0].unit: must be 1..247" in capsys.readouterr().err
+    tls = write_site(
+        tmp_path,
+        buses=[tcp_bus("board")],
+        meters=[socket_meter("cp1", "board", 1)],
+        name="tls.yaml",
+        mqtt={"tls": True, "ca_file": str(tmp_path / "missing-ca.pem")},
+    )
+    assert cli.main(["collect", "-c", str(tls)]) == 2
+    assert "mqtt.ca_file: no such file" in capsys.readouterr().err
+
+
+# -- broker restarts ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def persistent_broker(tmp_path: Path) -> Iterator[Server]:
+    """mosquitto whose sessions survive a restart. Started as root, mosquitto drops to the
+    `mosquitto` user, which cannot write its database in our temporary folder ("Error:
+    Permission denied"): sessions would silently vanish on restart. `user` = whoever runs the
+    tests keeps it able to write (the directive is ignored when not started as root)."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    server = servers.mosquitto(tmp_path / "mosquitto", extra_conf=f"user {user}")
+    server.start()
+    yield server
+    server.stop()
+
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def energy(n: int) -> Outgoing:
+    start = T0 + timedelta(minutes=n)
+    message = EnergyMessage(
+        start=start, end=start + timedelta(minutes=1), energy_wh=float(n), period="BASE",
+        price_eur_kwh=0.2, cost_eur=n * 0.0002, index_start_wh=0.0, index_end_wh=float(n),
+    )  # fmt: skip
+    return Outgoing("energy", "cp1", message)
+
+
+def state(n: int) -> Outgoing:
+    message = StateMessage(
+        ts=T0 + timedelta(seconds=n), power_w=float(n), current_a=None, voltage_v=None,
+        energy_wh=None,
+    )  # fmt: skip
+    return Outgoing("state", "cp1", message)
+
+
+def numbers(sub: Recorder, kind: str, key: str) -> list[int]:
+    """Distinct sequence numbers received, in order of first arrival (QoS 1 may duplicate)."""
+    seen: dict[int, None] = {}
+    for payload in sub.on(f"irve/{SITE}/cp1/{kind}"):
+        seen.setdefault(int(json.loads(payload)[key]), None)
+    return list(seen)
+
+
+def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector, Any]:
+    """An app whose only meter is never polled and without processors: every message comes
+    from the test."""
+    path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)],
+                     discovery=False, **mqtt)  # fmt: skip
+    site, profiles = load_site(str(path))
+
+    class Quiet:
+        async def run(self) -> None:
+            await asyncio.Event().wait()
+
+    return Collector(site, profiles, Stages()), Quiet()
+
+
+def test_broker_restart_loses_nothing(tmp_path: Path, persistent_broker: Server) -> None:
+    """Messages produced steadily while the broker restarts (including those handed to paho
+    just before the socket died): every one arrives, in order, at a persistent subscriber."""
+    app, quiet = idle_site(tmp_path, persistent_broker)
+    sub = Recorder(persistent_broker.port, (f"irve/{SITE}/#",), client_id="persistent-subscriber")
+    produced = 0
+
+    async def body() -> None:
+        nonlocal produced
+        await until(lambda: app.link.connected, "connected")
+
+        async def produce() -> None:
+            nonlocal produced
+            while True:
+                app.publish(energy(produced))
+                app.publish(state(produced))
+                produced += 1
+                await asyncio.sleep(0.005)
+
+        producer = asyncio.create_task(produce())
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(persistent_broker.restart)
+        await until(lambda: app.link.stats.connects == 2, "reconnected")
+        await asyncio.sleep(0.3)
+        producer.cancel()
+        await until(lambda: app.link.idle, "backlog flushed")
+
+    asyncio.run(with_app(app, quiet, body))
+    sub.wait(lambda: len(numbers(sub, "energy", "energy_wh")) == produced, "every energy message")
+    sub.wait(lambda: len(numbers(sub, "state", "power_w")) == produced, "every state message")
+    sub.close()
+    assert app.link.outbox.stats.dropped == 0
+    assert numbers(sub, "energy", "energy_wh") == list(range(produced))
+    assert numbers(sub, "state", "power_w") == list(range(produced))
+
+
+def test_outage_drops_oldest_states_only(tmp_path: Path, persistent_broker: Server) -> None:
+    """Broker down, 350 messages for a 100-message outbox: the 50 energy messages and the
+    newest 50 readings are delivered, in order, once it is back; the 250 oldest readings are
+    the ones dropped (and counted)."""
+    app, quiet = idle_site(tmp_path, persistent_broker, buffer_max_messages=100)
+    sub = Recorder(persistent_broker.port, (f"irve/{SITE}/#",), client_id="persistent-subscriber")
+
+    async def body() -> None:
+        await until(lambda: app.link.connected, "connected")
+        await asyncio.to_thread(persistent_broker.stop)
+        await until(lambda: not app.link.connected, "broker seen down")
+        for n in range(350):
+            app.publish(energy(n) if n % 7 == 0 else state(n))
+        assert app.link.outbox.stats.dropped_state == 250
+        await asyncio.to_thread(persistent_broker.start)
+        await until(lambda: app.link.idle, "backlog flushed")
+
+    asyncio.run(with_app(app, quiet, body))
+    sub.wait(lambda: len(numbers(sub, "state", "power_w")) == 50, "the newest readings")
+    sub.wait(lambda: len(numbers(sub, "energy", "energy_wh")) == 50, "every energy message")
+    sub.close()
+    assert numbers(sub, "energy", "energy_wh") == list(range(0, 350, 7))
+    assert numbers(sub, "state", "power_w") == [n for n in range(350) if n % 7][-50:]
