@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from tenacity import RetryCallState, Retrying, wait_exponential
@@ -199,9 +199,13 @@ class Bus:
                 response: ModbusPDU = await asyncio.wait_for(
                     call(address, count=count, device_id=unit), self.config.timeout_s + 0.5
                 )
-            except (TimeoutError, ModbusException, OSError) as exc:
+            except (ConnectionException, OSError):
                 self.stats.errors += 1
-                raise NoAnswer(f"{where}: no answer ({exc.__class__.__name__})") from None
+                raise NoAnswer(f"{where}: connection lost") from None
+            except (TimeoutError, ModbusException):
+                self.stats.errors += 1
+                timeout = self.config.timeout_s
+                raise NoAnswer(f"{where}: no answer within {timeout:g} s") from None
             finally:
                 self._line_free_at = loop.time() + self._frame_gap
                 if delay_s:
