@@ -50,8 +50,9 @@ class Message(BaseModel):
 class _Timed(Message):
     @field_validator("ts", "start", "end", mode="after", check_fields=False)
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return _require_aware(value)
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # Optional timestamps (SessionMessage.start) may be null.
+        return None if value is None else _require_aware(value)
 
 
 class StateMessage(_Timed):

@@ -298,3 +298,9 @@ def test_any_payload_decodes_or_is_rejected(
         assert not any(word in decoded.line for word in ("=nan", "=inf", "=-inf"))
         assert decoded.line.rsplit(" ", 1)[1].lstrip("-").isdigit()
         assert not math.isnan(float(decoded.line.rsplit(" ", 1)[1]))
+
+
+def test_session_with_null_start_is_valid() -> None:
+    # Regression: the timestamp validator used to crash (AttributeError) on `"start": null`.
+    msg = dict(SESSION, start=None)
+    assert line_of("irve/h/cp1/session", msg).endswith(f" {TS_MS}")
