@@ -274,7 +274,10 @@ class InfluxSettings(Strict):
 
 class IngestSettings(Strict):
     client_id: str = "irve-ingest"
-    share_group: str | None = "irve"
+    # Off by default: mosquitto 2.0 restores a persistent session's plain subscriptions after a
+    # restart but not its $share ones, so a lone ingestor on a shared subscription loses what is
+    # published before it resubscribes (docs/ingest.md). Set a group to run several ingestors.
+    share_group: str | None = None
     session_expiry_s: Annotated[int, _between(0, 2**32 - 1)] = 7 * 86400
     batch_size: Annotated[int, _between(1, 100_000)] = 5000
     flush_interval_s: Annotated[float, _between(0.01, 60)] = 1.0

@@ -74,24 +74,36 @@ def test_ingestor_sigkill_mid_stream(
         proc.wait(timeout=15)
 
 
-def test_broker_restart_mid_stream(broker: servers.Server, influx: servers.Server) -> None:
+def test_broker_restart_mid_stream(influx: servers.Server, tmp_path: Path) -> None:
+    # Not the `broker` fixture: mosquitto started as root drops to the user "mosquitto", which
+    # cannot write its persistence file into pytest's root-owned tmp dir ("Error: Permission
+    # denied" in its log), so every session and queued message would vanish with the restart.
+    # `user root` keeps it root; as a normal user the option has no effect.
+    # Plain subscriptions (the default): mosquitto 2.0.11 does not restore $share ones with the
+    # session, and what is published before the ingestor resubscribes would be lost.
+    broker = servers.mosquitto(tmp_path / "mqtt", extra_conf="user root")
+    broker.start()
     create_database(influx)
     total = 4000
-    with running(config(broker, influx, "1", flush_interval_s=0.2)) as ingestor:
-        with publisher(broker.port) as pub:
-            feeding = in_thread(stream, pub, total, 800)
-            servers.wait_until(lambda: count(influx) > 500, 20, "first points")
-            broker.restart()
-            feeding.join()
-        servers.wait_until(lambda: count(influx) == total, 40, f"{total} points")
-        assert ingestor.metrics.connects >= 2
+    try:
+        with running(config(broker, influx, "1", flush_interval_s=0.2)) as ingestor:
+            with publisher(broker.port) as pub:
+                feeding = in_thread(stream, pub, total, 800)
+                servers.wait_until(lambda: count(influx) > 500, 20, "first points")
+                broker.restart()
+                feeding.join()
+            servers.wait_until(lambda: count(influx) == total, 40, f"{total} points")
+            assert ingestor.metrics.connects >= 2
+    finally:
+        broker.stop()
 
 
 def test_two_ingestors_share_the_load(broker: servers.Server, influx: servers.Server) -> None:
     create_database(influx)
     total = 4000
-    first = config(broker, influx, "1", client_id="ingest-a", flush_interval_s=0.2)
-    second = config(broker, influx, "1", client_id="ingest-b", flush_interval_s=0.2)
+    shared = {"flush_interval_s": 0.2, "share_group": "irve"}
+    first = config(broker, influx, "1", client_id="ingest-a", **shared)
+    second = config(broker, influx, "1", client_id="ingest-b", **shared)
     with running(first) as a, running(second) as b:
         with publisher(broker.port) as pub:
             for i in range(total):

@@ -14,6 +14,7 @@ Decisions the SPEC leaves open, documented in docs/ingest.md:
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from collector.schema import (
     AlertMessage,
@@ -108,8 +109,18 @@ def reading(site: str, point: str, msg: StateMessage) -> str | None:
         pairs.append((f"current_l{i}_a", current))
     for i, voltage in enumerate(msg.voltages_v or (), start=1):
         pairs.append((f"voltage_l{i}_v", voltage))
-    tags = (("site", site), ("point", point), ("role", msg.role or "socket"))
-    return _line("reading", tags, _numbers(pairs), msg.ts)
+    fields = _numbers(pairs)
+    if not fields:
+        return None
+    return (
+        f"{_reading_head(site, point, msg.role or 'socket')} {','.join(fields)} {epoch_ms(msg.ts)}"
+    )
+
+
+@lru_cache(maxsize=65536)
+def _reading_head(site: str, point: str, role: str) -> str:
+    # Readings are most of the traffic and their series are few: escape each series once.
+    return "reading" + _tags((("site", site), ("point", point), ("role", role)))
 
 
 def energy(site: str, point: str, msg: EnergyMessage) -> str | None:

@@ -1,10 +1,11 @@
 """The ingestor process: MQTT 5 in, InfluxDB out, acknowledgement only once written.
 
 Threads:
-- paho's network thread runs `_on_message`: decode (pure), hand the line to the Batcher, or
-  dead-letter the message (republish with the reason, acknowledge at once);
+- the network thread runs paho's `loop_forever` (reconnects included) and `_on_message`:
+  decode (pure), hand the line to the Batcher, or dead-letter the message (republish with the
+  reason, acknowledge at once);
 - the writer thread takes batches (by size or age), writes them, then acknowledges their
-  messages with `client.ack` (paho's manual acknowledgement, thread-safe);
+  messages with `client.ack` (paho's manual acknowledgement);
 - the HTTP thread serves /healthz and /metrics.
 
 At least once: a message is acknowledged only after its batch is in the database, so a crash
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5: a two-byte integer
 DEAD_LETTER_PAYLOAD_CHARS = 1024
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+NETWORK_TICK_S = 0.05  # longest wait before queued acknowledgements go out
 
 
 class Ingestor:
@@ -62,11 +64,11 @@ class Ingestor:
             max_lines=max(1, min(config.ingest.batch_size, self.window // 2)),
             max_age_s=config.ingest.flush_interval_s,
         )
-        self._lock = threading.Lock()  # guards _generation against acks in flight
         self._generation = 0
         self._closing = False
         self.client = self._make_client()
         self._writer_thread = threading.Thread(target=self._write_loop, name="ingest-writer")
+        self._network_thread = threading.Thread(target=self._network_loop, name="ingest-mqtt")
         self.http = StatusServer(
             config.ingest.http_host, config.ingest.http_port, self.health, self.metrics_text
         )
@@ -142,8 +144,7 @@ class Ingestor:
     ) -> None:
         # Packet ids of this connection mean nothing on the next one unless the session is
         # resumed: acknowledge none of them. The broker redelivers what we did not acknowledge.
-        with self._lock:
-            self._generation += 1
+        self._generation += 1  # under paho's callback lock, like `_acknowledge`
         self.metrics.broker_connected = False
         if not self._closing:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
@@ -205,13 +206,30 @@ class Ingestor:
 
     def _acknowledge(self, tokens: list[AckToken]) -> None:
         acked = 0
-        with self._lock:
+        with self._paho_callback_lock():
             for token in tokens:
                 if token.generation == self._generation:
                     self.client.ack(token.mid, token.qos)
                     acked += 1
         self.metrics.acked += acked
         self.metrics.settled += len(tokens)
+
+    def _paho_callback_lock(self) -> threading.Lock:
+        """The lock paho holds while it runs our callbacks.
+
+        Why: we run `loop_forever` in our own thread rather than `loop_start`, which wakes the
+        network thread through a socket pair for every outgoing packet (one PUBACK per
+        message) and cost a third more CPU per message here (see docs/benchmarks.md). Without
+        `loop_start`, paho would write a packet queued from another thread straight to the
+        socket, racing the network thread; holding this lock makes it queue the PUBACKs
+        instead, and the network thread sends them on its next turn (within NETWORK_TICK_S).
+        It also orders `_acknowledge` against `_on_disconnect`'s generation change.
+        """
+        lock: threading.Lock = self.client._in_callback_mutex
+        return lock
+
+    def _network_loop(self) -> None:
+        self.client.loop_forever(timeout=NETWORK_TICK_S, retry_first_connection=True)
 
     # --- status ---------------------------------------------------------------------------
 
@@ -243,7 +261,7 @@ class Ingestor:
             clean_start=False,
             properties=self._connect_properties(),
         )
-        self.client.loop_start()
+        self._network_thread.start()
         self._writer_thread.start()
         log.info(
             "ingesting %s/# into %s (API %s); batches of %d or every %g s; window %d; "
@@ -270,7 +288,7 @@ class Ingestor:
         if self._writer_thread.is_alive():
             self._writer_thread.join(timeout=self.config.influx.timeout_s + 5)
         self.client.disconnect()  # queued after the PUBACKs, so those go out first
-        self.client.loop_stop()
+        self._network_thread.join(timeout=10)
         self.writer.backend.close()
         self.http.stop()
         log.info(
