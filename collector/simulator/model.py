@@ -85,7 +85,6 @@ class MeterState:
     car: Car | None = None
     forced_current_a: float | None = None
     forced_power_w: float | None = None
-    sessions: int = 0
 
     @property
     def power_w(self) -> float:
@@ -227,7 +226,6 @@ class SiteModel:
             rate = _ARRIVALS[int(self._local_hour())]
             if self.rng.random() < rate * self.step_s / 3600:
                 state.car = self._arrival()
-                state.sessions += 1
 
     def _arrival(self) -> Car:
         capacity = self.rng.choice((40e3, 52e3, 60e3, 77e3))
