@@ -22,5 +22,20 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 
+# The Docker stack. `up` first creates .env (random secrets), config/site.yaml and
+# mosquitto/passwd when missing (scripts/init_env.py, standard library only).
+up:
+	$(PYTHON) scripts/init_env.py
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+# Without Docker (Debian/Ubuntu): mosquitto and influxd from the system packages, then the
+# simulator, collector and ingestor as local processes; live readings until Ctrl-C.
+# DEMO_SECONDS=N stops after N seconds; DEMO_INSTALL=1 lets it apt-get install what is missing.
+demo: $(BIN)/.installed
+	$(BIN)/python -m scripts.demo
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

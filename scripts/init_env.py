@@ -25,7 +25,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,12 +151,13 @@ def mqtt_users(env: Mapping[str, str]) -> dict[str, str]:
     return users
 
 
-def password_file(users: Mapping[str, str], existing: str = "") -> str:
-    """mosquitto password file: `users` hashed afresh, other users' lines of `existing` kept."""
+def password_file(users: Mapping[str, str], existing: str = "", drop: Collection[str] = ()) -> str:
+    """mosquitto password file: `users` hashed afresh, the other users of `existing` kept
+    except those in `drop`."""
     kept = [
         line
         for line in existing.splitlines()
-        if line.strip() and line.partition(":")[0] not in users
+        if line.strip() and line.partition(":")[0] not in {*users, *drop}
     ]
     hashed = [f"{user}:{mosquitto_hash(password)}" for user, password in users.items()]
     return "\n".join(kept + hashed) + "\n"
@@ -199,7 +200,8 @@ def prepare(root: Path, site_file: Path, env_file: Path, passwd_file: Path) -> l
         template = (root / ".env.example").read_text(encoding="utf-8")
         env_text = fill_secrets(template)
         done.append(f"created {env_file} with random passwords and tokens")
-    if parse_env(env_text).get(SITE_ID) != site_id:
+    previous_site = parse_env(env_text).get(SITE_ID, "")
+    if previous_site != site_id:
         env_text = set_variable(env_text, SITE_ID, site_id)
         done.append(f"{SITE_ID}={site_id} in {env_file}")
     write_private(env_file, env_text)
@@ -208,7 +210,9 @@ def prepare(root: Path, site_file: Path, env_file: Path, passwd_file: Path) -> l
     users = mqtt_users(parse_env(env_text))
     # 0644: the mosquitto container reads it as its own user (uid 1883), not as the file's
     # owner. The passwords are 192-bit random strings, so the hashes give nothing away.
-    write_private(passwd_file, password_file(users, existing), mode=0o644)
+    # The collector user of a renamed site goes; other users (a central broker's sites) stay.
+    stale = [previous_site] if previous_site not in ("", site_id) else []
+    write_private(passwd_file, password_file(users, existing, stale), mode=0o644)
     done.append(f"wrote {passwd_file} ({', '.join(users)})")
     return done
 

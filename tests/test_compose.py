@@ -1,0 +1,233 @@
+"""docker-compose.yml, Dockerfile and the secrets script, checked without a Docker engine.
+
+tests/compose-spec.json is the Compose Specification JSON schema, schema/compose-spec.json of
+the public compose-spec/compose-spec repository at commit
+00655e2222608fa6eaecdf12ac5195889ca2244a, stored unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from scripts import healthcheck, init_env
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+ENV_EXAMPLE = (REPO / ".env.example").read_text()
+DATABASE_PORTS = {"8086", "8088"}
+SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?][^}]*)?\}")
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def test_validates_against_the_compose_specification() -> None:
+    schema = json.loads((REPO / "tests" / "compose-spec.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(COMPOSE, schema, cls=jsonschema.Draft7Validator)
+
+
+def test_the_schema_catches_a_broken_file() -> None:
+    schema = json.loads((REPO / "tests" / "compose-spec.json").read_text())
+    broken = {"services": {"x": {"image": "a:1", "depends_on": {"y": {"condition": "up"}}}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema, cls=jsonschema.Draft7Validator)
+
+
+def test_expected_services() -> None:
+    assert set(SERVICES) == {
+        "mosquitto",
+        "influxdb",
+        "grafana",
+        "collector",
+        "ingestor",
+        "simulator",
+    }
+    assert SERVICES["simulator"]["profiles"] == ["simulator"]
+    assert "COMPOSE_PROFILES=simulator" in ENV_EXAMPLE.splitlines()
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_image_tags_are_pinned(name: str) -> None:
+    image = SERVICES[name]["image"]
+    repo, _, tag = image.rpartition(":")
+    assert repo and tag != "latest" and re.fullmatch(r"\d+\.\d+\.\d+", tag), image
+    expected_major = {"mosquitto": "eclipse-mosquitto:2.", "influxdb": "influxdb:2."}
+    if name in expected_major:
+        assert image.startswith(expected_major[name])
+
+
+def test_dockerfile_is_pinned_non_root_with_healthcheck() -> None:
+    lines = [
+        line.strip()
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert re.fullmatch(r"FROM python:3\.11\.\d+-slim(-\w+)?", lines[0]), lines[0]
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    for service in ("collector", "ingestor", "simulator"):
+        assert SERVICES[service]["build"] == "."
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_has_a_healthcheck_and_a_restart_policy(name: str) -> None:
+    service = SERVICES[name]
+    check = service["healthcheck"]
+    assert check["test"] and check["test"][0] in ("CMD", "CMD-SHELL")
+    assert not check.get("disable")
+    assert service["restart"] in ("unless-stopped", "always")
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_dependencies_wait_for_healthy(name: str) -> None:
+    for dependency, spec in SERVICES[name].get("depends_on", {}).items():
+        assert dependency in SERVICES
+        assert spec["condition"] == "service_healthy", (name, dependency)
+    if name in ("collector", "ingestor"):
+        assert "mosquitto" in SERVICES[name]["depends_on"]
+
+
+def test_no_default_or_literal_secret() -> None:
+    for name, service in SERVICES.items():
+        for key, value in environment(service).items():
+            if any(word in key for word in SECRET_WORDS):
+                refs = _VAR.findall(value)
+                assert refs, f"{name}.{key}: a literal secret"
+                # Either required (`:?`), or empty when unset (optional channels).
+                assert re.fullmatch(r"\$\{\w+(:\?[^}]*|:-)?\}", value), f"{name}.{key}: {value}"
+
+
+def test_every_variable_is_documented_in_env_example() -> None:
+    documented = set(init_env.parse_env(ENV_EXAMPLE))
+    used = set(_VAR.findall((REPO / "docker-compose.yml").read_text()))
+    used -= {"SYS"}  # `$$SYS` in a healthcheck is mosquitto's topic, not a variable
+    assert used - documented == set()
+    for name in init_env.GENERATED:
+        assert f"{name}=" in ENV_EXAMPLE.splitlines(), name
+
+
+def published(service: dict[str, Any]) -> list[str]:
+    return [str(port).rsplit(":", 1)[-1] for port in service.get("ports", [])]
+
+
+def test_only_grafana_and_mqtt_are_published() -> None:
+    assert "ports" not in SERVICES["influxdb"]
+    for name, service in SERVICES.items():
+        assert not DATABASE_PORTS & set(published(service)), name
+    assert published(SERVICES["grafana"]) == ["3000"]
+    assert published(SERVICES["mosquitto"]) == ["1883"]
+    grafana = environment(SERVICES["grafana"])
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
+
+
+def test_named_volumes_for_all_state() -> None:
+    declared = set(COMPOSE["volumes"])
+    for name, service in SERVICES.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith("."):
+                assert source in declared, (name, source)
+    assert any(v.startswith("influxdb-data:") for v in SERVICES["influxdb"]["volumes"])
+    assert any(v.startswith("mosquitto-data:") for v in SERVICES["mosquitto"]["volumes"])
+
+
+def test_influxdb_is_initialised_with_the_influxql_mapping() -> None:
+    env = environment(SERVICES["influxdb"])
+    assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    assert "./influxdb/init:/docker-entrypoint-initdb.d:ro" in SERVICES["influxdb"]["volumes"]
+    script = (REPO / "influxdb" / "init" / "10-dbrp.sh").read_text()
+    assert "influx v1 dbrp create" in script and "--rp autogen" in script
+
+
+# --- scripts/init_env.py: .env, site file and mosquitto password file --------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "config" / "examples").mkdir(parents=True)
+    example = REPO / "config" / "examples" / "hotel-vda.yaml"
+    (tmp_path / "config" / "examples" / "hotel-vda.yaml").write_text(example.read_text())
+    (tmp_path / ".env.example").write_text(ENV_EXAMPLE)
+    return tmp_path
+
+
+def run_init(root: Path) -> int:
+    return init_env.main(["--root", str(root)])
+
+
+def test_first_run_creates_secrets_site_and_password_file(root: Path) -> None:
+    assert run_init(root) == 0
+    env = init_env.parse_env((root / ".env").read_text())
+    secrets = [env[name] for name in init_env.GENERATED]
+    assert all(re.fullmatch(r"[0-9a-f]{48}", s) for s in secrets)
+    assert len(set(secrets)) == len(secrets)
+    assert (root / ".env").stat().st_mode & 0o077 == 0
+    assert env["IRVE_SITE_ID"] == "hotel-vda"
+    assert env["IRVE_ALERT_NTFY_TOKEN"] == ""  # optional channels stay off
+    site = (root / "config" / "site.yaml").read_text()
+    assert "host: simulator" in site and "127.0.0.1" not in site
+    users = [line.split(":")[0] for line in (root / "mosquitto" / "passwd").read_text().split()]
+    assert users == ["hotel-vda", "ingestor", "building", "homeassistant"]
+
+
+def test_second_run_keeps_secrets_follows_the_site_and_keeps_other_users(root: Path) -> None:
+    assert run_init(root) == 0
+    first = init_env.parse_env((root / ".env").read_text())
+    passwd = root / "mosquitto" / "passwd"
+    passwd.write_text(passwd.read_text() + "gite-des-tilleuls:$7$101$abc$def\n")
+    site = root / "config" / "site.yaml"
+    site.write_text(site.read_text().replace("id: hotel-vda", "id: hotel-lille"))
+    assert run_init(root) == 0
+    second = init_env.parse_env((root / ".env").read_text())
+    assert second["IRVE_SITE_ID"] == "hotel-lille"
+    assert {k: v for k, v in second.items() if k != "IRVE_SITE_ID"} == {
+        k: v for k, v in first.items() if k != "IRVE_SITE_ID"
+    }
+    users = [line.split(":")[0] for line in passwd.read_text().split()]
+    assert sorted(users) == sorted(
+        ["gite-des-tilleuls", "hotel-lille", "ingestor", "building", "homeassistant"]
+    )
+
+
+def test_reserved_or_invalid_site_ids_are_refused(root: Path) -> None:
+    (root / "config" / "site.yaml").write_text("site:\n  id: building\n")
+    assert run_init(root) == 2
+    (root / "config" / "site.yaml").write_text("site: {id: Hotel_VDA, name: x}\n")
+    assert run_init(root) == 2
+
+
+def test_site_id_in_block_and_flow_style() -> None:
+    block = '# c\nsite:\n  name: x  # id: no\n  id: "hotel-vda"\nmqtt:\n  id: other\n'
+    assert init_env.site_id_of(block) == "hotel-vda"
+    assert init_env.site_id_of("site: {name: x, id: gite}\n") == "gite"
+    with pytest.raises(init_env.SetupError):
+        init_env.site_id_of("mqtt:\n  id: x\n")
+
+
+# --- scripts/healthcheck.py -----------------------------------------------------------------
+
+
+def test_healthcheck_finds_the_container_command() -> None:
+    assert healthcheck.subcommand(b"/usr/local/bin/python\0/usr/local/bin/irve\0ingest\0") == (
+        "ingest"
+    )
+    cmdline = b"python\0-m\0collector\0--log-level\0DEBUG\0collect\0-c\0/etc/irve/site.yaml\0"
+    assert healthcheck.subcommand(cmdline) == "collect"
+    assert healthcheck.config_argument(cmdline) == "/etc/irve/site.yaml"
+    assert healthcheck.subcommand(b"/bin/sh\0-c\0sleep 1\0") is None
