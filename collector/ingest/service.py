@@ -163,7 +163,7 @@ class Ingestor:
             return
         self.metrics.messages[decoded.kind] += 1
         self.metrics.received += 1
-        self.batcher.add(decoded.line, AckToken(self._generation, msg.mid, msg.qos))
+        self.batcher.add(decoded.line, (self._generation, msg.mid, msg.qos))
 
     def _dead_letter(self, msg: mqtt.MQTTMessage, site: str, kind: str, reason: str) -> None:
         self.metrics.dead_letters[kind] += 1
@@ -207,9 +207,9 @@ class Ingestor:
     def _acknowledge(self, tokens: list[AckToken]) -> None:
         acked = 0
         with self._paho_callback_lock():
-            for token in tokens:
-                if token.generation == self._generation:
-                    self.client.ack(token.mid, token.qos)
+            for generation, mid, qos in tokens:
+                if generation == self._generation:
+                    self.client.ack(mid, qos)
                     acked += 1
         self.metrics.acked += acked
         self.metrics.settled += len(tokens)
