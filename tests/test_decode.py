@@ -335,7 +335,8 @@ def test_legrand_emdx3_millivolts_and_milliamps() -> None:
         {
             4096: [0x0003, 0x8301],  # V1 230145 mV
             4102: [0x0000, 0x3E80],  # I1 16000 mA
-            4124: [0x0012, 0xD687],  # import 1234567 Wh
+            4116: [0x0005, 0x9D80],  # sum P 368000 x 0.01 W
+            4124: [0x0012, 0xD687],  # import 1234567 x 10 Wh
             4132: [0x0062],  # PF 98 x0.01
             4134: [0x01F4],  # 500 x0.1 Hz
         },
@@ -345,7 +346,8 @@ def test_legrand_emdx3_millivolts_and_milliamps() -> None:
         {
             "voltage_l1_v": 230.145,
             "current_l1_a": 16.0,
-            "energy_wh": 1_234_567.0,
+            "power_w": 3680.0,
+            "energy_wh": 12_345_670.0,
             "power_factor": 0.98,
             "frequency_hz": 50.0,
         },
