@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector import cli
-from collector.collect import Collector, Stages
+from collector.collect import Collector, Source, Stages
 from collector.commands.check import load_site
 from collector.meters.poller import Poller
-from collector.pipeline import Outgoing
+from collector.pipeline import Outgoing, Processor
 from collector.schema import EnergyMessage, StateMessage
 from collector.simulator.server import SimulatedSite
 from tests import servers
@@ -104,7 +104,7 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 15) -> No
         await asyncio.sleep(0.05)
 
 
-async def with_app(app: Collector, poller: Any, body: Callable[[], Awaitable[None]]) -> None:
+async def with_app(app: Collector, poller: Source, body: Callable[[], Awaitable[None]]) -> None:
     """Run the app (as `irve collect` does) while `body` runs, then stop it cleanly."""
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(poller, stop))
@@ -305,17 +305,19 @@ def numbers(sub: Recorder, kind: str, key: str) -> list[int]:
     return list(seen)
 
 
-def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector, Any]:
+class Quiet:
+    """A source that never reads a meter."""
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector, Quiet]:
     """An app whose only meter is never polled and without processors: every message comes
     from the test."""
     path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)],
                      discovery=False, **mqtt)  # fmt: skip
     site, profiles = load_site(str(path))
-
-    class Quiet:
-        async def run(self) -> None:
-            await asyncio.Event().wait()
-
     return Collector(site, profiles, Stages()), Quiet()
 
 
@@ -378,3 +380,62 @@ def test_outage_drops_oldest_states_only(tmp_path: Path, persistent_broker: Serv
     sub.close()
     assert numbers(sub, "energy", "energy_wh") == list(range(0, 350, 7))
     assert numbers(sub, "state", "power_w") == [n for n in range(350) if n % 7][-50:]
+
+
+# -- input from MQTT: badges, Home Assistant restarts; processors' hooks ----------------------
+
+
+class Recording(Processor):
+    """A processor that records what the app feeds it (a stand-in for energy/alerts)."""
+
+    def __init__(self) -> None:
+        self.badges: list[tuple[str, str]] = []
+        self.ticks = 0
+
+    def on_badge(self, point: str, badge: str, now: datetime) -> Iterable[Outgoing]:
+        self.badges.append((point, badge))
+        return [energy(len(self.badges))]
+
+    def on_tick(self, now: datetime) -> Iterable[Outgoing]:
+        self.ticks += 1
+        return ()
+
+
+class Broken(Processor):
+    def on_badge(self, point: str, badge: str, now: datetime) -> Iterable[Outgoing]:
+        raise RuntimeError("processor bug")
+
+
+def test_badges_ticks_and_home_assistant_restart(
+    tmp_path: Path, broker: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)])
+    site, profiles = load_site(str(path))
+    recording = Recording()
+    observed: list[str] = []
+    stages = Stages([Broken(), recording], observers=[lambda out: observed.append(out.kind)])
+    app = Collector(site, profiles, stages)
+    sub = Recorder(broker.port)
+    discovery = f"homeassistant/sensor/irve_{SITE}_cp1/power/config"
+
+    async def body() -> None:
+        await until(lambda: len(sub.on(discovery)) == 1, "discovery")
+        front_desk = sub.client
+        front_desk.publish(f"irve/{SITE}/cp1/badge", b"not json", qos=1)
+        front_desk.publish(f"irve/{SITE}/cp1/badge", b'{"badge": "  "}', qos=1)
+        front_desk.publish(f"irve/{SITE}/nope/badge", b'{"badge": "room-1"}', qos=1)
+        front_desk.publish(f"irve/{SITE}/cp1/badge", b'{"badge": "room-12"}', qos=1)
+        await until(lambda: recording.badges == [("cp1", "room-12")], "the good badge")
+        await until(lambda: len(sub.on(f"irve/{SITE}/cp1/energy")) == 1, "its output")
+        front_desk.publish("homeassistant/status", b"online", qos=1)
+        await until(lambda: len(sub.on(discovery)) == 2, "discovery re-sent")
+        await until(lambda: recording.ticks >= 1, "a tick", timeout=3)
+
+    asyncio.run(with_app(app, Quiet(), body))
+    sub.close()
+    logged = caplog.text
+    assert f"bad badge message on irve/{SITE}/cp1/badge: payload: Invalid JSON" in logged
+    assert "badge: Value error, badge must not be blank" in logged
+    assert f"badge on irve/{SITE}/nope/badge: no meter 'nope'" in logged
+    assert "processor Broken failed" in logged
+    assert "energy" in observed and "state" not in observed
