@@ -18,6 +18,7 @@ from collector.meters.profile import ProfileError
 
 # Each module has `register(subparsers)`, which adds its parser and sets `run(args) -> int`.
 COMMANDS = (
+    "collector.commands.bill",
     "collector.commands.check",
     "collector.commands.collect",
     "collector.commands.demo_history",

@@ -48,6 +48,11 @@ def aligned_end(instant: datetime, window_s: int) -> datetime:
     return EPOCH + timedelta(seconds=(seconds + 1) * window_s)
 
 
+def window_end(start: datetime, tariff: Tariff, window_s: int) -> datetime:
+    """End of the window opening at `start`: the next aligned mark or tariff boundary."""
+    return min(aligned_end(start, window_s), tariff.next_boundary(start))
+
+
 def cost_eur(energy_wh: float, price_eur_kwh: float) -> float:
     """Cost of one window, kept to 6 decimals: bills round once, on each line's total."""
     return round(energy_wh / 1000 * price_eur_kwh, 6)
@@ -246,7 +251,7 @@ class PointEnergy:
         self.window = self._open(ts, index_wh)
 
     def _open(self, start: datetime, index_wh: float | None) -> Window:
-        end = min(aligned_end(start, self.window_s), self.tariff.next_boundary(start))
+        end = window_end(start, self.tariff, self.window_s)
         period, price = self.tariff.rate_at(start)
         return Window(start, end, period, price, index_start_wh=index_wh)
 

@@ -1,0 +1,115 @@
+"""`irve bill`: a guest's charging statement for a stay (CSV and printable HTML, FR or EN).
+
+    irve bill -c SITE.yaml --room 12 --arrival 2026-01-10 --departure 2026-01-13 \
+        --policy allowance --kwh-per-night 8 --html statement.html
+
+Sessions come from InfluxDB (`session` measurement, InfluxQL /query; connection from the
+site file's `influx` section or IRVE_INFLUX__* variables). A date without a time means local
+midnight for the arrival and the end of the day for the departure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from collector.billing.render import to_csv, to_html
+from collector.billing.source import load_sessions, meter_wh
+from collector.billing.statement import Policy, Stay, make_statement
+from collector.commands.check import add_config_argument
+from collector.config import ConfigError, SiteConfig, load
+from collector.store.influxql import InfluxQL, InfluxQLError
+
+POLICIES = {"at-cost": "at_cost", "flat": "flat", "allowance": "allowance"}
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("bill", parents=[common], help="a guest's charging statement")
+    add_config_argument(parser)
+    who = parser.add_argument_group("whose sessions (at least one)")
+    who.add_argument("--badge", help="sessions with this badge")
+    who.add_argument(
+        "--room", help="sessions with badge ROOM, room-ROOM or chambre-ROOM (room card)"
+    )
+    who.add_argument("--point", help="sessions on this socket (a gîte's own charger)")
+    parser.add_argument("--arrival", required=True, help="YYYY-MM-DD[THH:MM], local time")
+    parser.add_argument("--departure", required=True, help="YYYY-MM-DD[THH:MM], local time")
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="at-cost")
+    parser.add_argument("--fee", default="0", help="flat fee per session, EUR (policy flat)")
+    parser.add_argument(
+        "--kwh-per-night", default="8", help="included kWh per night (policy allowance)"
+    )
+    parser.add_argument("--lang", choices=("fr", "en"), default="fr")
+    parser.add_argument("--csv", type=Path, help="write the CSV here (default: standard output)")
+    parser.add_argument("--html", type=Path, help="write the printable HTML statement here")
+    parser.set_defaults(run=run)
+
+
+def local_instant(text: str, tz: ZoneInfo, field: str, end_of_day: bool = False) -> datetime:
+    """`2026-01-10` or `2026-01-10T15:00` in the site's time zone -> aware datetime."""
+    try:
+        if len(text.strip()) == 10:
+            day = date.fromisoformat(text.strip())
+            if end_of_day:
+                day += timedelta(days=1)
+            return datetime.combine(day, time(0), tzinfo=tz)
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError([f"--{field}: {text!r} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM"]) from None
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+def decimal_arg(text: str, field: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError([f"--{field}: {text!r} is not a number"]) from None
+    if value < 0 or not value.is_finite():
+        raise ConfigError([f"--{field}: must be >= 0"])
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    site = load(SiteConfig, args.config)
+    tz = site.site.tz
+    if not (args.badge or args.room or args.point):
+        raise ConfigError(["--room/--badge/--point: give at least one (whose sessions)"])
+    start = local_instant(args.arrival, tz, "arrival")
+    end = local_instant(args.departure, tz, "departure", end_of_day=True)
+    if end <= start:
+        raise ConfigError(["--departure: must be after --arrival"])
+    policy = Policy(
+        POLICIES[args.policy],  # type: ignore[arg-type]
+        decimal_arg(args.fee, "fee"),
+        decimal_arg(args.kwh_per_night, "kwh-per-night"),
+    )
+    badges = [b for b in (args.badge,) if b]
+    if args.room:
+        badges += [args.room, f"room-{args.room}", f"chambre-{args.room}"]
+    label = args.room or args.badge or args.point
+    client = InfluxQL.from_settings(site.influx)
+    try:
+        sessions, warnings = load_sessions(client, site.site.id, start, end, badges, args.point)
+        meter = meter_wh(client, site.site.id, sessions, site.energy.window_s)
+    except InfluxQLError as exc:
+        print(f"irve bill: {exc}", file=sys.stderr)
+        return 1
+    stay = Stay(
+        label, start.astimezone(tz).date(), (end - timedelta(seconds=1)).astimezone(tz).date()
+    )
+    statement = make_statement(stay, sessions, policy, meter)
+    for warning in warnings + statement.warnings:
+        print(f"irve bill: warning: {warning}", file=sys.stderr)
+    text = to_csv(statement, args.lang, tz)
+    if args.csv:
+        args.csv.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if args.html:
+        args.html.write_text(to_html(statement, args.lang, tz, site.site.name), encoding="utf-8")
+    return 0

@@ -1,0 +1,406 @@
+"""Guest billing: statement arithmetic (pure), CSV/HTML (FR, EN), and `irve bill` on data that
+went through the live energy/session code into a real influxd.
+
+The helpers `Charge`, `scripted_messages` and `site_file` are shared with test_recompute.py
+and test_compare.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from collector.billing.render import to_csv, to_html
+from collector.billing.statement import Policy, SessionUse, Stay, make_statement, money
+from collector.cli import main
+from collector.config import SiteConfig, load
+from collector.ingest import lines
+from collector.ingest.writer import HttpV1Backend
+from collector.meters.reading import Reading
+from collector.pipeline import Outgoing
+from collector.schema import EnergyMessage, SessionMessage
+from collector.simulator.history import _BatchEnergy
+from tests import servers
+from tests.test_ingest_e2e import create_database, rows
+
+PARIS = ZoneInfo("Europe/Paris")
+SITE_ID = "hotel-bill"
+# The guide's December 2023 figures (tariffs.md 2.7).
+GUIDE_PRICES = {"since": "2023-08-01", "base": 0.2276, "hp": 0.2426, "hc": 0.1828}
+STEP = timedelta(seconds=30)
+
+
+def local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=PARIS)  # type: ignore[misc]
+
+
+# ---- shared helpers ---------------------------------------------------------------------------
+
+
+def site_file(
+    tmp_path: Path,
+    influx_port: int = 1,
+    mqtt_port: int = 1883,
+    prices: list[dict[str, Any]] | None = None,
+    option: str = "hphc",
+    name: str = "site.yaml",
+) -> Path:
+    """A hotel with two 32 A sockets, HC 22:00-06:00, InfluxDB 1.x at `influx_port`."""
+    meters = [
+        {
+            "id": f"cp{i}",
+            "bus": "board",
+            "unit": i,
+            "profile": "eastron-sdm120",
+            "role": "socket",
+            "socket": {"label": f"Borne {i}", "rated_current_a": 32, "phases": 1},
+        }
+        for i in (1, 2)
+    ]
+    data = {
+        "site": {"id": SITE_ID, "name": "Hôtel <Test>", "subscribed_power_kva": 36},
+        "tariff": {
+            "option": option,
+            "offpeak": ["22:00-06:00"],
+            "prices": prices or [GUIDE_PRICES],
+        },
+        "buses": [{"id": "board", "type": "tcp", "host": "127.0.0.1", "port": 1502}],
+        "meters": meters,
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
+        "influx": {"url": f"http://127.0.0.1:{influx_port}", "api_version": "1"},
+        "state_dir": str(tmp_path / "state"),
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A car drawing `power_w` on `point` over [start, end); a badge shown at `badge_at`."""
+
+    point: str
+    start: datetime
+    end: datetime
+    power_w: float
+    badge: str | None = None
+    badge_at: datetime | None = None
+
+
+def scripted_messages(
+    site: SiteConfig, charges: list[Charge], start: datetime, end: datetime
+) -> Iterator[tuple[Outgoing, Reading | None]]:
+    """Readings every 30 s on every socket through the live energy stage (without its state
+    file, as for demo history), index = integral of power; yields what it produces, and each
+    reading (as a `state` item) so callers can store the index too."""
+    energy = _BatchEnergy(site, state_file=Path(site.state_dir) / "unused.json")
+    index = dict.fromkeys((m.id for m in site.meters), 1_000_000.0)
+    badges = sorted((c.badge_at, c.point, c.badge) for c in charges if c.badge and c.badge_at)
+    t = start.astimezone(UTC)
+    while t <= end:
+        while badges and badges[0][0] <= t:
+            _, point, badge = badges.pop(0)
+            for out in energy.on_badge(point, badge, t):
+                yield out, None
+        for meter in site.meters:
+            power = sum(c.power_w for c in charges if c.point == meter.id and c.start <= t < c.end)
+            reading = Reading(meter.id, t, {"power_w": power, "energy_wh": index[meter.id]})
+            for out in energy.on_reading(reading):
+                yield out, None
+            yield Outgoing("state", meter.id, "reading"), reading
+            index[meter.id] += power * STEP.total_seconds() / 3600
+        for out in energy.on_tick(t):
+            yield out, None
+        t += STEP
+
+
+def to_lines(produced: Iterator[tuple[Outgoing, Reading | None]]) -> list[str]:
+    """The ingestor's line mapping for readings, energy windows and sessions."""
+    out = []
+    for item, reading in produced:
+        line: str | None = None
+        if reading is not None:
+            line = lines.reading(SITE_ID, reading.point, reading.to_state())
+        elif isinstance(item.message, EnergyMessage):
+            line = lines.energy(SITE_ID, item.point or "", item.message)
+        elif isinstance(item.message, SessionMessage):
+            line = lines.session(SITE_ID, item.point or "", item.message)
+        if line is not None:
+            out.append(line)
+    return out
+
+
+# ---- pure: statement arithmetic ---------------------------------------------------------------
+
+
+def use(sid: str, start: datetime, **periods: tuple[float, float]) -> SessionUse:
+    return SessionUse(sid, "cp1", "room-12", start, 3600.0, dict(periods))
+
+
+STAY = Stay("12", date(2026, 1, 10), date(2026, 1, 12))
+# 10.5 kWh HP + 10.5 kWh HC, then 3.5 + 3.5, costs unrounded as the collector sends them.
+S1 = use("s1", local(2026, 1, 10, 20, 30), HP=(10500.0, 2.5473), HC=(10500.0, 1.9194))
+S2 = use("s2", local(2026, 1, 11, 5, 0), HC=(3500.0, 0.6398), HP=(3500.0, 0.8491))
+
+
+def test_money_rounds_half_up_once_without_float_noise() -> None:
+    assert money(6.065) == Decimal("6.07")  # the guide's 25 kWh at 0.2426
+    assert money(25 * 0.2426) == Decimal("6.07")  # 6.0649999999999995 in binary
+    assert money(1.4624) == Decimal("1.46")
+    assert money(0.004999) == Decimal("0.00")
+
+
+def test_at_cost_one_line_per_session_and_period_rounded_once() -> None:
+    st = make_statement(STAY, [S2, S1], Policy("at_cost"))
+    assert [(line.session_id, line.period) for line in st.lines] == [
+        ("s1", "HP"),
+        ("s1", "HC"),
+        ("s2", "HP"),
+        ("s2", "HC"),
+    ]
+    assert [line.amount_eur for line in st.lines] == [
+        Decimal("2.55"),
+        Decimal("1.92"),
+        Decimal("0.85"),
+        Decimal("0.64"),
+    ]
+    assert st.total_eur == Decimal("5.96")  # the sum of the lines, not round(5.9556)
+    assert st.lines[0].unit_price == Decimal("0.2426")
+    assert st.energy_kwh == Decimal("28.000") and st.billed_kwh == Decimal("28.000")
+
+
+def test_flat_fee_per_session_whatever_it_drew() -> None:
+    st = make_statement(STAY, [S1, S2], Policy("flat", fee_eur=Decimal("5")))
+    assert [(line.period, line.amount_eur) for line in st.lines] == [
+        (None, Decimal("5.00")),
+        (None, Decimal("5.00")),
+    ]
+    assert st.total_eur == Decimal("10.00")
+
+
+def test_allowance_per_night_used_in_order_excess_at_cost() -> None:
+    # 2 nights x 8 kWh = 16 kWh: all taken by s1 (21 kWh), half from HP and half from HC.
+    st = make_statement(STAY, [S1, S2], Policy("allowance", kwh_per_night=Decimal("8")))
+    s1 = [line for line in st.lines if line.session_id == "s1"]
+    assert [(line.included_kwh, line.billed_kwh) for line in s1] == [
+        (Decimal("8.000"), Decimal("2.500")),
+        (Decimal("8.000"), Decimal("2.500")),
+    ]
+    # 2.5 x 0.2426 = 0.6065 -> 0.61; 2.5 x 0.1828 = 0.457 -> 0.46; s2 billed whole.
+    assert [line.amount_eur for line in st.lines] == [
+        Decimal("0.61"),
+        Decimal("0.46"),
+        Decimal("0.85"),
+        Decimal("0.64"),
+    ]
+    assert st.total_eur == Decimal("2.56")
+    assert st.included_kwh == Decimal("16.000") and st.billed_kwh == Decimal("12.000")
+
+
+def test_allowance_larger_than_use_bills_nothing() -> None:
+    long_stay = Stay("12", date(2026, 1, 10), date(2026, 1, 15))
+    st = make_statement(long_stay, [S1, S2], Policy("allowance", kwh_per_night=Decimal("8")))
+    assert st.total_eur == Decimal("0.00")
+    assert st.included_kwh == Decimal("28.000")
+
+
+def test_reconciliation_warning_when_meter_disagrees() -> None:
+    assert make_statement(STAY, [S1, S2], Policy(), meter_wh=28000.4).warnings == []
+    (warning,) = make_statement(STAY, [S1, S2], Policy(), meter_wh=30000.0).warnings
+    assert "28.000 kWh" in warning and "30.000 kWh" in warning
+
+
+def test_same_day_stay_counts_one_night() -> None:
+    assert Stay("x", date(2026, 1, 10), date(2026, 1, 10)).nights == 1
+
+
+# ---- pure: rendering --------------------------------------------------------------------------
+
+
+def test_csv_french_and_english() -> None:
+    st = make_statement(STAY, [S1, S2], Policy("allowance"))
+    fr = to_csv(st, "fr", PARIS).splitlines()
+    assert fr[0].startswith("Recharge;Début;Borne;Période;Énergie (kWh)")
+    assert fr[1] == "s1;2026-01-10 20:30;cp1;Heures pleines;10,500;8,000;2,500;0,2426;0,61"
+    assert fr[-1] == "Total;;;;28,000;16,000;12,000;;2,56"
+    en = to_csv(st, "en", PARIS).splitlines()
+    assert en[0].startswith("Charge,Start,Charger,Period,Energy (kWh)")
+    assert en[2] == "s1,2026-01-10 20:30,cp1,Off-peak hours,10.500,8.000,2.500,0.1828,0.46"
+    assert en[-1] == "Total,,,,28.000,16.000,12.000,,2.56"
+
+
+def test_html_french_and_english_escaped() -> None:
+    st = make_statement(STAY, [S1, S2], Policy("flat", fee_eur=Decimal("4.5")), meter_wh=28000)
+    fr = to_html(st, "fr", PARIS, "Hôtel <Test>")
+    assert '<html lang="fr">' in fr and "Relevé de recharge" in fr
+    assert "Hôtel &lt;Test&gt;" in fr and "<Test>" not in fr
+    assert "Forfait de 4,50 € par recharge" in fr
+    assert "<td>9,00</td></tr>" in fr  # the total row
+    assert "Relevé du compteur sur ces recharges : 28,000 kWh." in fr
+    assert "arrondis au centime, une seule fois" in fr
+    en = to_html(st, "en", PARIS, "Hotel")
+    assert '<html lang="en">' in en and "Flat fee of €4.50 per charge" in en
+    assert "<td>9.00</td></tr>" in en and "once, on each line" in en
+    empty = to_html(make_statement(STAY, [], Policy()), "en", PARIS, "Hotel")
+    assert "No charging during this stay." in empty
+
+
+# ---- command line: bad arguments --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "--room/--badge/--point"),
+        (["--room", "12", "--arrival", "10/01/2026"], "--arrival: '10/01/2026'"),
+        (["--room", "12", "--departure", "2026-01-09"], "--departure: must be after"),
+        (["--room", "12", "--fee", "-1", "--policy", "flat"], "--fee: must be >= 0"),
+        (["--room", "12", "--kwh-per-night", "eight"], "--kwh-per-night: 'eight'"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    path = site_file(tmp_path)
+    argv = ["bill", "-c", str(path), "--arrival", "2026-01-10", "--departure", "2026-01-12"]
+    assert main(argv + extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_policy_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bill", "-c", str(site_file(tmp_path)), "--room", "12", "--arrival", "2026-01-10"]
+    assert main([*argv, "--departure", "2026-01-12", "--policy", "free"]) == 2
+    assert "--policy" in capsys.readouterr().err
+
+
+def test_database_down_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = site_file(tmp_path, influx_port=servers.free_port())
+    argv = ["bill", "-c", str(path), "--room", "12"]
+    assert main([*argv, "--arrival", "2026-01-10", "--departure", "2026-01-12"]) == 1
+    assert "cannot connect" in capsys.readouterr().err
+
+
+# ---- real data path: live energy/session code -> line protocol -> influxd -> irve bill -------
+
+# Room 12: 21 kWh across 22:00 (badge before plug-in), then 7 kWh across 06:00 on the other
+# socket (badge during the charge). Room 14 charges on cp1 at noon (not room 12's bill).
+GUEST_CHARGES = [
+    Charge(
+        "cp1",
+        local(2026, 1, 10, 20, 30),
+        local(2026, 1, 10, 23, 30),
+        7000.0,
+        "room-12",
+        local(2026, 1, 10, 20, 25),
+    ),
+    Charge(
+        "cp2",
+        local(2026, 1, 11, 5, 0),
+        local(2026, 1, 11, 7, 0),
+        3500.0,
+        "12",
+        local(2026, 1, 11, 5, 30),
+    ),
+    Charge(
+        "cp1",
+        local(2026, 1, 11, 12, 0),
+        local(2026, 1, 11, 13, 0),
+        7000.0,
+        "chambre-14",
+        local(2026, 1, 11, 12, 10),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def influx_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    server = servers.influxd(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def billed_site(tmp_path_factory: pytest.TempPathFactory, influx_module: servers.Server) -> Path:
+    """Written once for the module's tests, which only read it."""
+    influx = influx_module
+    create_database(influx)
+    path = site_file(tmp_path_factory.mktemp("site"), influx.port)
+    site = load(SiteConfig, path)
+    body = to_lines(
+        scripted_messages(site, GUEST_CHARGES, local(2026, 1, 10, 12, 0), local(2026, 1, 12, 11, 0))
+    )
+    backend = HttpV1Backend(site.influx)
+    for i in range(0, len(body), 5000):
+        backend.write("\n".join(body[i : i + 5000]))
+    backend.close()
+    return path
+
+
+def bill(path: Path, tmp_path: Path, *extra: str) -> list[str]:
+    out = tmp_path / "bill.csv"
+    argv = ["bill", "-c", str(path), "--arrival", "2026-01-10", "--departure", "2026-01-12"]
+    assert main([*argv, "--csv", str(out), *extra]) == 0
+    return out.read_text(encoding="utf-8").splitlines()
+
+
+def index_difference_wh(influx: servers.Server, point: str) -> float:
+    found = rows(
+        influx,
+        f"SELECT first(energy_wh), last(energy_wh) FROM reading WHERE point = '{point}' "
+        "AND time >= '2026-01-09T23:00:00Z' AND time < '2026-01-12T23:00:00Z'",
+    )
+    return float(found[0]["last"] - found[0]["first"])
+
+
+def test_bill_each_policy_on_real_data(
+    billed_site: Path,
+    influx_module: servers.Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    at_cost = bill(billed_site, tmp_path, "--room", "12", "--lang", "en")
+    assert [line.split(",")[3:] for line in at_cost[1:-1]] == [
+        ["Peak hours", "10.500", "0.000", "10.500", "0.2426", "2.55"],
+        ["Off-peak hours", "10.500", "0.000", "10.500", "0.1828", "1.92"],
+        ["Peak hours", "3.500", "0.000", "3.500", "0.2426", "0.85"],
+        ["Off-peak hours", "3.500", "0.000", "3.500", "0.1828", "0.64"],
+    ]
+    assert at_cost[-1] == "Total,,,,28.000,0.000,28.000,,5.96"
+    assert at_cost[1].startswith("cp1-20260110T192930Z,2026-01-10 20:29,cp1,")
+    flat = bill(billed_site, tmp_path, "--room", "12", "--policy", "flat", "--fee", "5")
+    assert flat[-1] == "Total;;;;28,000;0,000;28,000;;10,00"
+    allowance = bill(billed_site, tmp_path, "--room", "12", "--policy", "allowance")
+    assert allowance[-1] == "Total;;;;28,000;16,000;12,000;;2,56"
+    other = bill(billed_site, tmp_path, "--room", "14")
+    assert other[-1] == "Total;;;;7,000;0,000;7,000;;1,70"  # 7 kWh HP: 1.6982
+    assert "warning" not in capsys.readouterr().err  # windows over the sessions agree
+
+    # Every kWh the meters counted over the stay is on exactly one guest's statement.
+    metered = sum(index_difference_wh(influx_module, point) for point in ("cp1", "cp2"))
+    assert metered == pytest.approx(28000 + 7000, abs=0.01)
+
+
+def test_bill_by_point_and_printable_html(billed_site: Path, tmp_path: Path) -> None:
+    page = tmp_path / "statement.html"
+    csv = bill(billed_site, tmp_path, "--point", "cp1", "--html", str(page))
+    assert len(csv) == 1 + 3 + 1  # room 12's HP and HC lines, room 14's HP line, total
+    assert csv[-1] == "Total;;;;28,000;0,000;28,000;;6,17"  # 2.55 + 1.92 + 1.70
+    html = page.read_text(encoding="utf-8")
+    assert "Relevé de recharge" in html and "Relevé du compteur sur ces recharges : 28,000" in html
+
+
+def test_bill_for_a_stay_without_sessions(billed_site: Path, tmp_path: Path) -> None:
+    assert bill(billed_site, tmp_path, "--badge", "nobody") == [
+        "Recharge;Début;Borne;Période;Énergie (kWh);Inclus (kWh);Facturé (kWh);Prix (€/kWh);"
+        "Montant (€)",
+        "Total;;;;0,000;0,000;0,000;;0,00",
+    ]
