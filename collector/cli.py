@@ -21,6 +21,7 @@ COMMANDS = (
     "collector.commands.bill",
     "collector.commands.check",
     "collector.commands.collect",
+    "collector.commands.compare",
     "collector.commands.demo_history",
     "collector.commands.ingest",
     "collector.commands.profiles",

@@ -1,0 +1,70 @@
+"""What a month's consumption cost under the contract in force, and under the other option.
+
+Each stored energy window is re-priced with the site's price rows under both options. A
+window of a Base contract is not cut at HP/HC boundaries, so under HP/HC it is shared
+between periods in proportion to time (the same rule as for gaps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from collector.billing.source import StoredWindow
+from collector.energy.intervals import window_end
+from collector.energy.tariff import Tariff
+
+
+def split_cost(
+    tariff: Tariff, start: datetime, end: datetime, energy_wh: float
+) -> dict[str, tuple[float, float]]:
+    """Energy drawn evenly over [start, end) -> {period: (Wh, EUR)} under `tariff`."""
+    out: dict[str, tuple[float, float]] = {}
+    total = (end - start).total_seconds()
+    t = start
+    while t < end:
+        piece_end = min(tariff.next_boundary(t), end)
+        share = energy_wh * (piece_end - t).total_seconds() / total if total else energy_wh
+        period, price = tariff.rate_at(t)
+        wh, eur = out.get(period, (0.0, 0.0))
+        out[period] = (wh + share, eur + share / 1000 * price)
+        t = piece_end
+    return out
+
+
+@dataclass
+class OptionCost:
+    option: str
+    by_period: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def add(self, parts: dict[str, tuple[float, float]]) -> None:
+        for period, (wh, eur) in parts.items():
+            old_wh, old_eur = self.by_period.get(period, (0.0, 0.0))
+            self.by_period[period] = (old_wh + wh, old_eur + eur)
+
+    @property
+    def energy_wh(self) -> float:
+        return sum(wh for wh, _ in self.by_period.values())
+
+    @property
+    def cost_eur(self) -> float:
+        return sum(eur for _, eur in self.by_period.values())
+
+
+@dataclass
+class Comparison:
+    in_force: OptionCost
+    other: OptionCost
+    stored_cost_eur: float  # what the windows say they cost (before any price correction)
+
+
+def compare(windows: list[StoredWindow], tariff: Tariff, window_s: int) -> Comparison:
+    other_option = "base" if tariff.settings.option == "hphc" else "hphc"
+    other = Tariff.with_option(tariff, other_option)
+    result = Comparison(OptionCost(tariff.settings.option), OptionCost(other_option), 0.0)
+    for w in windows:
+        end = window_end(w.start, tariff, window_s)
+        result.in_force.add(split_cost(tariff, w.start, end, w.energy_wh))
+        result.other.add(split_cost(other, w.start, end, w.energy_wh))
+        result.stored_cost_eur += w.cost_eur
+    return result
