@@ -107,7 +107,9 @@ def test_windows_cut_at_hc_start_and_price_change() -> None:
     )
 
 
-def test_counter_reset_is_estimated_from_power_never_negative() -> None:
+def test_counter_reset_is_estimated_from_power_never_negative(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     run = Run(meter())
     run.feed(T0, 50_000.0, 3000.0)
     run.feed(T0 + timedelta(seconds=10), 50_010.0, 3000.0)
@@ -118,24 +120,47 @@ def test_counter_reset_is_estimated_from_power_never_negative() -> None:
     assert all(w.energy_wh >= 0 for w in run.windows)
     assert run.emitted + run.open_wh == pytest.approx(10 + 3300 * 10 / 3600 + 60)
     assert any(w.estimated for w in run.windows)
+    assert "cp1: energy index went down (counter reset or meter replaced)" in caplog.text
 
 
-def test_32_bit_wrap_counts_the_difference() -> None:
-    modulus = 2**32 * 100.0  # s32 register in 0.1 kWh counts, read as Wh
+def test_reset_without_power_counts_nothing_rather_than_guessing() -> None:
+    run = Run(meter())
+    run.feed(T0, 50_000.0)
+    run.feed(T0 + timedelta(seconds=10), 20.0)  # replaced, and no power register
+    run.feed(T0 + timedelta(seconds=70), 80.0)
+    assert [e.event for e in run.events] == ["index_reset"]
+    assert run.events[0].details["estimated_wh"] == 0
+    assert run.emitted + run.open_wh == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom"),
+    [
+        (2**31 * 100.0 - 150.0, -(2**31) * 100.0 + 350.0),  # s32 in 0.1 kWh counts (EM111)
+        (2**32 * 10.0 - 150.0, 350.0),  # u32 in 10 Wh counts (Legrand EMDX3)
+        (2**32 * 1.0 - 150.0, 350.0),  # u32 in Wh
+    ],
+)
+def test_32_bit_wrap_counts_the_difference(
+    top: float, bottom: float, caplog: pytest.LogCaptureFixture
+) -> None:
     run = Run(meter(gap_s=600))
-    run.feed(T0, modulus / 2 - 150.0, 7000.0)  # signed counter at its top
-    run.feed(T0 + timedelta(minutes=5), -modulus / 2 + 350.0, 7000.0)
+    run.feed(T0, top, 7000.0)  # counter at its top
+    run.feed(T0 + timedelta(minutes=5), bottom, 7000.0)
     assert [e.event for e in run.events] == ["index_wrap"]
+    assert run.events[0].details == {"index_before_wh": top, "index_after_wh": bottom}
+    assert "cp1: energy counter wrapped around" in caplog.text
     assert run.emitted + run.open_wh == pytest.approx(500.0)
 
 
-def test_impossible_jump_is_dropped_and_estimated() -> None:
+def test_impossible_jump_is_dropped_and_estimated(caplog: pytest.LogCaptureFixture) -> None:
     run = Run(meter())
     run.feed(T0, 10_000.0, 7000.0)
     run.feed(T0 + timedelta(seconds=1), 10_002.0, 7000.0)
-    run.feed(T0 + timedelta(seconds=2), 90_000.0, 7000.0)  # 88 kWh in a second: a glitch
+    run.feed(T0 + timedelta(seconds=2), 90_000.0, 7000.0)  # 80 kWh in a second: a glitch
     run.feed(T0 + timedelta(seconds=3), 90_002.0, 7000.0)
     assert [e.event for e in run.events] == ["index_jump"]
+    assert "cp1: energy index jumped 79998 Wh in 1 s" in caplog.text
     assert run.emitted + run.open_wh == pytest.approx(2 + 7000 / 3600 + 2)
 
 
@@ -165,6 +190,24 @@ def test_coarse_index_spread_by_power_and_reconciled_at_each_tick() -> None:
     # Power fills the windows between ticks: no window after the first tick is empty.
     assert all(w.energy_wh > 50 for w in run.windows[2:])
     assert all(w.energy_wh >= 0 for w in run.windows)
+
+
+def test_whole_kwh_index_spread_by_power_between_ticks() -> None:
+    """A register counting whole kWh (Hager ECR) at 7.2 kW ticks every 500 s: after the first
+    tick (the counter's phase is unknown before it), every minute shows its 120 Wh instead of
+    0 or 1000, and the windows still add up to the index at each tick."""
+    run = Run(meter())
+    index = 2_345_000.0
+    for s in range(0, 3001):
+        if s and s % 500 == 123:
+            index += 1000.0
+        run.feed(T0 + timedelta(seconds=s), index, 7200.0)
+        if s % 500 == 123:
+            assert run.emitted + run.open_wh == pytest.approx(index - 2_345_000.0)
+    assert run.m.quantum_wh == 1000.0
+    after_first_tick = [w for w in run.windows if w.start >= T0 + timedelta(seconds=180)]
+    assert [w.energy_wh for w in after_first_tick] == pytest.approx([120.0] * 47, abs=1e-6)
+    assert not run.events
 
 
 def test_gap_across_hc_start_is_shared_by_time_and_flagged() -> None:

@@ -17,7 +17,7 @@ from collector.energy.sessions import SessionTracker
 from collector.energy.tariff import Tariff
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing
-from collector.schema import EventMessage, Message, SessionMessage
+from collector.schema import EnergyMessage, EventMessage, Message, SessionMessage
 
 PARIS = ZoneInfo("Europe/Paris")
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -42,9 +42,14 @@ def base_tariff() -> Tariff:
 class Socket:
     """A socket drawing a power profile, read every 10 s: index integrates the true power."""
 
-    def __init__(self, start: datetime = T0) -> None:
-        self.meter = PointEnergy("cp1", base_tariff(), 60, 32 * 253.0, 120)
-        self.tracker = SessionTracker("cp1", SETTINGS)
+    def __init__(
+        self,
+        start: datetime = T0,
+        tariff: Tariff | None = None,
+        settings: SessionSettings = SETTINGS,
+    ) -> None:
+        self.meter = PointEnergy("cp1", tariff or base_tariff(), 60, 32 * 253.0, 120)
+        self.tracker = SessionTracker("cp1", settings)
         self.ts = start
         self.index = 1_000_000.0
         self.out: list[Message] = []
@@ -145,6 +150,43 @@ def test_price_change_at_local_midnight_uses_both_prices() -> None:
     assert end.start == datetime(2026, 1, 31, 23, 0, tzinfo=PARIS)
 
 
+def test_session_across_hc_start_has_energy_and_cost_per_period() -> None:
+    hphc = TariffSettings.model_validate(
+        {
+            "option": "hphc",
+            "offpeak": ["22:00-06:00"],
+            "prices": [{"since": "2025-08-01", "hp": 0.2081, "hc": 0.1635}],
+        }
+    )
+    s = Socket(datetime(2026, 1, 15, 21, 0, tzinfo=PARIS), Tariff(hphc, PARIS))
+    s.draw(7200, 7200)  # 21:00 -> 23:00
+    s.draw(0, 600)
+    (end,) = s.sessions("end")
+    assert sorted(end.periods) == ["HC", "HP"]
+    assert end.periods["HP"].energy_wh == pytest.approx(7200.0)
+    assert end.periods["HC"].energy_wh == pytest.approx(7200.0)
+    assert end.periods["HP"].cost_eur == pytest.approx(7.2 * 0.2081)
+    assert end.periods["HC"].cost_eur == pytest.approx(7.2 * 0.1635)
+    assert end.cost_eur == pytest.approx(7.2 * (0.1635 + 0.2081))
+
+
+def test_thresholds_and_durations_are_the_sites() -> None:
+    """A 6 A domestic socket (1.4 kW) with a 2 kW start threshold is never a session; with
+    end_after_s 60, a 4-minute pause ends the session."""
+    strict = SETTINGS.model_copy(update={"start_power_w": 2000.0})
+    s = Socket(settings=strict)
+    s.draw(1400, 1800)
+    s.draw(0, 600)
+    assert s.sessions("start") == []
+    short = SETTINGS.model_copy(update={"start_power_w": 1000.0, "end_after_s": 60.0})
+    s = Socket(settings=short)
+    s.draw(1400, 1800)
+    s.draw(0, 240)
+    s.draw(1400, 1800)
+    s.draw(0, 600)
+    assert [m.energy_wh for m in s.sessions("end")] == pytest.approx([700.0, 700.0])
+
+
 def write_site(tmp_path: Path, **extra: Any) -> SiteConfig:
     data: dict[str, Any] = {
         "site": {"id": "hotel", "timezone": "Europe/Paris", "subscribed_power_kva": 36},
@@ -215,3 +257,38 @@ def test_two_sockets_badges_and_restart_through_the_processor(tmp_path: Path) ->
     assert sessions["cp2", "start"].badge == "room-2"
     energy = sum(o.message.energy_wh for o in out if o.kind == "energy" and o.point == "cp1")  # type: ignore[union-attr]
     assert energy == pytest.approx(7000 * 600 / 3600)
+
+
+def test_crash_repeats_the_last_window_never_loses_or_doubles_it(tmp_path: Path) -> None:
+    """Killed right after emitting a window (its state not saved yet), the collector restarts
+    from the previous state and emits that window again, with the same start: the store keeps
+    one point per start (the ingestor's overwrite), so the energy adds up exactly."""
+    site = write_site(tmp_path)
+    p = EnergyProcessor(site)
+    stored: dict[tuple[str | None, datetime], float] = {}
+    repeated = 0
+
+    def store(out: list[Outgoing]) -> None:
+        nonlocal repeated
+        for o in out:
+            if o.kind == "energy" and isinstance(o.message, EnergyMessage):
+                repeated += (o.point, o.message.start) in stored
+                stored[o.point, o.message.start] = o.message.energy_wh
+
+    index, ts = 5_000.0, T0 + timedelta(seconds=5)
+    store(feed(p, "cp1", ts, index, 7000.0))
+    for _ in range(30):  # 5 minutes
+        ts += timedelta(seconds=10)
+        index += 7000 * 10 / 3600
+        out = feed(p, "cp1", ts, index, 7000.0)
+        store(out)
+        if any(o.kind == "energy" for o in out) and ts > T0 + timedelta(minutes=3):
+            break
+    p = EnergyProcessor(site)  # SIGKILL: no close(), the state file is one reading old
+    for _ in range(30):
+        ts += timedelta(seconds=10)
+        index += 7000 * 10 / 3600
+        store(feed(p, "cp1", ts, index, 7000.0))
+    assert repeated == 1
+    open_wh = p.points["cp1"].window.energy_wh  # type: ignore[union-attr]
+    assert sum(stored.values()) + open_wh == pytest.approx(index - 5_000.0)
