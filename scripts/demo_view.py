@@ -1,0 +1,162 @@
+"""The live table of `make demo`: what the broker says now, what the database holds today.
+
+Pure: `Board` is fed MQTT messages (topic, payload) and InfluxDB totals; `render` turns it into
+text. scripts/demo.py does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from collector.config import SiteConfig
+from collector.store.influxql import Series, quote_string, time_literal
+from collector.topics import parse_topic
+
+
+@dataclass
+class Point:
+    meter_id: str
+    label: str
+    role: str
+    available: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    energy_today_wh: float = 0.0
+    cost_today_eur: float = 0.0
+    readings_stored: int = 0
+
+
+class Board:
+    """Latest state of every meter of the site; safe to feed from paho's thread."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self.prefix = site.mqtt.topic_prefix
+        self.points = {
+            meter.id: Point(meter.id, meter.socket.label if meter.socket else "", meter.role)
+            for meter in site.meters
+        }
+        self.collector_status: str | None = None
+        self.messages = 0
+        self.lock = threading.Lock()
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        parsed = parse_topic(self.prefix, topic)
+        if parsed is None or parsed.site != self.site.site.id:
+            return
+        with self.lock:
+            self.messages += 1
+            if parsed.kind == "status":
+                self.collector_status = payload.decode(errors="replace")
+                return
+            point = self.points.get(parsed.point or "")
+            if point is None:
+                return
+            if parsed.kind == "availability":
+                point.available = payload.decode(errors="replace")
+            elif parsed.kind == "state":
+                try:
+                    body = json.loads(payload)
+                except ValueError:
+                    return
+                if isinstance(body, dict):
+                    point.state = body
+
+    def on_totals(self, energy: list[Series], readings: list[Series]) -> None:
+        """Results of `totals_queries` (energy and cost today, readings stored per point)."""
+        with self.lock:
+            for series in energy:
+                point = self.points.get(series.tags.get("point", ""))
+                for row in series.rows():
+                    if point is not None:
+                        point.energy_today_wh = float(row.get("energy_wh") or 0.0)
+                        point.cost_today_eur = float(row.get("cost_eur") or 0.0)
+            for series in readings:
+                point = self.points.get(series.tags.get("point", ""))
+                for row in series.rows():
+                    if point is not None:
+                        point.readings_stored = int(row.get("n") or 0)
+
+
+def local_midnight(now: datetime, timezone: str) -> datetime:
+    """Start of the site's local day holding `now`, in UTC."""
+    zone = ZoneInfo(timezone)
+    return datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone).astimezone(UTC)
+
+
+def totals_queries(site: SiteConfig, now: datetime) -> tuple[str, str]:
+    """InfluxQL: energy and cost of today's closed intervals, and readings stored, per point."""
+    where_site = f'"site" = {quote_string(site.site.id)}'
+    since = time_literal(local_midnight(now, site.site.timezone))
+    energy = (
+        'SELECT sum("energy_wh") AS "energy_wh", sum("cost_eur") AS "cost_eur" FROM "energy" '
+        f'WHERE {where_site} AND time >= {since} GROUP BY "point"'
+    )
+    readings = f'SELECT count("power_w") AS "n" FROM "reading" WHERE {where_site} GROUP BY "point"'
+    return energy, readings
+
+
+def _number(value: Any, digits: int) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:,.{digits}f}".replace(",", " ")
+
+
+def _state(point: Point) -> str:
+    if point.available == "offline":
+        return "offline"
+    if not point.state:
+        return "waiting"
+    charging = point.state.get("charging")
+    if charging is None:
+        return "online"
+    return "charging" if charging else "idle"
+
+
+HEADER = ("meter", "label", "state", "power W", "current A", "today kWh", "today EUR", "stored")
+
+
+def rows(board: Board) -> list[tuple[str, ...]]:
+    with board.lock:
+        return [
+            (
+                point.meter_id,
+                point.label or ("(site)" if point.role == "main" else ""),
+                _state(point),
+                _number(point.state.get("power_w"), 0),
+                _number(point.state.get("current_a"), 1),
+                _number(point.energy_today_wh / 1000, 3),
+                _number(point.cost_today_eur, 2),
+                str(point.readings_stored),
+            )
+            for point in board.points.values()
+        ]
+
+
+def render(board: Board, now: datetime, footer: list[str]) -> str:
+    """The whole frame: title, one row per meter, the footer lines."""
+    zone = ZoneInfo(board.site.site.timezone)
+    local = now.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+    title = (
+        f"{board.site.site.name or board.site.site.id} ({board.site.site.id})  {local} "
+        f"{board.site.site.timezone}  collector {board.collector_status or '?'}"
+    )
+    table = [HEADER, *rows(board)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+    lines = [title, ""]
+    for row in table:
+        cells = [
+            cell.ljust(width) if i < 3 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("")
+    lines.append(
+        "today kWh / EUR: closed energy intervals stored in InfluxDB (one a minute per meter); "
+        "stored: readings in InfluxDB"
+    )
+    return "\n".join([*lines, *footer])
