@@ -4,6 +4,7 @@ gaps and restarts (pure, no I/O)."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -246,6 +247,7 @@ step_strategy = st.one_of(
     st.tuples(st.just("reset"), st.integers(1, 120), st.floats(0, 5000)),  # new index base
     st.tuples(st.just("gap"), st.integers(600, 8 * 3600), st.floats(0, 1.0)),
     st.tuples(st.just("restart"), st.just(0), st.just(0.0)),
+    st.tuples(st.just("jump"), st.integers(1, 120), st.floats(0, 1e6)),  # glitch beyond limit
 )
 
 
@@ -276,6 +278,8 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
         target = round(value / 100) * 100 if coarse else value
         if kind == "reset" and target < index - 1:  # a reset takes the index down
             index = target
+        elif kind == "jump":  # more than the socket can draw: not energy
+            index += math.ceil((SOCKET_W * 1.25 * seconds / 3600 + 1002 + value) / 100) * 100
         elif kind != "reset":
             drawn = value * SOCKET_W * seconds / 3600
             if coarse:
