@@ -26,6 +26,7 @@ COMMANDS = (
     "collector.commands.ingest",
     "collector.commands.profiles",
     "collector.commands.read",
+    "collector.commands.recompute",
     "collector.commands.simulate",
 )
 
