@@ -16,15 +16,19 @@ import base64
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from collector.schema import EnergyMessage, StateMessage
 from scripts import local_broker
 from scripts.init_env import mosquitto_hash
 from tests import servers
@@ -261,3 +265,122 @@ def test_ingestor_reads_by_shared_subscription_and_writes_only_dead_letters(
         "homeassistant/sensor/x/y/config",
     ):
         assert refused(ingestor, observer, topic, dead), topic
+
+
+# --- queues: an ingestor or database outage of one hour at a 50-socket site ------------------
+
+SOCKETS = 50
+POLL_S = 1.0  # poll_interval_s of the example sites
+WINDOW_S = 60  # energy.window_s default
+OUTAGE_S = 3600
+
+
+def broker_settings() -> dict[str, str]:
+    conf = (local_broker.MOSQUITTO_DIR / "mosquitto.conf").read_text()
+    pairs = (line.split(None, 1) for line in conf.splitlines() if line and line[0] != "#")
+    return {key: value.strip() for key, value in pairs}
+
+
+def worst_payloads() -> tuple[int, int]:
+    """Largest state and energy payloads the collector sends: every optional key set, every
+    number with 17 significant digits (what float noise can produce), a 3-phase main meter."""
+    noisy = 1 / 3
+    ts = datetime(2026, 11, 23, 10, 15, 2, 123000, tzinfo=UTC)
+    main = StateMessage(
+        ts=ts,
+        power_w=12345.0 + noisy,
+        current_a=31.0 + noisy,
+        voltage_v=230.0 + noisy,
+        energy_wh=12345678.0 + noisy,
+        currents_a=[31.0 + noisy] * 3,
+        voltages_v=[230.0 + noisy] * 3,
+        power_factor=noisy,
+        frequency_hz=50.0 + noisy,
+        export_energy_wh=1234567.0 + noisy,
+        charging=True,
+        role="main",
+    )
+    energy = EnergyMessage(
+        ts=ts,
+        start=ts,
+        end=ts,
+        energy_wh=123.0 + noisy,
+        period="HP",
+        price_eur_kwh=0.2 + noisy / 100,
+        cost_eur=0.02 + noisy / 100,
+        index_start_wh=12345678.0 + noisy,
+        index_end_wh=12345801.0 + noisy,
+        estimated=True,
+    )
+    return len(main.to_json()), len(energy.to_json())
+
+
+def test_queue_limits_hold_one_hour_of_a_50_socket_site() -> None:
+    """The arithmetic of mosquitto.conf, with payload sizes measured from the collector's
+    own message classes rather than assumed."""
+    meters = SOCKETS + 1  # and the main meter
+    states = meters * OUTAGE_S / POLL_S  # 183 600
+    # A window that crosses an HP/HC boundary is split in two: at most twice a day.
+    energy = meters * OUTAGE_S / WINDOW_S * 2  # 6 120, counted doubled for safety
+    # Sessions, alerts, availability, shed, events: a few an hour per point; 10 is generous.
+    other = meters * 10
+    messages = states + energy + other
+    state_bytes, energy_bytes = worst_payloads()
+    payload = states * state_bytes + (energy + other) * max(state_bytes, energy_bytes)
+    settings = broker_settings()
+    assert settings["persistence"] == "true"
+    assert int(settings["max_queued_messages"]) >= messages, (messages, state_bytes)
+    queued_bytes = int(settings["max_queued_bytes"])
+    assert queued_bytes == 0 or queued_bytes >= payload, (payload, state_bytes, energy_bytes)
+    assert settings["queue_qos0_messages"] == "false"  # everything we send is QoS 1
+
+
+def test_a_stopped_ingestor_gets_everything_queued_meanwhile(connect: Connect) -> None:
+    """The limits of mosquitto.conf are the ones in force: 2 500 messages queued for an absent
+    persistent session (2.5 times mosquitto's default max_queued_messages) all arrive."""
+    port = connect(SITE).port
+    count = 2500
+
+    def ingestor_session(received: queue.Queue[bytes]) -> tuple[mqtt.Client, threading.Event]:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="queue-test-ingestor", protocol=mqtt.MQTTv5
+        )
+        client.username_pw_set("ingestor", USERS["ingestor"])
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *args: subscribed.set()
+        client.on_message = lambda c, u, msg: received.put(bytes(msg.payload))
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        client.loop_start()
+        return client, subscribed
+
+    client, subscribed = ingestor_session(queue.Queue())
+    servers.wait_until(client.is_connected, TIMEOUT, "ingestor connected")
+    client.subscribe(f"irve/{SITE}/+/state", qos=1)
+    assert subscribed.wait(TIMEOUT), "no SUBACK"
+    client.disconnect()
+    client.loop_stop()
+
+    collector = Probe(port, SITE, USERS[SITE])
+    collector.client.max_inflight_messages_set(1000)  # paho's default 20 makes this slow
+    assert collector.connect() == 0
+    try:
+        infos = [
+            collector.client.publish(f"irve/{SITE}/cp1/state", str(i).encode(), qos=1)
+            for i in range(count)
+        ]
+        for info in infos:
+            info.wait_for_publish(TIMEOUT)
+    finally:
+        collector.close()
+
+    again: queue.Queue[bytes] = queue.Queue()
+    client, _ = ingestor_session(again)
+    try:
+        servers.wait_until(lambda: again.qsize() >= count, 20, f"{count} queued messages")
+        time.sleep(0.2)
+        assert again.qsize() == count
+    finally:
+        client.disconnect()
+        client.loop_stop()
