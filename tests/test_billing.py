@@ -21,13 +21,14 @@ import yaml
 from collector.billing.render import to_csv, to_html
 from collector.billing.statement import Policy, SessionUse, Stay, make_statement, money
 from collector.cli import main
-from collector.config import SiteConfig, load
+from collector.config import InfluxSettings, SiteConfig, load
 from collector.ingest import lines
 from collector.ingest.writer import HttpV1Backend
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing
 from collector.schema import EnergyMessage, SessionMessage
 from collector.simulator.history import _BatchEnergy
+from collector.store.influxql import InfluxQL, InfluxQLError, quote_string, time_literal
 from tests import servers
 from tests.test_ingest_e2e import create_database, rows
 
@@ -404,3 +405,25 @@ def test_bill_for_a_stay_without_sessions(billed_site: Path, tmp_path: Path) -> 
         "Montant (€)",
         "Total;;;;0,000;0,000;0,000;;0,00",
     ]
+
+
+# ---- the InfluxQL client the billing commands read with ---------------------------------------
+
+
+def test_influxql_quotes_literals_and_reports_errors(influx_module: servers.Server) -> None:
+    create_database(influx_module)
+    client = InfluxQL(f"http://127.0.0.1:{influx_module.port}", "irve")
+    backend = HttpV1Backend(InfluxSettings(url=client.url, api_version="1"))
+    backend.write("quoting,badge=l'annexe\\ 3 v=1.0 1000")
+    backend.close()
+    badge = quote_string("l'annexe 3")
+    (series,) = client.query(
+        f"SELECT v FROM quoting WHERE badge = {badge} "
+        f"AND time >= {time_literal(datetime(1970, 1, 1, tzinfo=UTC))}"
+    )
+    assert series.rows() == [{"time": datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), "v": 1}]
+    assert client.query("SELECT v FROM quoting WHERE badge = 'nobody'") == []
+    with pytest.raises(InfluxQLError, match="error parsing query"):
+        client.query("SELEC nothing")
+    with pytest.raises(ValueError, match="naive"):
+        time_literal(datetime(2026, 1, 1))
