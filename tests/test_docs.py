@@ -1,0 +1,218 @@
+"""The user docs cannot drift from the code: keys, snippets, payloads, commands and texts.
+
+- every key of the site file models is in docs/configuration.md;
+- every YAML snippet of the docs loads as a site file (a fragment on top of the reference
+  example), and the example site files pass `irve check`'s validation;
+- every JSON payload example validates with its message model and uses only its keys; the
+  Home Assistant discovery example is what the collector publishes;
+- every `IRVE_A__B` variable the docs name is a real key;
+- the README's command table lists every `irve` subcommand;
+- the alert sentences in docs/alerts.md are the ones the collector writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from collector import schema
+from collector.alerts.text import AlertState, describe
+from collector.cli import build_parser
+from collector.commands.check import load_site
+from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig, load
+from collector.meters.profile import load_profiles
+from collector.mqtt.discovery import discovery_messages
+from collector.topics import Topics
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+OWN = [ROOT / "README.md", *(DOCS / f"{n}.md" for n in ("configuration", "mqtt", "alerts"))]
+EXAMPLE = ROOT / "config" / "examples" / "hotel-vda.yaml"
+
+FENCE = re.compile(
+    r"^(?:<!-- (?P<tag>[^>]*) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```", re.M | re.S
+)
+
+
+def blocks(path: Path, lang: str) -> list[tuple[str | None, str]]:
+    """(marker comment or None, body) of every fenced block in `lang`."""
+    text = path.read_text(encoding="utf-8")
+    return [(m["tag"], m["body"]) for m in FENCE.finditer(text) if m["lang"] == lang]
+
+
+@pytest.fixture(autouse=True)
+def _no_irve_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+# Site file keys ------------------------------------------------------------------------------
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (through Optional, unions, lists, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found += _models_in(arg)
+    return found
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_list(arg) for arg in typing.get_args(annotation))
+    return origin is list
+
+
+def key_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    for name, field in model.model_fields.items():
+        path = prefix + name
+        paths.add(path)
+        inner = path + ("[]." if _is_list(field.annotation) else ".")
+        for nested in _models_in(field.annotation):
+            paths |= key_paths(nested, inner)
+    return paths
+
+
+def test_every_site_file_key_is_documented() -> None:
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    missing = sorted(p for p in key_paths(SiteConfig) if f"`{p}`" not in text)
+    assert not missing, f"keys missing from docs/configuration.md: {missing}"
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            value = _merge(old, value)
+        merged[key] = value
+    return merged
+
+
+def yaml_snippets() -> list[tuple[str, str]]:
+    return [(f"{p.name}#{i}", body) for p in OWN for i, (_, body) in enumerate(blocks(p, "yaml"))]
+
+
+@pytest.mark.parametrize(("where", "body"), yaml_snippets(), ids=lambda v: str(v)[:40])
+def test_yaml_snippet_is_a_valid_site_file(where: str, body: str, tmp_path: Path) -> None:
+    data = yaml.safe_load(body)
+    assert isinstance(data, dict), where
+    if "site" not in data:  # a fragment: on top of the reference example
+        data = _merge(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")), data)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    load_site(str(path))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config" / "examples").glob("*.yaml")))
+def test_example_site_files_are_valid(path: Path) -> None:
+    load_site(str(path))
+
+
+# Payloads ------------------------------------------------------------------------------------
+
+
+def json_examples() -> list[tuple[str, str | None, str]]:
+    return [
+        (f"{p.name}#{i}", tag, body) for p in OWN for i, (tag, body) in enumerate(blocks(p, "json"))
+    ]
+
+
+@pytest.mark.parametrize(("where", "tag", "body"), json_examples(), ids=lambda v: str(v)[:40])
+def test_json_example_matches_its_model(where: str, tag: str | None, body: str) -> None:
+    assert tag is not None, f"{where}: say what the example is (<!-- model: Name -->)"
+    kind, _, name = tag.partition(":")
+    data = json.loads(body)
+    if kind == "discovery":
+        _check_discovery(name.strip(), data)
+        return
+    assert kind == "model", where
+    model = getattr(schema, name.strip())
+    model.model_validate(data)
+    unknown = set(data) - set(model.model_fields)
+    assert not unknown, f"{where}: keys the model does not have: {unknown}"
+
+
+def _check_discovery(topic: str, documented: dict[str, Any]) -> None:
+    site = load(SiteConfig, EXAMPLE)
+    topics = Topics(site.mqtt.topic_prefix, site.site.id)
+    configs = dict(discovery_messages(site, load_profiles(), topics, with_charging=True))
+    actual = configs[topic]
+    # The version moves with every release; the rest must be what Home Assistant receives.
+    assert {k: v for k, v in documented.items() if k != "origin"} == {
+        k: v for k, v in actual.items() if k != "origin"
+    }
+    assert documented["origin"]["name"] == actual["origin"]["name"]
+
+
+# Environment variables -----------------------------------------------------------------------
+
+
+def test_documented_environment_variables_are_real_keys() -> None:
+    paths = key_paths(SiteConfig)
+    secret_files = {"mqtt.password", "influx.token", "influx.password"}
+    names: set[str] = set()
+    for page in OWN:
+        names |= set(re.findall(r"\bIRVE_[A-Z0-9_]+", page.read_text(encoding="utf-8")))
+    checked = 0
+    for name in sorted(names):
+        if ENV_DELIMITER not in name:
+            continue  # IRVE_LOG_LEVEL and the Docker stack's own variables (.env)
+        if re.search(r"__\d+(__|$)", name):
+            continue  # a list element: documented as refused
+        key = name.removeprefix(ENV_PREFIX).lower().replace(ENV_DELIMITER, ".")
+        if key.endswith("_file") and key not in paths:
+            key = key.removesuffix("_file")
+            assert key in secret_files, f"{name}: _FILE only works for secrets"
+        assert key in paths, f"{name}: no key {key}"
+        checked += 1
+    assert checked >= 10
+
+
+# Commands and texts --------------------------------------------------------------------------
+
+
+def test_readme_lists_every_command() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert sub.choices is not None
+    missing = [name for name in sub.choices if f"| `irve {name}" not in readme]
+    assert not missing, f"commands missing from the README's table: {missing}"
+
+
+ALERT_CASES: list[tuple[schema.AlertName, str, str, float, float, float]] = [
+    ("socket_overcurrent", "Borne 1", "Borne 1", 35.2, 30.1, 32.0),
+    ("site_overload", "général", "main", 38400.0, 33900.0, 36000.0),
+    ("site_overload_warning", "général", "main", 33100.0, 30500.0, 32400.0),
+    ("meter_offline", "Borne 2", "Borne 2", 3.0, 42.0, 3.0),
+]
+
+
+@pytest.mark.parametrize("case", ALERT_CASES, ids=lambda c: c[0])
+def test_alert_texts_in_the_docs_are_the_collectors(
+    case: tuple[schema.AlertName, str, str, float, float, float],
+) -> None:
+    alert, label_fr, label_en, firing, resolved, limit = case
+    text = (DOCS / "alerts.md").read_text(encoding="utf-8")
+    states: list[tuple[AlertState, float]] = [("firing", firing), ("resolved", resolved)]
+    for state, value in states:
+        row = (
+            f"| `{alert}` | {state} | {describe(alert, state, label_fr, value, limit, 'fr')} "
+            f"| {describe(alert, state, label_en, value, limit, 'en')} |"
+        )
+        assert row in text
