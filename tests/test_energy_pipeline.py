@@ -104,14 +104,23 @@ class Script(SimClock):
             return
         if message.ts != self.t:
             return
-        if not self.steps:
+        if self.steps:
+            self.take()
+        else:
             self.done.set()
-            return
+
+    def take(self) -> None:
         step = self.steps.popleft()
         if step.action is not None:
             step.action(self.control)
         self.control.force_power(step.power_w)
         self.t += timedelta(seconds=step.seconds)
+
+    def resume(self, steps: list[Step]) -> None:
+        """More steps, the first one taken at once (while no collector is running)."""
+        self.steps.extend(steps)
+        self.done.clear()
+        self.take()
 
 
 def site_file(tmp_path: Path, broker: Server, tariff: dict[str, Any]) -> Path:
@@ -136,8 +145,10 @@ def site_file(tmp_path: Path, broker: Server, tariff: dict[str, Any]) -> Path:
     )
 
 
-def run_pipeline(path: Path, broker: Server, steps: list[Step]) -> Recorder:
-    """Simulator -> collector -> mosquitto until the script is played; the subscriber."""
+def run_pipeline(path: Path, broker: Server, steps: list[Step], *more: list[Step]) -> Recorder:
+    """Simulator -> collector -> mosquitto until the script is played; the subscriber. Each
+    list in `more` is played by a new collector (a restart, same state file), its first step
+    while none runs."""
     site, profiles = load_site(str(path))
     sub = Recorder(broker.port, (f"irve/{SITE}/{POINT}/#",))
     published: list[Outgoing] = []
@@ -148,16 +159,20 @@ def run_pipeline(path: Path, broker: Server, steps: list[Step]) -> Recorder:
             phase.import_wh = INDEX_WH / 3
         script = Script(sim.model, steps)
         sim.clock = script  # before start(): the Modbus servers read this clock
-        stages = build_processors(site, profiles)
-        stages.observers += [script.observe, published.append]
-        app = Collector(site, profiles, stages, clock=script.now)
-
-        async def body() -> None:
-            await asyncio.wait_for(script.done.wait(), 60)
-            await until(lambda: app.link.idle, "everything acknowledged")
-
         async with sim:
-            await with_app(app, Poller(site, profiles, app, clock=script.now), body)
+            for later in [None, *more]:
+                if later is not None:
+                    script.resume(later)
+                stages = build_processors(site, profiles)
+                stages.observers += [script.observe, published.append]
+                app = Collector(site, profiles, stages, clock=script.now)
+
+                async def body() -> None:
+                    await asyncio.wait_for(script.done.wait(), 60)
+                    await until(lambda: app.link.idle, "everything acknowledged")  # noqa: B023
+
+                poller = Poller(site, profiles, app, clock=script.now)
+                await with_app(app, poller, body)
 
     asyncio.run(scenario())
     for kind in ("energy", "session", "event"):
@@ -277,3 +292,31 @@ def test_index_anomalies_are_published_as_events_and_estimated(
     (session,) = session_ends(sub)
     assert session.energy_wh == pytest.approx(4 * step_wh, abs=1e-5)
     assert session.cost_eur == pytest.approx(4 * step_wh / 1000 * 0.2276, abs=1e-6)
+
+
+def test_restart_mid_charge_neither_loses_nor_double_counts(tmp_path: Path, broker: Server) -> None:
+    """The collector stops mid-charge and comes back 40 minutes later (longer than a window).
+    From the state file, the index difference since the last saved reading is shared over the
+    gap by time and flagged; a window emitted again keeps its start (the store keeps the
+    last); the session goes on as one."""
+    tariff = {"option": "base", "prices": [PRICES]}
+    before = [Step(MAX_STEP_S, POWER_W), Step(MAX_STEP_S / 2, POWER_W)]
+    away_s = 2400.0
+    after = [
+        Step(away_s, POWER_W),
+        Step(MAX_STEP_S, POWER_W),
+        Step(END_AFTER_S, 0.0),
+        Step(END_AFTER_S, 0.0),
+        Step(WINDOW_S, 0.0),
+    ]
+    sub = run_pipeline(site_file(tmp_path, broker, tariff), broker, before, after)
+    drawn_s = 1.5 * MAX_STEP_S + away_s + MAX_STEP_S
+    truth_wh = POWER_W * drawn_s / 3600
+    energy = windows(sub)
+    assert sum(w.energy_wh for w in energy) == pytest.approx(truth_wh, abs=1e-5)
+    assert energy[-1].index_end_wh == INDEX_WH + truth_wh
+    assert any(w.estimated for w in energy)
+    assert [e.event for e in events(sub)] == ["energy_estimated"]
+    (session,) = session_ends(sub)
+    assert session.energy_wh == pytest.approx(truth_wh, abs=1e-5)
+    assert session.duration_s == drawn_s + END_AFTER_S
