@@ -15,7 +15,9 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
+from pydantic import BaseModel
 
+from collector.config import IngestorConfig, SiteConfig
 from scripts import healthcheck, init_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,3 +233,32 @@ def test_healthcheck_finds_the_container_command() -> None:
     assert healthcheck.subcommand(cmdline) == "collect"
     assert healthcheck.config_argument(cmdline) == "/etc/irve/site.yaml"
     assert healthcheck.subcommand(b"/bin/sh\0-c\0sleep 1\0") is None
+
+
+def test_grafana_gets_every_variable_its_provisioning_expands() -> None:
+    """grafana/provisioning and grafana/notifications hold `${VAR}` references that Grafana
+    expands from its own environment: each must be set by the grafana service."""
+    referenced: set[str] = set()
+    for folder in ("provisioning", "notifications"):
+        for path in (REPO / "grafana" / folder).rglob("*.yaml"):
+            for line in path.read_text().splitlines():
+                if not line.lstrip().startswith("#"):
+                    referenced |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", line))
+    assert {"GRAFANA_INFLUX_URL", "GRAFANA_INFLUX_TOKEN"} <= referenced
+    assert referenced - set(environment(SERVICES["grafana"])) == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("collector", SiteConfig), ("ingestor", IngestorConfig)]
+)
+def test_irve_variables_name_real_settings(name: str, model: type[BaseModel]) -> None:
+    """A misspelt IRVE_ variable would be silently ignored: each must name a settings key."""
+    for key in environment(SERVICES[name]):
+        if not key.startswith("IRVE_"):
+            continue
+        current: type[BaseModel] = model
+        for part in key.removeprefix("IRVE_").lower().split("__"):
+            assert part in current.model_fields, f"{name}: {key}"
+            annotation = current.model_fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                current = annotation
