@@ -399,6 +399,15 @@ def test_bill_by_point_and_printable_html(billed_site: Path, tmp_path: Path) -> 
     assert "Relevé de recharge" in html and "Relevé du compteur sur ces recharges : 28,000" in html
 
 
+def test_bill_to_an_unwritable_place_exits_1(
+    billed_site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bill", "-c", str(billed_site), "--room", "12", "--arrival", "2026-01-10"]
+    html = tmp_path / "missing" / "statement.html"
+    assert main([*argv, "--departure", "2026-01-12", "--html", str(html)]) == 1
+    assert "cannot write the statement" in capsys.readouterr().err
+
+
 def test_bill_for_a_stay_without_sessions(billed_site: Path, tmp_path: Path) -> None:
     assert bill(billed_site, tmp_path, "--badge", "nobody") == [
         "Recharge;Début;Borne;Période;Énergie (kWh);Inclus (kWh);Facturé (kWh);Prix (€/kWh);"

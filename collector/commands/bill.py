@@ -106,10 +106,15 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings + statement.warnings:
         print(f"irve bill: warning: {warning}", file=sys.stderr)
     text = to_csv(statement, args.lang, tz)
-    if args.csv:
-        args.csv.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-    if args.html:
-        args.html.write_text(to_html(statement, args.lang, tz, site.site.name), encoding="utf-8")
+    try:
+        if args.csv:
+            args.csv.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        if args.html:
+            page = to_html(statement, args.lang, tz, site.site.name)
+            args.html.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"irve bill: cannot write the statement: {exc}", file=sys.stderr)
+        return 1
     return 0
