@@ -216,3 +216,34 @@ def test_alert_texts_in_the_docs_are_the_collectors(
             f"| {describe(alert, state, label_en, value, limit, 'en')} |"
         )
         assert row in text
+
+
+# Links ---------------------------------------------------------------------------------------
+
+LINK = re.compile(r"\]\((?!https?://)(?P<path>[^)#\s]*)(?:#(?P<anchor>[^)\s]+))?\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))  # not the comments in code
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def test_links_point_at_pages_and_headings() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for page in OWN:
+        for match in LINK.finditer(page.read_text(encoding="utf-8")):
+            target = (page.parent / match["path"]).resolve() if match["path"] else page
+            where = f"{page.name}: {match[0]}"
+            if not target.exists():
+                # Pages other people write: at least listed in the README's docs index.
+                relative = target.relative_to(ROOT).as_posix()
+                assert f"]({relative})" in readme, f"{where}: no such page"
+                continue
+            if match["anchor"]:
+                assert match["anchor"] in anchors(target), f"{where}: no such heading"
