@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.billing.render import to_csv, to_html
 from collector.billing.statement import Policy, SessionUse, Stay, make_statement, money
@@ -436,3 +438,44 @@ def test_influxql_quotes_literals_and_reports_errors(influx_module: servers.Serv
         client.query("SELEC nothing")
     with pytest.raises(ValueError, match="naive"):
         time_literal(datetime(2026, 1, 1))
+
+
+# ---- property: the statement never loses or invents energy or money ----------------------------
+
+session_periods = st.dictionaries(
+    st.sampled_from(["HP", "HC", "BASE"]),
+    st.tuples(st.floats(0, 80_000), st.floats(0.05, 0.8)).map(
+        lambda ep: (ep[0], ep[0] / 1000 * ep[1])  # (Wh, EUR) at a price of 0.05..0.8 EUR/kWh
+    ),
+    min_size=1,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    periods=st.lists(session_periods, max_size=6),
+    per_night=st.decimals(0, 30, places=1),
+    nights=st.integers(1, 14),
+)
+def test_statement_adds_up(
+    periods: list[dict[str, tuple[float, float]]], per_night: Decimal, nights: int
+) -> None:
+    sessions = [
+        use(f"s{i}", local(2026, 1, 10) + timedelta(hours=i), **p) for i, p in enumerate(periods)
+    ]
+    stay = Stay("x", date(2026, 1, 10), date(2026, 1, 10) + timedelta(days=nights))
+    energy = sum(s.energy_wh for s in sessions)
+    exact = sum(c for s in sessions for _, c in s.periods.values())
+    at_cost = make_statement(stay, sessions, Policy("at_cost"))
+    assert at_cost.total_eur == sum(line.amount_eur for line in at_cost.lines)
+    assert abs(float(at_cost.total_eur) - exact) <= 0.005 * len(at_cost.lines) + 1e-9
+    allowance = make_statement(stay, sessions, Policy("allowance", kwh_per_night=per_night))
+    assert allowance.included_wh == pytest.approx(min(energy, float(per_night) * 1000 * nights))
+    for line in allowance.lines:
+        assert line.included_kwh + line.billed_kwh - line.energy_kwh in (
+            Decimal("-0.001"),
+            Decimal("0.000"),
+            Decimal("0.001"),
+        )
+        assert Decimal("0") <= line.amount_eur
+    assert allowance.total_eur <= at_cost.total_eur + Decimal("0.01") * len(at_cost.lines)

@@ -50,10 +50,6 @@ class SessionUse:
     def energy_wh(self) -> float:
         return sum(e for e, _ in self.periods.values())
 
-    @property
-    def cost_eur(self) -> float:
-        return sum(c for _, c in self.periods.values())
-
 
 @dataclass(frozen=True)
 class Policy:
