@@ -150,3 +150,12 @@ def test_recompute_bad_range_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     path = site_file(tmp_path)
     assert main(["recompute", "-c", str(path), "--from", "2026-02-02", "--to", "2026-02-01"]) == 2
     assert "--to: must be after --from" in capsys.readouterr().err
+
+
+def test_recompute_broker_down_exits_1(
+    tmp_path: Path, influx: servers.Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_database(influx)
+    path = site_file(tmp_path, influx.port, servers.free_port())
+    assert main(["recompute", "-c", str(path), "--from", "2026-02-01", "--to", "2026-02-02"]) == 1
+    assert "irve recompute: MQTT:" in capsys.readouterr().err
