@@ -352,7 +352,8 @@ def bill(path: Path, tmp_path: Path, *extra: str) -> list[str]:
     out = tmp_path / "bill.csv"
     argv = ["bill", "-c", str(path), "--arrival", "2026-01-10", "--departure", "2026-01-12"]
     assert main([*argv, "--csv", str(out), *extra]) == 0
-    return out.read_text(encoding="utf-8").splitlines()
+    assert out.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 BOM, for Excel
+    return out.read_text(encoding="utf-8-sig").splitlines()
 
 
 def index_difference_wh(influx: servers.Server, point: str) -> float:

@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     text = to_csv(statement, args.lang, tz)
     try:
         if args.csv:
-            args.csv.write_text(text, encoding="utf-8")
+            # With a byte order mark, Excel reads the file as UTF-8 (accents, the euro sign).
+            args.csv.write_text(text, encoding="utf-8-sig")
         else:
             sys.stdout.write(text)
         if args.html:
