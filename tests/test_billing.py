@@ -252,6 +252,8 @@ def test_html_french_and_english_escaped() -> None:
     en = to_html(st, "en", PARIS, "Hotel")
     assert '<html lang="en">' in en and "Flat fee of €4.50 per charge" in en
     assert "<td>9.00</td></tr>" in en and "once, on each line" in en
+    disagreeing = make_statement(STAY, [S1, S2], Policy(), meter_wh=30000)
+    assert disagreeing.warnings and "30.000" not in to_html(disagreeing, "fr", PARIS, "H")
     empty = to_html(make_statement(STAY, [], Policy()), "en", PARIS, "Hotel")
     assert "No charging during this stay." in empty
 

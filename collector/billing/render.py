@@ -1,7 +1,9 @@
 """A statement as CSV (spreadsheets) and as a printable HTML page, in French or English.
 
 French CSV uses `;` and decimal commas (what French spreadsheets open directly); English uses
-`,` and decimal points. Times are printed in the site's local time.
+`,` and decimal points. Times are printed in the site's local time. Warnings (a session still
+running, the meter disagreeing) are for the front desk: `irve bill` prints them on standard
+error, the guest's page does not carry them.
 """
 
 from __future__ import annotations
@@ -171,7 +173,6 @@ def to_html(statement: Statement, lang: Lang, tz: ZoneInfo, site_name: str) -> s
     if statement.meter_wh is not None:
         meter = Decimal(repr(round(statement.meter_wh / 1000, 3))).quantize(Decimal("0.001"))
         notes.append(t["meter"].format(kwh=number(meter, lang)))
-    notes += statement.warnings
     stay = statement.stay
     template = Template(
         resources.files("collector.billing").joinpath("templates/statement.html").read_text("utf-8")
