@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import ValidationError
 
@@ -15,7 +16,7 @@ from collector.schema import (
     SessionMessage,
     StateMessage,
 )
-from collector.topics import parse_topic
+from collector.topics import ParsedTopic, parse_topic
 
 # What the ingestor subscribes to, under `{prefix}/+/...`.
 POINT_KINDS = ("state", "availability", "energy", "session", "event")
@@ -64,12 +65,18 @@ def _validation_reason(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
+@lru_cache(maxsize=16384)
+def _route(prefix: str, topic: str) -> ParsedTopic | None:
+    # Each topic comes back at every reading: parse it once (16,384 topics: a few MB at most).
+    return parse_topic(prefix, topic)
+
+
 def decode(prefix: str, topic: str, payload: bytes | bytearray, received_ms: int) -> Decoded:
     """Validate `payload` with the shared message model of its topic and map it to a line.
 
     Raises Rejected for anything that is not a valid message of a known topic.
     """
-    parsed = parse_topic(prefix, topic)
+    parsed = _route(prefix, topic)
     if parsed is None or parsed.kind not in POINT_KINDS + SITE_KINDS:
         raise Rejected(site_of(prefix, topic), "unknown", f"unknown topic shape: {topic!r}")
     site, kind, point = parsed.site, parsed.kind, parsed.point or ""
