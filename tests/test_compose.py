@@ -265,3 +265,11 @@ def test_irve_variables_name_real_settings(name: str, model: type[BaseModel]) ->
             annotation = current.model_fields[part].annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 current = annotation
+
+
+def test_deployment_doc_covers_every_variable_and_its_links_resolve() -> None:
+    doc = (REPO / "docs" / "deployment.md").read_text()
+    for name in init_env.parse_env(ENV_EXAMPLE):
+        assert f"`{name}`" in doc, name
+    for target in re.findall(r"\]\(([^)#]+\.md)(?:#[^)]*)?\)", doc):
+        assert (REPO / "docs" / target).exists(), target
