@@ -403,6 +403,8 @@ def main() -> int:
     except DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # during apt-get: nothing of ours is running yet
+        return 130
     run_dir = opts.run_dir or Path(tempfile.mkdtemp(prefix="irve-demo-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -23,6 +23,7 @@ from collector.config import SiteConfig, load
 from collector.store.influxql import InfluxQL, Series
 from scripts import demo, local_influxd
 from scripts.demo_view import Board, local_midnight, render, totals_queries
+from scripts.processes import find_program
 from tests.servers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,6 +188,24 @@ def test_missing_programs_get_a_clear_message_and_apt_commands() -> None:
         "influxdb",
     ]
     assert demo.install_commands(["mosquitto"], is_root=False)[0][0] == "sudo"
+
+
+def test_a_missing_program_stops_the_demo_with_the_package_to_install(tmp_path: Path) -> None:
+    # A PATH without the servers: only the sbin folders are still searched.
+    missing = [name for name in demo.PACKAGES if find_program(name, str(tmp_path)) is None]
+    assert missing, "every server binary is in an sbin folder: nothing to test"
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.demo"],
+        cwd=REPO,
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    for name in missing:
+        assert f"{name} (package {demo.PACKAGES[name]})" in result.stderr
+    assert "DEMO_INSTALL=1" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_options_from_environment() -> None:
