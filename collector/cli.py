@@ -37,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--log-level",
-        default=os.environ.get("IRVE_LOG_LEVEL", "INFO"),
-        help="DEBUG, INFO, WARNING or ERROR (env IRVE_LOG_LEVEL)",
+        help="DEBUG, INFO, WARNING or ERROR (default: IRVE_LOG_LEVEL, the site file's log_level, INFO)",
     )
     parser = argparse.ArgumentParser(
         prog="irve", description="Telemetry for EV charging points", parents=[common]
@@ -56,11 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.log_level:  # above the environment and the site file, which `config.load` applies
+        os.environ["IRVE_LOG_LEVEL"] = args.log_level.upper()
+    try:
+        logging.basicConfig(
+            level=os.environ.get("IRVE_LOG_LEVEL", "INFO").upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    except ValueError as exc:  # an unknown level name
+        print(f"irve: --log-level / IRVE_LOG_LEVEL: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.run(args))
     except (ConfigError, ProfileError) as exc:

@@ -7,6 +7,9 @@ Errors name the offending path (`meters[1].unit: must be 1..247`).
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
 import os
 import re
 from datetime import date, time
@@ -17,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -311,14 +315,67 @@ def _file_secrets(model: type[BaseModel]) -> dict[str, Any]:
         if not _is_secret(model, keys):
             continue
         try:
-            secret = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError([f"{name}: cannot read {path}: {exc.strerror}"]) from None
         node = values
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = secret
+        # A list of secrets (notify.urls) takes one per line; a single secret, the whole text.
+        node[keys[-1]] = (
+            [line.strip() for line in text.splitlines() if line.strip()]
+            if _is_secret_list(model, keys)
+            else text.rstrip("\r\n")
+        )
     return values
+
+
+def _is_secret_list(model: type[BaseModel], keys: list[str]) -> bool:
+    for key in keys[:-1]:
+        nested = model.model_fields[key].annotation
+        assert isinstance(nested, type) and issubclass(nested, BaseModel)
+        model = nested
+    return str(model.model_fields[keys[-1]].annotation).startswith("list[")
+
+
+def _list_item_overrides() -> list[tuple[str, list[str], Any]]:
+    """`IRVE_METERS__1__UNIT=5` -> ("IRVE_METERS__1__UNIT", ["meters", "1", "unit"], "5"): the
+    variables that reach into an item of a list, applied over the site file's list (the
+    environment source alone would replace the whole list by a dict)."""
+    found = []
+    for name, value in os.environ.items():
+        if not name.startswith(ENV_PREFIX) or name.endswith("_FILE"):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+        if any(key.isdigit() for key in keys):
+            try:
+                parsed = json.loads(value) if value.lstrip()[:1] in ("{", "[") else value
+            except ValueError as exc:
+                raise ConfigError([f"{name}: not valid JSON: {exc}"]) from None
+            found.append((name, keys, parsed))
+    return found
+
+
+def _apply_list_items(data: dict[str, Any], overrides: list[tuple[str, list[str], Any]]) -> None:
+    for name, keys, value in overrides:
+        node: Any = data
+        for depth, key in enumerate(keys[:-1]):
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    where = ".".join(keys[:depth]) or "the file"
+                    raise ConfigError([f"{name}: {where} has no item {key} ({len(node)} items)"])
+                node = node[int(key)]
+            elif isinstance(node, dict):
+                node = node.setdefault(key, {})
+            else:
+                raise ConfigError([f"{name}: {'.'.join(keys[:depth])} is not a list or mapping"])
+        last = keys[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError([f"{name}: no item {last} ({len(node)} items)"])
+            node[int(last)] = value
+        else:
+            node[last] = value
 
 
 class _FileSecretsSource(PydanticBaseSettingsSource):
@@ -340,10 +397,21 @@ class _EnvSource(EnvSettingsSource):
         for key, value in data.items():
             if key.endswith("_file") and _is_secret(self.settings_cls, [*path, key[:-5]]):
                 continue
+            if isinstance(value, dict) and value and all(k.isdigit() for k in value):
+                continue  # list items: applied over the file's list by _YamlSource
             kept[key] = (
                 self._drop_secret_files(value, [*path, key]) if isinstance(value, dict) else value
             )
         return kept
+
+
+class _YamlSource(YamlConfigSettingsSource):
+    """The site file, with the environment's list-item overrides applied to its lists."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = copy.deepcopy(super().__call__())
+        _apply_list_items(data, _list_item_overrides())
+        return data
 
 
 class _Root(BaseSettings):
@@ -354,7 +422,10 @@ class _Root(BaseSettings):
         frozen=True,
     )
 
-    log_level: str = "INFO"
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    ] = "INFO"
     state_dir: Path = Path("var")
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
@@ -379,7 +450,10 @@ class _Root(BaseSettings):
             _EnvSource(settings_cls),
         ]
         if cls._yaml_path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_path))
+            sources.append(_YamlSource(settings_cls, yaml_file=cls._yaml_path))
+        elif _list_item_overrides():
+            name = _list_item_overrides()[0][0]
+            raise ConfigError([f"{name}: a list item can only be overridden over a site file"])
         return tuple(sources)
 
 
@@ -488,6 +562,9 @@ def load(cls: type[RootT], path: Path | str | None) -> RootT:
         _read_yaml(yaml_path)
     bound = type(cls.__name__, (cls,), {"_yaml_path": yaml_path})
     try:
-        return bound()  # type: ignore[no-any-return]
+        config: RootT = bound()
     except ValidationError as exc:
         raise ConfigError(error_lines(exc)) from None
+    if "log_level" in config.model_fields_set:  # `--log-level` reaches here as IRVE_LOG_LEVEL
+        logging.getLogger().setLevel(config.log_level)
+    return config

@@ -180,3 +180,71 @@ def test_unreadable_secret_file(
     monkeypatch.setenv("IRVE_MQTT__PASSWORD_FILE", "/nonexistent/secret")
     assert main(["check", "-c", str(EXAMPLES / "hotel-vda.yaml")]) == 2
     assert "IRVE_MQTT__PASSWORD_FILE: cannot read /nonexistent/secret" in capsys.readouterr().err
+
+
+def test_environment_reaches_into_list_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRVE_METERS__1__UNIT", "7")
+    monkeypatch.setenv("IRVE_METERS__2__SOCKET__RATED_CURRENT_A", "16")
+    monkeypatch.setenv("IRVE_BUSES__0__HOST", "192.168.10.5")
+    site = load(SiteConfig, EXAMPLES / "hotel-vda.yaml")
+    assert [m.unit for m in site.meters] == [10, 7, 2]
+    cp2 = site.meters[2]
+    assert cp2.socket is not None and cp2.socket.rated_current_a == 16
+    assert cp2.id == "cp2" and cp2.profile  # the rest of the item comes from the file
+    assert getattr(site.buses[0], "host") == "192.168.10.5"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("IRVE_METERS__9__UNIT", "7", "IRVE_METERS__9__UNIT: meters has no item 9 (3 items)"),
+        ("IRVE_METERS__1__UNIT", "300", "meters[1].unit: must be 1..247"),
+        ("IRVE_METERS__1__SOCKET", "{oops", "IRVE_METERS__1__SOCKET: not valid JSON"),
+    ],
+)
+def test_list_item_override_errors(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["check", "-c", str(EXAMPLES / "hotel-vda.yaml")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_secret_list_from_a_file_one_per_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = tmp_path / "notify_urls"
+    urls.write_text("ntfy://ntfy.sh/hotel-vda\n\ntgram://bot-token/12345\n")
+    monkeypatch.setenv("IRVE_NOTIFY__URLS_FILE", str(urls))
+    site = load(SiteConfig, EXAMPLES / "hotel-vda.yaml")
+    assert [u.get_secret_value() for u in site.notify.urls] == [
+        "ntfy://ntfy.sh/hotel-vda",
+        "tgram://bot-token/12345",
+    ]
+
+
+def test_log_level_from_the_file_and_its_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)  # restored after the test
+    data = hotel()
+    data["log_level"] = "debug"
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    load(SiteConfig, path)
+    assert root.level == logging.DEBUG
+    monkeypatch.setenv("IRVE_LOG_LEVEL", "WARNING")  # what `--log-level` sets, above the file
+    load(SiteConfig, path)
+    assert root.level == logging.WARNING
+    data["log_level"] = "chatty"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.delenv("IRVE_LOG_LEVEL")
+    code, output = run_check(tmp_path, data, capsys)
+    assert code == 2 and "log_level: Input should be 'DEBUG'" in output
