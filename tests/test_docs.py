@@ -164,7 +164,7 @@ def _check_discovery(topic: str, documented: dict[str, Any]) -> None:
 
 def test_documented_environment_variables_are_real_keys() -> None:
     paths = key_paths(SiteConfig)
-    secret_files = {"mqtt.password", "influx.token", "influx.password"}
+    secret_files = {"mqtt.password", "influx.token", "influx.password", "notify.urls"}
     names: set[str] = set()
     for page in OWN:
         names |= set(re.findall(r"\bIRVE_[A-Z0-9_]*[A-Z0-9]", page.read_text(encoding="utf-8")))
@@ -172,9 +172,9 @@ def test_documented_environment_variables_are_real_keys() -> None:
     for name in sorted(names):
         if ENV_DELIMITER not in name:
             continue  # IRVE_LOG_LEVEL and the Docker stack's own variables (.env)
-        if re.search(r"__\d+(__|$)", name):
-            continue  # a list element: documented as refused
-        key = name.removeprefix(ENV_PREFIX).lower().replace(ENV_DELIMITER, ".")
+        # A list item (IRVE_METERS__1__UNIT) names the key of every item (meters[].unit).
+        key = re.sub(r"__\d+(?=__)", "[]", name.removeprefix(ENV_PREFIX))
+        key = key.lower().replace(ENV_DELIMITER, ".")
         if key.endswith("_file") and key not in paths:
             key = key.removesuffix("_file")
             assert key in secret_files, f"{name}: _FILE only works for secrets"
