@@ -439,3 +439,29 @@ def test_badges_ticks_and_home_assistant_restart(
     assert f"badge on irve/{SITE}/nope/badge: no meter 'nope'" in logged
     assert "processor Broken failed" in logged
     assert "energy" in observed and "state" not in observed
+
+
+def test_badge_published_while_the_collector_restarts_is_delivered(
+    tmp_path: Path, broker: Server
+) -> None:
+    path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)],
+                     discovery=False)  # fmt: skip
+    site, profiles = load_site(str(path))
+    sub = Recorder(broker.port)
+
+    def run(recording: Recording, body: Callable[[], Awaitable[None]]) -> None:
+        asyncio.run(with_app(Collector(site, profiles, Stages([recording])), Quiet(), body))
+
+    async def connected() -> None:
+        await until(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online")
+
+    run(Recording(), connected)
+    sub.wait(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"offline"], "stopped")
+    sub.client.publish(f"irve/{SITE}/cp1/badge", b'{"badge": "room-7"}', qos=1).wait_for_publish()
+    after = Recording()
+
+    async def badge_arrives() -> None:
+        await until(lambda: after.badges == [("cp1", "room-7")], "the badge sent while stopped")
+
+    run(after, badge_arrives)
+    sub.close()

@@ -148,11 +148,16 @@ class MqttLink:
         """Connect in the background; messages queue in the outbox until the broker answers."""
         self._loop = asyncio.get_running_loop()
         s = self.settings
-        properties = None
         if s.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client.connect_async(s.host, s.port, s.keepalive_s, properties=properties)
+            # Not clean even on the first connection: badges published while the collector
+            # restarts wait in its broker session. (3.1.1 sessions stay clean.)
+            self._client.connect_async(
+                s.host, s.port, s.keepalive_s, clean_start=False, properties=properties
+            )
+        else:
+            self._client.connect_async(s.host, s.port, s.keepalive_s)
         self._client.loop_start()
         log.info("MQTT: connecting to %s:%s (MQTT %s)", s.host, s.port, s.protocol)
 
