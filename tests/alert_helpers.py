@@ -84,7 +84,7 @@ class Subscriber:
             raise RuntimeError("no SUBACK from the broker")
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        arrived = time.monotonic()
+        arrived = time.time()  # wall clock, comparable with reading timestamps
         payload = bytes(message.payload).decode()
         try:
             data: dict[str, Any] | str = json.loads(payload)

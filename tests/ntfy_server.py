@@ -28,6 +28,7 @@ class NtfyMessage:
     priority: str | None
     tags: list[str]
     received: float = field(compare=False)  # time.monotonic() at arrival
+    received_wall: float = field(default=0.0, compare=False)  # time.time() at arrival
 
 
 class NtfyServer:
@@ -107,7 +108,7 @@ class NtfyServer:
             return lower.get(name) or lower.get(f"x-{name}")
 
         topic = path.strip("/").split("?", 1)[0]
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         if not topic:
             data = json.loads(body or b"{}")
             if not isinstance(data, dict) or not data.get("topic"):
@@ -121,6 +122,7 @@ class NtfyServer:
                 priority=None if priority is None else str(priority),
                 tags=[t for t in tags if t],
                 received=now,
+                received_wall=wall,
             )
         return NtfyMessage(
             topic=topic,
@@ -129,6 +131,7 @@ class NtfyServer:
             priority=header("priority") or header("p"),
             tags=[t for t in (header("tags") or header("ta") or "").split(",") if t],
             received=now,
+            received_wall=wall,
         )
 
     def received(self) -> list[NtfyMessage]:
