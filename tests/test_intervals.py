@@ -165,6 +165,18 @@ def test_impossible_jump_is_dropped_and_estimated(caplog: pytest.LogCaptureFixtu
     assert run.emitted + run.open_wh == pytest.approx(2 + 7000 / 3600 + 2)
 
 
+def test_register_refreshed_every_few_seconds_is_not_a_jump() -> None:
+    """Polled every second, an index the meter refreshes every 5 s rises by 5 s of energy at
+    once: judged against the time since it last changed, it is all counted."""
+    run = Run(meter())
+    power = 7000.0  # under the socket's 8096 W; steps of 9.72 Wh, not a coarse index
+    for second in range(0, 61):
+        index = 10_000.0 + power / 3600 * (second // 5 * 5)
+        run.feed(T0 + timedelta(seconds=second), index, power)
+    assert run.events == []
+    assert run.emitted + run.open_wh == pytest.approx(power / 3600 * 60)
+
+
 def test_float_jitter_is_not_a_reset() -> None:
     run = Run(meter())
     run.feed(T0, 10_000.0)

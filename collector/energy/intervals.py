@@ -125,6 +125,9 @@ class PointEnergy:
         self.gap_s = gap_s
         self.last_ts: datetime | None = None
         self.last_index: float | None = None
+        # First reading that showed last_index: many meters refresh their energy register
+        # every few seconds, so a rise is judged against the time since the last one.
+        self.changed_ts: datetime | None = None
         self.last_power: float | None = None
         self.window: Window | None = None
         self.provisional_wh = 0.0  # emitted from power, not yet covered by an index tick
@@ -146,7 +149,8 @@ class PointEnergy:
             return step
         self._observe_quantum(index_wh)
         elapsed = (ts - self.last_ts).total_seconds()
-        limit = self.max_power_w * MARGIN * elapsed / 3600 + self._quantum() + 1.0
+        unchanged_s = (ts - (self.changed_ts or self.last_ts)).total_seconds()
+        limit = self.max_power_w * MARGIN * unchanged_s / 3600 + self._quantum() + 1.0
         delta = index_wh - self.last_index
         estimated = elapsed > self.gap_s
         interpolate = True
@@ -177,7 +181,7 @@ class PointEnergy:
                 step,
                 ts,
                 "index_jump",
-                f"energy index jumped {delta:.0f} Wh in {elapsed:.0f} s, more than the socket can "
+                f"energy index jumped {delta:.0f} Wh in {unchanged_s:.0f} s, more than the socket can "
                 f"draw; {energy:.1f} Wh estimated from power",
                 index_wh,
                 self._rebase(energy),
@@ -197,6 +201,8 @@ class PointEnergy:
         index_a = self.last_index if interpolate else None
         index_b = new_index if interpolate else None
         self._spread(self.last_ts, ts, energy, estimated, index_a, index_b, step)
+        if new_index != self.last_index:
+            self.changed_ts = ts
         self.last_ts, self.last_index, self.last_power = ts, new_index, power_w
         return step
 
@@ -205,6 +211,7 @@ class PointEnergy:
         return {
             "last_ts": self.last_ts.isoformat() if self.last_ts else None,
             "last_index": self.last_index,
+            "changed_ts": self.changed_ts.isoformat() if self.changed_ts else None,
             "last_power": self.last_power,
             "provisional_wh": self.provisional_wh,
             "quantum_wh": self.quantum_wh,
@@ -225,6 +232,8 @@ class PointEnergy:
     def restore(self, data: dict[str, Any]) -> None:
         self.last_ts = datetime.fromisoformat(data["last_ts"]) if data.get("last_ts") else None
         self.last_index = data.get("last_index")
+        changed = data.get("changed_ts")
+        self.changed_ts = datetime.fromisoformat(changed) if changed else self.last_ts
         self.last_power = data.get("last_power")
         self.provisional_wh = float(data.get("provisional_wh", 0.0))
         self.quantum_wh = float(data.get("quantum_wh", QUANTA_WH[0]))
@@ -248,6 +257,7 @@ class PointEnergy:
 
     def _restart_at(self, ts: datetime, index_wh: float, power_w: float | None) -> None:
         self.last_ts, self.last_index, self.last_power = ts, index_wh, power_w
+        self.changed_ts = ts
         self.window = self._open(ts, index_wh)
 
     def _open(self, start: datetime, index_wh: float | None) -> Window:
