@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from collector.config import TariffSettings
@@ -264,6 +264,18 @@ step_strategy = st.one_of(
 
 
 @settings(max_examples=80, deadline=None)
+@example(  # a jump after minutes of a still index: judged against the time since it changed
+    first=0.0,
+    steps=[
+        ("inc", 2, 0.0),
+        ("inc", 80, 0.0),
+        ("inc", 120, 0.0),
+        ("inc", 120, 0.0),
+        ("jump", 34, 0.0),
+    ],
+    powered=False,
+    coarse=False,
+)
 @given(
     first=st.floats(0, 1e7),
     steps=st.lists(step_strategy, max_size=40),
@@ -280,6 +292,7 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
     run = Run(meter(t))
     run.feed(ts, index, 3000.0 if powered else None)
     expected = 0.0
+    changed = ts  # when the index last changed: a rise is judged against the time since
     for kind, seconds, value in steps:
         if kind == "restart":
             resumed = meter(t)
@@ -288,16 +301,20 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
             continue
         ts += timedelta(seconds=seconds)
         target = round(value / 100) * 100 if coarse else value
+        before = index
         if kind == "reset" and target < index - 1:  # a reset takes the index down
             index = target
-        elif kind == "jump":  # more than the socket can draw: not energy
-            index += math.ceil((SOCKET_W * 1.25 * seconds / 3600 + 1002 + value) / 100) * 100
+        elif kind == "jump":  # more than the socket can draw since the last change: not energy
+            possible = SOCKET_W * 1.25 * (ts - changed).total_seconds() / 3600
+            index += math.ceil((possible + 1002 + value) / 100) * 100
         elif kind != "reset":
             drawn = value * SOCKET_W * seconds / 3600
             if coarse:
                 drawn = (drawn // quantum) * quantum
             index += drawn
             expected += drawn
+        if index != before:
+            changed = ts
         run.feed(ts, index, 3000.0 if powered else None)
     estimates = sum(
         float(e.details.get("estimated_wh") or 0)
