@@ -177,6 +177,17 @@ def test_register_refreshed_every_few_seconds_is_not_a_jump() -> None:
     assert run.emitted + run.open_wh == pytest.approx(power / 3600 * 60)
 
 
+def test_glitch_after_idle_days_is_still_a_jump() -> None:
+    """Three idle days leave the index still; a +100 kWh glitch is not 'possible since the
+    index last changed'."""
+    run = Run(meter())
+    for minute in range(0, 3 * 24 * 60 + 1):
+        run.feed(T0 + timedelta(minutes=minute), 500_000.0, 0.0)
+    run.feed(T0 + timedelta(days=3, minutes=1), 600_000.0, 0.0)
+    assert [e.event for e in run.events] == ["index_jump"]
+    assert run.emitted + run.open_wh == 0
+
+
 def test_float_jitter_is_not_a_reset() -> None:
     run = Run(meter())
     run.feed(T0, 10_000.0)

@@ -12,7 +12,9 @@ Index anomalies (policy, see docs/energy-and-billing.md):
   elapsed, capped at what the socket could draw) and the index is rebased.
 - index up by more than the socket could physically draw in the elapsed time (rated current x
   voltage x phases, with margin): the jump is dropped, the step is estimated from power, and
-  the index rebased.
+  the index rebased. The elapsed time counts from the reading where the index last changed
+  (meters refresh their energy register every few seconds), but at most REFRESH_MAX_S before
+  the previous reading: an idle socket's still index must not make a later glitch possible.
 - readings further apart than `gap_s` (restart, outage): the index difference is real but its
   timing is not, so it is shared in proportion to time and every window it touches is flagged.
 Each anomaly is logged and returned as an EventMessage.
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 VOLTAGE_MAX_V = 253.0  # 230 V + 10 % (EN 50160)
 MARGIN = 1.25  # on top of the physical maximum, for meter and clock tolerances
 JITTER_WH = 0.5  # a float32 index may read a hair lower; not a reset
+REFRESH_MAX_S = 60.0  # slowest energy-register refresh allowed for when judging a rise
 COUNT_SIZES_WH = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)  # Wh per raw register count
 QUANTA_WH = (1000.0, 100.0, 10.0)  # coarse index steps we recognise
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -149,7 +152,8 @@ class PointEnergy:
             return step
         self._observe_quantum(index_wh)
         elapsed = (ts - self.last_ts).total_seconds()
-        unchanged_s = (ts - (self.changed_ts or self.last_ts)).total_seconds()
+        since_change = (ts - (self.changed_ts or self.last_ts)).total_seconds()
+        unchanged_s = min(since_change, elapsed + REFRESH_MAX_S)
         limit = self.max_power_w * MARGIN * unchanged_s / 3600 + self._quantum() + 1.0
         delta = index_wh - self.last_index
         estimated = elapsed > self.gap_s
