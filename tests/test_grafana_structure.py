@@ -98,6 +98,15 @@ def test_no_flux_and_local_days() -> None:
             assert query.query.endswith("tz('Europe/Paris')"), query.title
 
 
+def test_every_select_has_its_own_time_filter() -> None:
+    """InfluxDB bounds an outer query that has no time condition by now(), not by the inner
+    query's range: with fill() it returns empty buckets from the dashboard's end up to now."""
+    texts = [(q.key, q.query) for q in gq.dashboard_queries()]
+    texts += [(rule.uid, rule.query) for rule in gq.alert_rules()]
+    for key, text in texts:
+        assert text.count("$timeFilter") == text.count("SELECT"), key
+
+
 def test_live_dashboard_limits_match_the_reference_site() -> None:
     live = gq.variable_defaults("irve-live")
     sockets = [m.socket for m in SITE.meters if m.socket is not None]
