@@ -17,9 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from collector.store.influxql import Series
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "grafana"
@@ -74,6 +73,10 @@ class PanelQuery:
     time_from: str | None  # the panel's relative time override (e.g. "now/d")
     alias: str | None
 
+    @property
+    def key(self) -> str:
+        return f"{self.dashboard} / {self.title} / {self.ref_id}"
+
 
 def dashboard_queries() -> list[PanelQuery]:
     found: list[PanelQuery] = []
@@ -93,6 +96,23 @@ def dashboard_queries() -> list[PanelQuery]:
                     )
                 )
     return found
+
+
+def query_keys() -> set[str]:
+    """A name for every InfluxQL query Grafana would run: panel targets, template variables
+    and alert rules (what the query tests must each check)."""
+    keys = {q.key for q in dashboard_queries()}
+    keys |= {variable_key(uid, name) for uid, name, _ in variable_queries()}
+    keys |= {rule_key(rule.uid) for rule in alert_rules()}
+    return keys
+
+
+def variable_key(dashboard_uid: str, name: str) -> str:
+    return f"{dashboard_uid} / ${name}"
+
+
+def rule_key(uid: str) -> str:
+    return f"alert {uid}"
 
 
 def panel_query(dashboard_uid: str, title: str, ref_id: str = "A") -> PanelQuery:
@@ -338,52 +358,6 @@ def panel_range(
 
 
 # ---------------------------------------------------------------------------------------------
-# InfluxQL over HTTP (/query of InfluxDB 1.x; 2.x and 3.x serve the same API)
-
-
-@dataclass(frozen=True)
-class Series:
-    name: str
-    tags: dict[str, str]
-    columns: list[str]
-    values: list[list[Any]]
-
-    def column(self, name: str) -> list[Any]:
-        index = self.columns.index(name)
-        return [row[index] for row in self.values]
-
-    @property
-    def labels(self) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted(self.tags.items()))
-
-
-class InfluxQLError(RuntimeError):
-    pass
-
-
-def influxql(url: str, database: str, text: str, token: str | None = None) -> list[Series]:
-    """Run one InfluxQL statement; returns its series, raises InfluxQLError on any error."""
-    params = urllib.parse.urlencode({"db": database, "q": text, "epoch": "ms"})
-    headers = {"Authorization": f"Token {token}"} if token else {}
-    request = urllib.request.Request(f"{url}/query?{params}", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise InfluxQLError(f"{exc.code} for {text!r}: {exc.read().decode()}") from None
-    results = body.get("results", [])
-    if body.get("error") or not results:
-        raise InfluxQLError(f"{body.get('error')} for {text!r}")
-    result = results[0]
-    if "error" in result:
-        raise InfluxQLError(f"{result['error']} for {text!r}")
-    return [
-        Series(s["name"], s.get("tags") or {}, s["columns"], s["values"])
-        for s in result.get("series", [])
-    ]
-
-
-# ---------------------------------------------------------------------------------------------
 # Alert evaluation (Grafana's reduce, threshold and pending period)
 
 
@@ -409,6 +383,17 @@ def reduce(values: Sequence[Any], reducer: str) -> float | None:
 
 Labels = tuple[tuple[str, str], ...]
 NO_DATA: Labels = (("__no_data__", "true"),)
+Run = Callable[[str], list[Series]]
+
+
+def column(series: Series, name: str) -> list[Any]:
+    index = series.columns.index(name)
+    return [row[index] for row in series.values]
+
+
+def labels_of(series: Series) -> Labels:
+    """An alert instance's labels: the series' tags (Grafana turns GROUP BY tags into labels)."""
+    return tuple(sorted(series.tags.items()))
 
 
 def evaluate(rule: AlertRule, series: list[Series]) -> dict[Labels, bool]:
@@ -420,21 +405,17 @@ def evaluate(rule: AlertRule, series: list[Series]) -> dict[Labels, bool]:
         return {NO_DATA: True} if rule.no_data_state == "Alerting" else {}
     met: dict[Labels, bool] = {}
     for s in series:
-        value = reduce(s.column(s.columns[1]), rule.reducer)
-        met[s.labels] = value is not None and rule.condition(value)
+        value = reduce(column(s, s.columns[1]), rule.reducer)
+        met[labels_of(s)] = value is not None and rule.condition(value)
     return met
 
 
-def run_rule(
-    rule: AlertRule, at: datetime, run: Callable[[str], list[Series]]
-) -> dict[Labels, bool]:
+def run_rule(rule: AlertRule, at: datetime, run: Run) -> dict[Labels, bool]:
     text = render(rule.query, at - timedelta(seconds=rule.range_s), at)
     return evaluate(rule, run(text))
 
 
-def firing(
-    rule: AlertRule, times: Sequence[datetime], run: Callable[[str], list[Series]]
-) -> set[Labels]:
+def firing(rule: AlertRule, times: Sequence[datetime], run: Run) -> set[Labels]:
     """Instances in state Alerting after evaluating the rule at each of `times` in order: an
     instance fires once its condition has held at every evaluation for at least `for`."""
     pending_since: dict[Labels, datetime] = {}
