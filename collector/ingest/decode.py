@@ -21,6 +21,7 @@ from collector.topics import ParsedTopic, parse_topic
 # What the ingestor subscribes to, under `{prefix}/+/...`.
 POINT_KINDS = ("state", "availability", "energy", "session", "event")
 SITE_KINDS = ("alert",)
+_KINDS = frozenset(POINT_KINDS + SITE_KINDS)
 
 
 def subscriptions(prefix: str, share_group: str | None) -> list[str]:
@@ -77,7 +78,7 @@ def decode(prefix: str, topic: str, payload: bytes | bytearray, received_ms: int
     Raises Rejected for anything that is not a valid message of a known topic.
     """
     parsed = _route(prefix, topic)
-    if parsed is None or parsed.kind not in POINT_KINDS + SITE_KINDS:
+    if parsed is None or parsed.kind not in _KINDS:
         raise Rejected(site_of(prefix, topic), "unknown", f"unknown topic shape: {topic!r}")
     site, kind, point = parsed.site, parsed.kind, parsed.point or ""
     if len(payload) > MAX_PAYLOAD_BYTES:

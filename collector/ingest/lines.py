@@ -106,11 +106,11 @@ _READING_FIELDS = (
 
 def reading(site: str, point: str, msg: StateMessage) -> str | None:
     """`reading` (tags site, point, role): the meter's values at its reading time."""
-    # Readings are most of the traffic: built inline, without the helpers' pair lists.
+    # Readings are most of the traffic: built inline, without the helpers' pair lists, and
+    # from the model's __dict__ (a third faster than getattr through the pydantic class).
+    values = msg.__dict__
     fields = [
-        f"{key}={float(value)!r}"
-        for key in _READING_FIELDS
-        if (value := getattr(msg, key)) is not None
+        f"{key}={float(value)!r}" for key in _READING_FIELDS if (value := values[key]) is not None
     ]
     if msg.charging is not None:
         fields.append("charging=1.0" if msg.charging else "charging=0.0")
