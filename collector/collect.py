@@ -27,6 +27,7 @@ from collector.meters.reading import Reading
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages
 from collector.mqtt.envelope import Envelope, envelope_for
+from collector.mqtt.spool import Spool
 from collector.pipeline import Outgoing, Processor
 from collector.schema import BadgeMessage
 from collector.topics import Topics, parse_topic
@@ -103,6 +104,7 @@ class Collector:
             client_id=site.mqtt.client_id or f"irve-collect-{site.site.id}",
             status_topic=self.topics.site_topic("status"),
             subscriptions=subscriptions,
+            spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),
         )
         self.link.on_connected = self._send_discovery
         self.link.on_message = self._on_message
@@ -210,6 +212,11 @@ class Collector:
             for task in [*workers, stopper]:
                 task.cancel()
             await asyncio.gather(*workers, stopper, return_exceptions=True)
+            for processor in self.stages.processors:
+                try:
+                    processor.close()
+                except Exception:
+                    log.exception("processor %s failed to close", type(processor).__name__)
             await self.link.close(STOP_FLUSH_S)
         for task in workers:
             if not task.cancelled() and (error := task.exception()) is not None:

@@ -51,3 +51,6 @@ class Processor:
 
     def on_tick(self, now: datetime) -> Iterable[Outgoing]:
         return ()
+
+    def close(self) -> None:
+        """An orderly stop: save what must survive the restart."""

@@ -465,3 +465,36 @@ def test_badge_published_while_the_collector_restarts_is_delivered(
 
     run(after, badge_arrives)
     sub.close()
+
+
+def test_energy_queued_during_an_outage_survives_a_collector_restart(
+    tmp_path: Path, persistent_broker: Server
+) -> None:
+    """Broker down, ten energy windows queued, the collector stopped before the broker
+    returns: the next collector process sends them from its journal (collector.mqtt.spool)."""
+    sub = Recorder(persistent_broker.port, (f"irve/{SITE}/#",), client_id="persistent-subscriber")
+    first, quiet = idle_site(tmp_path, persistent_broker)
+
+    async def outage() -> None:
+        await until(lambda: first.link.connected, "connected")
+        await asyncio.to_thread(persistent_broker.stop)
+        await until(lambda: not first.link.connected, "broker seen down")
+        for n in range(10):
+            first.publish(energy(n))
+            first.publish(state(n))
+
+    asyncio.run(with_app(first, quiet, outage))
+    assert not first.link.idle  # stopped with the windows undelivered
+    persistent_broker.start()
+    second, quiet = idle_site(tmp_path, persistent_broker)
+
+    async def back() -> None:
+        await until(lambda: second.link.connected and second.link.idle, "journal flushed")
+
+    asyncio.run(with_app(second, quiet, back))
+    sub.wait(lambda: len(numbers(sub, "energy", "energy_wh")) == 10, "every energy window")
+    sub.close()
+    assert numbers(sub, "energy", "energy_wh") == list(range(10))
+    assert numbers(sub, "state", "power_w") == []  # readings are not journaled: stale by then
+    journal = tmp_path / "state" / f"outbox-{SITE}.jsonl"
+    assert journal.read_text() == ""  # everything acknowledged: emptied

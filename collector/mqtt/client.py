@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from collector.config import ConfigError, MqttSettings
 from collector.mqtt.envelope import Envelope
 from collector.mqtt.outbox import Outbox
+from collector.mqtt.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class MqttLink:
         status_topic: str,
         subscriptions: list[str],
         window: int = WINDOW,
+        spool: Spool | None = None,
     ) -> None:
         problems = tls_problems(settings)
         if problems:
@@ -88,12 +91,16 @@ class MqttLink:
         self.status_topic = status_topic
         self.subscriptions = subscriptions
         self.outbox = Outbox(settings.buffer_max_messages)
+        self.spool = spool
         self.stats = LinkStats()
         self.on_message: MessageHandler = lambda topic, payload: None
         self.on_connected: Callable[[], None] = lambda: None
         self._max_window = window
         self._window = window
         self._inflight: dict[int, Envelope] = {}
+        # Acknowledgements from paho's thread (deque: thread-safe append and popleft).
+        self._acks: deque[tuple[int, bool, str]] = deque()
+        self._acks_posted = False
         self._connected = False
         self._closing = False
         self._resuming = False  # waiting for paho to re-send what it held before a reconnect
@@ -147,6 +154,8 @@ class MqttLink:
     def start(self) -> None:
         """Connect in the background; messages queue in the outbox until the broker answers."""
         self._loop = asyncio.get_running_loop()
+        for envelope in self.spool.recover() if self.spool else ():
+            self.outbox.put(envelope)
         s = self.settings
         if s.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -162,6 +171,8 @@ class MqttLink:
         log.info("MQTT: connecting to %s:%s (MQTT %s)", s.host, s.port, s.protocol)
 
     def send(self, envelope: Envelope) -> None:
+        if envelope.critical and self.spool is not None:
+            envelope = self.spool.add(envelope)
         self.outbox.put(envelope)
         self._drain()
 
@@ -187,6 +198,8 @@ class MqttLink:
             )
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
+        if self.spool is not None:
+            self.spool.close()
 
     # -- hand-over to paho (asyncio thread) ----------------------------------------------
 
@@ -258,7 +271,12 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._post(self._acked_event, mid, reason.is_failure, str(reason))
+        # One wake-up of the asyncio loop per burst of acknowledgements, not one per message:
+        # waking it costs more CPU than handling an acknowledgement.
+        self._acks.append((mid, reason.is_failure, str(reason)))
+        if not self._acks_posted:
+            self._acks_posted = True
+            self._post(self._acks_event)
 
     def _paho_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._post(self._message_event, message.topic, bytes(message.payload))
@@ -289,17 +307,25 @@ class MqttLink:
             )
         self._connected = False
 
-    def _acked_event(self, mid: int, failed: bool, reason: str) -> None:
+    def _acks_event(self) -> None:
+        # Cleared before reading: an ack appended after this line posts a new event.
+        self._acks_posted = False
+        while self._acks:
+            self._acked(*self._acks.popleft())
+        self._drain()
+
+    def _acked(self, mid: int, failed: bool, reason: str) -> None:
         envelope = self._inflight.pop(mid, None)
         if envelope is None:
             return
         self.stats.acked += 1
+        if envelope.spool_id is not None and self.spool is not None:
+            self.spool.done(envelope.spool_id)
         if failed:
             self.stats.refused += 1
             log.error("MQTT: broker refused %s: %s", envelope.topic, reason)
         if self._resuming and not self._inflight:
             self._resuming = False
-        self._drain()
 
     def _message_event(self, topic: str, payload: bytes) -> None:
         try:

@@ -19,6 +19,7 @@ class Envelope:
     retain: bool
     kind: str  # an OutKind ("state", "energy", ...) or "discovery"
     critical: bool = False
+    spool_id: int | None = None  # its entry in the on-disk journal (collector.mqtt.spool)
 
 
 def envelope_for(topics: Topics, outgoing: Outgoing) -> Envelope:

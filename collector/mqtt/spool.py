@@ -1,0 +1,103 @@
+"""A journal on disk of the critical messages (energy, session, event, alert, shed) not yet
+acknowledged by the broker, so that a collector stopped or killed during a broker outage sends
+them when it starts again: the energy state file already counts them as sent.
+
+Append-only JSON lines, fsync'd: `{"id", "topic", "payload", "retain", "kind"}` when a message
+is queued, `{"done": id}` when the broker acknowledges it. The file is emptied whenever nothing
+is outstanding, which is most of the time: critical messages are a few per minute per socket.
+A message re-sent after a crash may reach the broker twice; every critical payload is keyed by
+its timestamps, so the ingestor writes the same point again rather than a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import IO
+
+from collector.mqtt.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class Spool:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._outstanding: set[int] = set()
+        self._next_id = 0
+        self._file: IO[str] | None = None
+
+    def recover(self) -> list[Envelope]:
+        """The messages a previous run queued and the broker never acknowledged, in order."""
+        pending: dict[int, Envelope] = {}
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            lines = []
+        for number, line in enumerate(lines, 1):
+            try:
+                entry = json.loads(line)
+                if "done" in entry:
+                    pending.pop(int(entry["done"]), None)
+                    continue
+                pending[int(entry["id"])] = Envelope(
+                    entry["topic"],
+                    entry["payload"].encode(),
+                    bool(entry["retain"]),
+                    entry["kind"],
+                    critical=True,
+                    spool_id=int(entry["id"]),
+                )
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # A line cut short by a power loss is the last one: what it held was never sent.
+                log.warning("%s:%d: unreadable spool entry skipped", self.path, number)
+        self._outstanding = set(pending)
+        self._next_id = max(pending, default=-1) + 1
+        if pending:
+            log.info("%s: %d unacknowledged message(s) from the last run", self.path, len(pending))
+        return list(pending.values())
+
+    def add(self, envelope: Envelope) -> Envelope:
+        """Journal a critical message; the returned envelope carries its journal id."""
+        spool_id = self._next_id
+        self._next_id += 1
+        entry = {
+            "id": spool_id,
+            "topic": envelope.topic,
+            "payload": envelope.payload.decode(),
+            "retain": envelope.retain,
+            "kind": envelope.kind,
+        }
+        self._write(json.dumps(entry, separators=(",", ":")))
+        self._outstanding.add(spool_id)
+        return Envelope(
+            envelope.topic, envelope.payload, envelope.retain, envelope.kind, True, spool_id
+        )
+
+    def done(self, spool_id: int) -> None:
+        """The broker has it."""
+        self._outstanding.discard(spool_id)
+        if self._outstanding:
+            self._write(json.dumps({"done": spool_id}))
+        else:
+            self._truncate()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _write(self, line: str) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(line + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def _truncate(self) -> None:
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("w", encoding="utf-8")

@@ -1,0 +1,58 @@
+"""The on-disk journal of critical messages (pure file I/O in a temporary folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.mqtt.envelope import Envelope
+from collector.mqtt.spool import Spool
+
+
+def energy(n: int) -> Envelope:
+    return Envelope("irve/s/cp1/energy", f'{{"n": {n}, "é": "€"}}'.encode(), False, "energy", True)
+
+
+def test_unacknowledged_messages_come_back_in_order_with_their_ids(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.jsonl"
+    spool = Spool(path)
+    assert spool.recover() == []
+    sent = [spool.add(energy(n)) for n in range(4)]
+    assert [e.spool_id for e in sent] == [0, 1, 2, 3]
+    spool.done(1)
+    spool.close()  # or a crash: every line is already on disk
+    again = Spool(path)
+    back = again.recover()
+    assert [e.payload for e in back] == [energy(n).payload for n in (0, 2, 3)]
+    assert [e.spool_id for e in back] == [0, 2, 3]
+    assert all(e.critical and e.kind == "energy" and not e.retain for e in back)
+    assert again.add(energy(9)).spool_id == 4  # ids go on after the recovered ones
+
+
+def test_the_file_is_emptied_once_everything_is_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "outbox.jsonl"
+    spool = Spool(path)
+    spool.recover()
+    a, b = spool.add(energy(1)), spool.add(energy(2))
+    assert len(path.read_text().splitlines()) == 2
+    assert a.spool_id is not None and b.spool_id is not None
+    spool.done(a.spool_id)
+    assert len(path.read_text().splitlines()) == 3  # a `done` line
+    spool.done(b.spool_id)
+    assert path.read_text() == ""
+    assert Spool(path).recover() == []
+
+
+def test_a_line_cut_by_a_power_loss_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "outbox.jsonl"
+    spool = Spool(path)
+    spool.add(energy(1))
+    spool.close()
+    with path.open("a") as f:
+        f.write('{"id": 1, "topic": "irve/s/cp1/ener')
+    back = Spool(path).recover()
+    assert [e.payload for e in back] == [energy(1).payload]
+    assert "outbox.jsonl:2: unreadable spool entry skipped" in caplog.text
