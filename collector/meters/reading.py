@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from collector.schema import StateMessage
 
@@ -12,6 +13,9 @@ PHASES = ("l1", "l2", "l3")
 
 @dataclass(frozen=True)
 class Reading:
+    """Derived values are cached: the processors and the state message ask for them several
+    times per reading (values are not changed once polled)."""
+
     point: str
     ts: datetime
     values: dict[str, float | None] = field(default_factory=dict)
@@ -20,15 +24,15 @@ class Reading:
         found = [self.values.get(template.format(p)) for p in PHASES]
         return found if any(v is not None for v in found) else None
 
-    @property
+    @cached_property
     def currents_a(self) -> list[float | None] | None:
         return self._phases("current_{}_a")
 
-    @property
+    @cached_property
     def voltages_v(self) -> list[float | None] | None:
         return self._phases("voltage_{}_v")
 
-    @property
+    @cached_property
     def current_a(self) -> float | None:
         """The highest phase current: what a breaker or a socket rating is compared with."""
         phases = [v for v in self.currents_a or [] if v is not None]
@@ -36,7 +40,7 @@ class Reading:
             return max(phases)
         return self.values.get("current_a")
 
-    @property
+    @cached_property
     def voltage_v(self) -> float | None:
         """Single-phase voltage, or the mean of the phase-to-neutral voltages."""
         phases = [v for v in self.voltages_v or [] if v is not None]
@@ -44,7 +48,7 @@ class Reading:
             return sum(phases) / len(phases)
         return self.values.get("voltage_v")
 
-    @property
+    @cached_property
     def power_w(self) -> float | None:
         total = self.values.get("power_w")
         if total is not None:
