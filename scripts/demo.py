@@ -13,7 +13,9 @@ Environment:
   DEMO_SITE=FILE        site file to simulate (default config/examples/hotel-vda.yaml; TCP
                         buses only: the demo gives each a free local port)
   DEMO_DIR=DIR          run folder, kept afterwards (default: a temporary one, removed)
-  DEMO_SIMULATE_ARGS    extra `irve simulate` options, e.g. "--seed 3 --scenario overcurrent:cp1"
+  DEMO_SIMULATE_ARGS    `irve simulate` options, e.g. "--seed 3 --scenario overcurrent:cp1".
+                        Unset: the first socket charges at half its rating, so that there is
+                        something to watch (guests' cars arrive a few times a day)
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Options:
     install: bool
     site: Path
     run_dir: Path | None
-    simulate_args: list[str]
+    simulate_args: list[str] | None  # None: default_simulate_args
 
 
 def options(env: Mapping[str, str]) -> Options:
@@ -86,7 +88,9 @@ def options(env: Mapping[str, str]) -> Options:
         install=env.get("DEMO_INSTALL", "") in ("1", "true", "yes"),
         site=Path(env.get("DEMO_SITE") or DEFAULT_SITE),
         run_dir=Path(env["DEMO_DIR"]) if env.get("DEMO_DIR") else None,
-        simulate_args=shlex.split(env.get("DEMO_SIMULATE_ARGS", "")),
+        simulate_args=(
+            shlex.split(env["DEMO_SIMULATE_ARGS"]) if "DEMO_SIMULATE_ARGS" in env else None
+        ),
     )
 
 
@@ -171,6 +175,15 @@ def demo_site(
         "username": example["site"]["id"],
     }
     return site
+
+
+def default_simulate_args(site: SiteConfig) -> list[str]:
+    """A car on the first socket, drawing half the socket's rating (no alert): the simulator's
+    `overcurrent` scenario forces a socket's current, here below the limit."""
+    socket = next((m for m in site.meters if m.socket is not None), None)
+    if socket is None or socket.socket is None:
+        return []
+    return ["--scenario", f"overcurrent:{socket.id}:{socket.socket.rated_current_a / 2:g}"]
 
 
 def write_site(source: Path, run_dir: Path, mqtt_port: int) -> tuple[Path, SiteConfig]:
@@ -292,10 +305,13 @@ class Demo:
         self.viewer = Viewer(board, mqtt_port, self.passwords["building"])
 
         bus_ports = [bus.port for bus in site.buses if isinstance(bus, TcpBus)]
+        simulate_args = self.opts.simulate_args
+        if simulate_args is None:
+            simulate_args = default_simulate_args(site)
         self._start(
             Server(
                 "simulator",
-                self._irve("simulate", "-c", str(site_path), *self.opts.simulate_args),
+                self._irve("simulate", "-c", str(site_path), *simulate_args),
                 bus_ports[0],
                 self.run_dir,
                 lambda: all(port_open(port) for port in bus_ports),

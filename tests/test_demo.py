@@ -129,7 +129,9 @@ def test_make_demo_reaches_influxdb_and_stops_after_demo_seconds() -> None:
         if run.process.poll() is None:
             os.killpg(run.process.pid, signal.SIGKILL)
     assert run.process.returncode == 0, output
-    assert re.search(r"^cp1\s+Borne 1\s+(idle|charging)", output, re.M), output
+    # The default scenario: a car on cp1 drawing 16 A (half of 32 A), about 3.7 kW.
+    cp1 = re.findall(r"^cp1\s+Borne 1\s+(?:idle|charging)\s+(\d+) (\d+)\s", output, re.M)
+    assert cp1 and 3000 < int("".join(cp1[-1])) < 4000, output
     assert output.rstrip().endswith("demo: stopped"), output
     wait_until(lambda: gone(children), timeout=5, what="every child gone")
     temporary = re.search(r"logs\s+(\S+)/\*\.log", output)
@@ -212,6 +214,8 @@ def test_options_from_environment() -> None:
     opts = demo.options({"DEMO_SECONDS": "2.5", "DEMO_INSTALL": "1", "DEMO_SIMULATE_ARGS": "-s 3"})
     assert (opts.seconds, opts.install, opts.simulate_args) == (2.5, True, ["-s", "3"])
     assert demo.options({}).seconds is None and demo.options({}).site == demo.DEFAULT_SITE
+    assert demo.options({}).simulate_args is None  # the default scenario
+    assert demo.options({"DEMO_SIMULATE_ARGS": ""}).simulate_args == []  # none at all
     for bad in ("0", "-1", "soon"):
         with pytest.raises(demo.DemoError, match="DEMO_SECONDS"):
             demo.options({"DEMO_SECONDS": bad})
@@ -240,6 +244,7 @@ def test_board_and_table(tmp_path: Path) -> None:
         yaml.safe_dump(demo.demo_site(yaml.safe_load(EXAMPLE.read_text()), 1, {"board": 2}))
     )
     site = load(SiteConfig, str(path))
+    assert demo.default_simulate_args(site) == ["--scenario", "overcurrent:cp1:16"]
     board = Board(site)
     board.on_message("irve/hotel-vda/status", b"online")
     board.on_message(
