@@ -71,14 +71,17 @@ def _detach() -> Callable[[], None]:
     no orphan keeps a port or a folder busy. Linux only; elsewhere just the group.
     """
     parent = os.getpid()
-    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    # Looked up here, not in the child: between fork and exec only async-signal-safe work
+    # (no symbol lookup, no import) is safe while other threads (paho's) exist.
+    prctl = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
+    sigterm = int(signal.SIGTERM)
 
     def preexec() -> None:
         os.setpgid(0, 0)
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, sigterm)
             if os.getppid() != parent:  # the parent died before prctl took effect
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), sigterm)
 
     return preexec
 
