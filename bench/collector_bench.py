@@ -332,7 +332,6 @@ class Comparison:
     profile: Profile
     ours: Result
     peer: Result | None
-    peer_note: str = ""
 
 
 async def compare(
@@ -341,7 +340,6 @@ async def compare(
     meters: int,
     seconds: float,
     venv: Path | None,
-    peer_note: str,
 ) -> Comparison:
     sim_port = servers.free_port()
     sim_site = collector_site(work, profile.id, meters, sim_port, 1883)
@@ -365,7 +363,7 @@ async def compare(
         readings.close()
         await tap.stop()
         broker.stop()
-    return Comparison(profile, ours, peer, peer_note)
+    return Comparison(profile, ours, peer)
 
 
 def ratio(numerator: float, denominator: float) -> str:
@@ -397,7 +395,7 @@ def report(comparisons: list[Comparison], meters: int, seconds: float) -> None:
     print("|---|---:|---:|---:|")
     for c in comparisons:
         if c.peer is None or not c.peer.readings or not c.ours.readings:
-            print(f"| {c.profile.id} | - | - | - | {c.peer_note} |")
+            print(f"| {c.profile.id} | - | - | - |")
             continue
         print(
             f"| {c.profile.id} "
@@ -440,10 +438,10 @@ def main(argv: list[str] | None = None) -> None:
     for profile in chosen:
         where = work / profile.id
         where.mkdir()
-        comparisons.append(
-            asyncio.run(compare(where, profile, args.meters, args.seconds, venv, peer_note))
-        )
+        comparisons.append(asyncio.run(compare(where, profile, args.meters, args.seconds, venv)))
     report(comparisons, args.meters, args.seconds)
+    if peer_note:
+        print(f"- {peer_note}")
 
 
 if __name__ == "__main__":
