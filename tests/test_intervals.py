@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from collector.config import TariffSettings
-from collector.energy.intervals import PointEnergy, Step
+from collector.energy.intervals import PointEnergy, Step, cost_eur
 from collector.energy.tariff import Tariff
 from collector.schema import EnergyMessage, EventMessage
 
@@ -345,3 +345,11 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
         if not w.estimated:
             span_h = (w.end - w.start).total_seconds() / 3600
             assert w.energy_wh <= SOCKET_W * 1.25 * (span_h + 120 / 3600) + quantum + 1
+
+
+def test_a_month_of_equal_window_costs_adds_up_to_the_cent() -> None:
+    """Constant power repeats the same rounding in every window: 43,200 of them in a month."""
+    energy_wh, price = 7000 / 60 + 0.000_000_4, 0.1579  # 7 kW for one minute, a hair more
+    windows = 43_200
+    exact = windows * energy_wh / 1000 * price
+    assert math.fsum([cost_eur(energy_wh, price)] * windows) == pytest.approx(exact, abs=1e-4)
