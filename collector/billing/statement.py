@@ -1,7 +1,7 @@
 """A guest's statement for a stay: sessions, kWh per period, the owner's policy, amounts.
 
 Money rules (docs/energy-and-billing.md):
-- Energy windows and sessions carry costs unrounded (6 decimals). A statement line's amount
+- Energy windows and sessions carry costs unrounded (9 and 6 decimals). A statement line's amount
   is rounded ONCE, half up, to the cent; the statement total is the sum of its lines, so what
   the guest reads adds up.
 - Policies: `at_cost` (one line per session and period, kWh x the price in force);
