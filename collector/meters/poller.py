@@ -214,10 +214,15 @@ class Poller:
         loop = asyncio.get_running_loop()
         interval = self._site.poll_interval_s
         tick = loop.time()
+        task = asyncio.current_task()
         while True:
             for reader in readers:
                 if tick >= reader.next_try:
                     await self._poll(reader, tick)
+                    # Python 3.11's asyncio.wait_for (inside pymodbus) drops a cancellation that
+                    # arrives with the meter's answer: honour it here, or a stop would hang.
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError
             self._cycles += 1
             tick += interval
             late = loop.time() - tick
