@@ -436,6 +436,25 @@ def firing(rule: AlertRule, times: Sequence[datetime], run: Run) -> set[Labels]:
     return alerting
 
 
+_TEMPLATE_ACTION = re.compile(r"\{\{(.*?)\}\}")
+
+
+def render_summary(template: str, labels: dict[str, str], values: dict[str, float]) -> str:
+    """An annotation as Grafana's Go template would print it, for the two actions the IRVE
+    rules use: `{{ $labels.NAME }}` and `{{ printf "%.Nf" $values.REF.Value }}`. Any other
+    action raises, so a rule using more than this is noticed here."""
+
+    def action(match: re.Match[str]) -> str:
+        text = match.group(1).strip()
+        if found := re.fullmatch(r"\$labels\.(\w+)", text):
+            return labels[found.group(1)]
+        if found := re.fullmatch(r'printf "(%\.\d+f)" \$values\.(\w+)\.Value', text):
+            return found.group(1) % values[found.group(2)]
+        raise ValueError(f"template action {{{{{text}}}}} not handled")
+
+    return " ".join(_TEMPLATE_ACTION.sub(action, template).split())
+
+
 def evaluation_times(end: datetime, rule: AlertRule, interval_s: float = 10.0) -> list[datetime]:
     """Evaluations every `interval_s` over the rule's pending period (+ one), ending at `end`."""
     count = int(rule.for_s // interval_s) + 2
