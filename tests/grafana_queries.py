@@ -213,8 +213,8 @@ def alert_rules() -> list[AlertRule]:
 # ---------------------------------------------------------------------------------------------
 # Macro and variable substitution
 
-# Grafana's rangeutil.roundInterval: (upper bound in ms, interval in ms).
-_NICE_INTERVALS: tuple[tuple[float, int], ...] = (
+# Grafana's gtime.RoundInterval (backend): (largest interval in ms, rounded interval in ms).
+_NICE_INTERVALS: tuple[tuple[int, int], ...] = (
     (10, 1),
     (15, 10),
     (35, 20),
@@ -230,11 +230,12 @@ _NICE_INTERVALS: tuple[tuple[float, int], ...] = (
     (25_000, 20_000),
     (45_000, 30_000),
     (90_000, 60_000),
-    (180_000, 120_000),
+    (210_000, 120_000),
     (450_000, 300_000),
-    (1_050_000, 600_000),
-    (2_100_000, 900_000),
-    (3_600_000, 1_800_000),
+    (750_000, 600_000),
+    (1_050_000, 900_000),
+    (1_500_000, 1_200_000),
+    (2_700_000, 1_800_000),
     (5_400_000, 3_600_000),
     (9_000_000, 7_200_000),
     (16_200_000, 10_800_000),
@@ -242,7 +243,7 @@ _NICE_INTERVALS: tuple[tuple[float, int], ...] = (
     (86_400_000, 43_200_000),
     (604_800_000, 86_400_000),
     (1_814_400_000, 604_800_000),
-    (3_628_800_000, 2_592_000_000),
+    (3_628_799_999, 2_592_000_000),
 )
 
 
@@ -254,18 +255,19 @@ def round_interval(ms: float) -> int:
 
 
 def interval_ms(start: datetime, end: datetime, max_data_points: int, min_interval_ms: int) -> int:
+    """Grafana's interval calculator: the range over the max data points, the datasource's
+    minimum interval when below it, else rounded to a nice interval."""
     raw = (end - start).total_seconds() * 1000 / max_data_points
-    return max(round_interval(raw), min_interval_ms)
+    return min_interval_ms if raw < min_interval_ms else round_interval(raw)
 
 
 def format_interval(ms: int) -> str:
-    """Milliseconds -> an InfluxQL duration literal, largest exact unit first (like Grafana)."""
-    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
-        if ms % size == 0:
+    """Grafana's gtime.FormatInterval: the count of the largest unit that fits (d, h, m, s, ms),
+    truncated; Grafana writes a week as `7d`."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size:
             return f"{ms // size}{unit}"
-    if ms % 1000 == 0:
-        return f"{ms // 1000}s"
-    return f"{ms}ms"
+    return f"{max(ms, 1)}ms"
 
 
 def _regex_escape(value: str) -> str:
