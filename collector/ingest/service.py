@@ -21,6 +21,7 @@ also bounds memory: the broker sends nothing beyond it until we acknowledge.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import ssl
@@ -50,6 +51,15 @@ MAX_RECEIVE_MAXIMUM = 65535  # MQTT 5: a two-byte integer
 DEAD_LETTER_PAYLOAD_CHARS = 1024
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 NETWORK_TICK_S = 0.05  # longest wait before queued acknowledgements go out
+# Python's default (700, 10, 10) runs the cyclic collector every few dozen messages; the
+# ingestor makes next to no cycles (refcounting frees its garbage), so collect far less often.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """For a process that is an ingestor: measured 20 % more messages/s (docs/benchmarks.md)."""
+    gc.freeze()  # what exists at start lives for ever: never walk it again
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Ingestor:
@@ -298,6 +308,7 @@ class Ingestor:
         )
 
     def run(self, stop: threading.Event) -> None:
+        tune_gc()
         self.start()
         stop.wait()
         self.stop()
