@@ -562,16 +562,23 @@ def test_energy_and_cost_per_local_day_and_period(data: Data) -> None:
     assert sum(actual_eur.values()) > 1  # euros, not cents: three days of hotel charging
 
 
-@checks(energy("Énergie par semaine et par période"))
+WEEKLY = "Énergie par semaine, par borne et par période"
+
+
+@checks(energy(WEEKLY))
 def test_energy_per_week_starts_on_monday(data: Data) -> None:
     start, end = data.history_start, data.history_end
-    weeks: dict[tuple[date, str], float] = defaultdict(float)
+    weeks: dict[tuple[date, str, str], float] = defaultdict(float)
     for r in raw_energy(data, NORMAL, start, end):
         day = local_day(r["ts"])
-        weeks[day - timedelta(days=day.weekday()), r["period"]] += r["energy_wh"] / 1000
-    series = panel(data, "irve-energy", "Énergie par semaine et par période", NORMAL, start, end)
-    actual = {(local_day(ts), s.tags["period"]): v for s in series for ts, v in s.values}
-    assert all(monday.weekday() == 0 for monday, _ in actual)
+        monday = day - timedelta(days=day.weekday())
+        weeks[monday, r["point"], r["period"]] += r["energy_wh"] / 1000
+    actual = {
+        (local_day(ts), s.tags["point"], s.tags["period"]): v
+        for s in panel(data, "irve-energy", WEEKLY, NORMAL, start, end)
+        for ts, v in s.values
+    }
+    assert all(monday.weekday() == 0 for monday, _, _ in actual)
     approx_dict(actual, dict(weeks))
 
 
@@ -587,9 +594,12 @@ def test_month_totals(data: Data) -> None:
     for site in (NORMAL, OVERLOAD):
         kwh: dict[str, float] = defaultdict(float)
         eur: dict[str, float] = defaultdict(float)
+        rows: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
         for r in raw_energy(data, site, gq.start_of_month(end, PARIS), end):
             kwh[r["period"]] += r["energy_wh"] / 1000
             eur[r["period"]] += r["cost_eur"]
+            rows[r["point"], r["period"]][0] += r["energy_wh"] / 1000
+            rows[r["point"], r["period"]][1] += r["cost_eur"]
 
         def month_panel(title: str, site: str = site) -> list[Series]:
             return panel(data, "irve-energy", title, site, month, end)
@@ -602,10 +612,11 @@ def test_month_totals(data: Data) -> None:
         assert total("Énergie ce mois-ci") == pytest.approx(sum(kwh.values()))
         per_period = by_tag(month_panel("Coût ce mois-ci par période"), "period")
         approx_dict({p: s.values[0][1] for p, s in per_period.items()}, dict(eur))
-        table = month_panel("Énergie et coût par mois (heure de Paris)")
+        table = month_panel("Énergie et coût par mois (heure de Paris)")  # socket x period
         assert all(s.columns == ["time", "kWh", "Coût"] for s in table)
-        approx_dict({s.tags["period"]: s.values[0][1] for s in table}, dict(kwh))
-        approx_dict({s.tags["period"]: s.values[0][2] for s in table}, dict(eur))
+        got = {(s.tags["point"], s.tags["period"]): s.values[0][1:] for s in table}
+        approx_dict({k: v[0] for k, v in got.items()}, {k: v[0] for k, v in rows.items()})
+        approx_dict({k: v[1] for k, v in got.items()}, {k: v[1] for k, v in rows.items()})
     assert sum(kwh.values()) > 0.1  # the 40 A site (last checked): its live charge
 
 
