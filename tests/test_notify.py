@@ -186,7 +186,7 @@ def test_endpoint_down_submit_never_blocks_and_delivery_follows_its_return(
     started = time.monotonic()
     notifier.submit(alert("firing"))
     notifier.submit(alert("resolved"))
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 0.5  # no connection attempt (seconds) in the caller
     channel = notifier.channels[0]
     wait_until(lambda: channel.failures >= 2, timeout=10, what="failed attempts")
     assert ntfy.received() == []

@@ -190,7 +190,8 @@ def test_silent_meter_costs_at_most_its_timeout_and_others_keep_their_rate(
 
     sink, stats, cost = run(scenario())
     assert cost < 0.2 + 0.25  # one timeout, not one per request of its plan
-    assert len(sink.of("cp1")) >= 6  # the others were polled every cycle
+    # The others were polled every cycle (the last cycle may stop between main and cp1).
+    assert len(sink.of("cp1")) >= 5
     assert sink.of("cp2") == []
     assert stats.overruns == 0
     # Backoff: cp2 is not asked every cycle (retries after 1, 2, 4 .. cycles).
