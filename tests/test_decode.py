@@ -397,3 +397,13 @@ def test_finder_7m24_energy_in_wh() -> None:
         {2536: [0x4566, 0x0000], 2752: [0x449A, 0x5000]},  # 3680.0 W, counter n1 1234.5 Wh
     )
     check(values, {"power_w": 3680.0, "energy_wh": 1234.5})
+
+
+def test_published_numbers_have_the_digits_the_meter_has() -> None:
+    """No binary noise in payloads: a float32 reads as its shortest decimal, a scaled integer
+    keeps the digits of its scale (exact equality on purpose)."""
+    assert repr(decode([0x3F7D, 0x70A4], "f32")) == "0.99"  # float32 nearest to 0.99
+    assert repr(decode([0x4365, 0xDEB8], "f32")) == "229.87"
+    assert repr(decode([2300], "u16", scale=0.1)) == "230.0"
+    assert repr(decode([0x0003, 0x8301], "u32", scale=0.001)) == "230.145"
+    assert repr(decode([0x3F9D, 0xF3B6], "f32", scale=1000)) == "1234.0"  # 1.234 kW

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 import struct
 from collections.abc import Sequence
@@ -42,11 +44,38 @@ def decode(
     raw = raw_int(words, word_order)
     if raw in not_available:
         return None
-    (value,) = struct.unpack(_STRUCT[dtype], raw.to_bytes(2 * len(words), "big"))
+    data = raw.to_bytes(2 * len(words), "big")
+    (value,) = struct.unpack(_STRUCT[dtype], data)
+    if dtype == "f32":
+        value = _shortest_f32(value, data)
     result = float(value) * scale
     if not math.isfinite(result):
         return None
+    if scale != 1.0 and dtype != "f64":
+        # 2300 x 0.1 is 230.00000000000003 in binary: keep the digits the factors have.
+        result = round(result, _decimals(value) + _decimals(scale))
     return result
+
+
+def _shortest_f32(value: float, data: bytes) -> float:
+    """The shortest decimal that is this float32, as the meter's display shows it (0.99, not
+    0.9900000095367432)."""
+    if not math.isfinite(value):
+        return value
+    for digits in range(6, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack(">f", candidate) == data:
+            return candidate
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _decimals(number: float | int) -> int:
+    """Digits after the decimal point of a number's shortest form (0.01 -> 2, 230.1 -> 1)."""
+    if isinstance(number, int):
+        return 0
+    exponent = decimal.Decimal(repr(number)).as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def encode(

@@ -45,7 +45,7 @@ class Reading:
         """Single-phase voltage, or the mean of the phase-to-neutral voltages."""
         phases = [v for v in self.voltages_v or [] if v is not None]
         if phases:
-            return sum(phases) / len(phases)
+            return round(sum(phases) / len(phases), 3)
         return self.values.get("voltage_v")
 
     @cached_property
