@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -509,7 +510,7 @@ def run_node_red(
     )
     stop(proc)
     errors = [
-        line.split(" - ", 1)[-1][:160]
+        re.sub(r"^\d+ \w+ [\d:]+ - ", "", line)[:160]  # without Node-RED's time stamp
         for line in log_path.read_text(errors="replace").splitlines()
         if "[error]" in line or "WARN" in line
     ]

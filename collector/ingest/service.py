@@ -57,7 +57,7 @@ GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def tune_gc() -> None:
-    """For a process that is an ingestor: measured 20 % more messages/s (docs/benchmarks.md)."""
+    """For a process that is an ingestor (docs/ingest.md: a quarter more messages/s)."""
     gc.freeze()  # what exists at start lives for ever: never walk it again
     gc.set_threshold(*GC_THRESHOLDS)
 
@@ -229,7 +229,7 @@ class Ingestor:
 
         Why: we run `loop_forever` in our own thread rather than `loop_start`, which wakes the
         network thread through a socket pair for every outgoing packet (one PUBACK per
-        message) and cost a third more CPU per message here (see docs/benchmarks.md). Without
+        message) and cost a third more CPU per message here (docs/ingest.md). Without
         `loop_start`, paho would write a packet queued from another thread straight to the
         socket, racing the network thread; holding this lock makes it queue the PUBACKs
         instead, and the network thread sends them on its next turn (within NETWORK_TICK_S).
