@@ -51,6 +51,7 @@ from tests import servers
 REPO = Path(__file__).resolve().parent.parent
 SITES, POINTS = 100, 10  # topics irve/site-NNN/cpN/state
 PEER_SAMPLE = 5000  # messages for a peer that cannot drain a persistent backlog
+PAIR = ["ingest-share-a", "ingest-share-b"]
 
 
 @dataclass
@@ -129,7 +130,7 @@ def topic(i: int) -> str:
 # --- MQTT helpers (paho in this process) ----------------------------------------------------
 
 
-def create_session(client_id: str, port: int) -> None:
+def create_session(client_id: str, port: int, share_group: str = "") -> None:
     """A persistent session subscribed to every state topic, so the broker queues for it."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -137,7 +138,8 @@ def create_session(client_id: str, port: int) -> None:
     client.connect("127.0.0.1", port, clean_start=False, properties=props)
     client.loop_start()
     servers.wait_until(client.is_connected, 10, "session client")
-    client.subscribe("irve/+/+/state", qos=1)
+    share = f"$share/{share_group}/" if share_group else ""
+    client.subscribe(f"{share}irve/+/+/state", qos=1)
     time.sleep(0.3)  # the SUBACK
     client.disconnect()
     client.loop_stop()
@@ -213,29 +215,38 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 def measure(
     name: str,
-    proc: subprocess.Popen[bytes],
+    procs: list[subprocess.Popen[bytes]],
     started: Callable[[], bool],
     done: Callable[[], int],
     n: int,
     timeout: float,
     poll_s: float = 0.02,
 ) -> Result:
-    """Poll until the first message is taken, then until `done()` reaches n (or timeout)."""
-    ps = psutil.Process(proc.pid)
+    """Poll until the first message is taken, then until `done()` reaches n (or timeout).
+    Several processes (one consumer scaled out): CPU added up, the largest peak RSS."""
+    ps = [psutil.Process(proc.pid) for proc in procs]
+
+    def cpu() -> float:
+        return sum(cpu_seconds(p) for p in ps)
+
+    def exited() -> bool:
+        return any(proc.poll() is not None for proc in procs)
+
     deadline = time.monotonic() + timeout
     while not started():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            return Result(name, 0, 0, note=f"never started (exit {proc.poll()})")
+        if exited() or time.monotonic() > deadline:
+            codes = [proc.poll() for proc in procs]
+            return Result(name, 0, 0, note=f"never started (exit {codes})")
         time.sleep(0.02)
-    t0, cpu0 = time.monotonic(), cpu_seconds(ps)
+    t0, cpu0 = time.monotonic(), cpu()
     stored = 0
     while True:
         stored = done()
-        if stored >= n or proc.poll() is not None or time.monotonic() > deadline:
+        if stored >= n or exited() or time.monotonic() > deadline:
             break
         time.sleep(poll_s)
-    t1, cpu1 = time.monotonic(), cpu_seconds(ps)
-    rss = peak_rss_mb(proc.pid)
+    t1, cpu1 = time.monotonic(), cpu()
+    rss = max((peak_rss_mb(proc.pid) or 0.0) for proc in procs) or None
     note = "" if stored >= n else f"stopped at {stored:,} of {n:,} after {t1 - t0:.0f} s"
     return Result(name, stored, t1 - t0, cpu1 - cpu0, rss, note)
 
@@ -318,7 +329,7 @@ def run_null(broker: servers.Server, client_id: str, n: int, timeout: float) -> 
     threading.Thread(target=read, daemon=True).start()
     result = measure(
         f"paho consumer doing nothing ({client_id})",
-        proc,
+        [proc],
         lambda: "first" in marks,
         lambda: n if "done" in marks else 0,
         n,
@@ -344,36 +355,47 @@ def metric(url: str, name: str) -> float:
 
 
 def run_ingest(
-    name: str, broker: servers.Server, db: servers.Server, api: str, n: int, timeout: float
+    name: str,
+    broker: servers.Server,
+    db: servers.Server,
+    api: str,
+    n: int,
+    timeout: float,
+    client_ids: list[str],
+    share_group: str = "",
 ) -> Result:
-    client_id = f"ingest-{api}"
-    http_port = servers.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_")}
-    env.update(
-        IRVE_MQTT__HOST="127.0.0.1",
-        IRVE_MQTT__PORT=str(broker.port),
-        IRVE_INFLUX__URL=f"http://127.0.0.1:{db.port}",
-        IRVE_INFLUX__API_VERSION=api,
-        IRVE_INFLUX__TOKEN="bench",
-        IRVE_INGEST__CLIENT_ID=client_id,
-        IRVE_INGEST__SHARE_GROUP="",
-        IRVE_INGEST__HTTP_HOST="127.0.0.1",
-        IRVE_INGEST__HTTP_PORT=str(http_port),
-        IRVE_LOG_LEVEL="WARNING",
-        PYTHONPATH=str(REPO),
-    )
-    proc = subprocess.Popen([sys.executable, "-m", "collector", "ingest"], cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{http_port}/metrics"
+    """`irve ingest`, one process per client id (several: on the shared subscription)."""
+    procs, urls = [], []
+    for client_id in client_ids:
+        http_port = servers.free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_")}
+        env.update(
+            IRVE_MQTT__HOST="127.0.0.1",
+            IRVE_MQTT__PORT=str(broker.port),
+            IRVE_INFLUX__URL=f"http://127.0.0.1:{db.port}",
+            IRVE_INFLUX__API_VERSION=api,
+            IRVE_INFLUX__TOKEN="bench",
+            IRVE_INGEST__CLIENT_ID=client_id,
+            IRVE_INGEST__SHARE_GROUP=share_group,
+            IRVE_INGEST__HTTP_HOST="127.0.0.1",
+            IRVE_INGEST__HTTP_PORT=str(http_port),
+            IRVE_LOG_LEVEL="WARNING",
+            PYTHONPATH=str(REPO),
+        )
+        command = [sys.executable, "-m", "collector", "ingest"]
+        procs.append(subprocess.Popen(command, cwd=REPO, env=env))
+        urls.append(f"http://127.0.0.1:{http_port}/metrics")
     result = measure(
         name,
-        proc,
-        lambda: metric(url, "irve_ingest_messages_total") > 0,
-        lambda: int(metric(url, "irve_ingest_points_written_total")),
+        procs,
+        lambda: any(metric(url, "irve_ingest_messages_total") > 0 for url in urls),
+        lambda: int(sum(metric(url, "irve_ingest_points_written_total") for url in urls)),
         n,
         timeout,
         poll_s=0.1,  # rendering /metrics costs the ingestor CPU: 0.5 % of a 20 s run
     )
-    stop(proc)
+    for proc in procs:
+        stop(proc)
     return result
 
 
@@ -501,7 +523,7 @@ def run_node_red(
     # points searchable only about a second after they arrive.
     result = measure(
         name,
-        proc,
+        [proc],
         lambda: "Connected to broker" in log_path.read_text(),
         counter,
         n,
@@ -590,15 +612,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     n = args.messages
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
-    broker, influx, vm = (
+    broker, influx, vm, vm_pair = (
         mosquitto(work / "mqtt"),
         servers.influxd(work / "influxd"),
-        (servers.victoria_metrics(work / "vm")),
+        servers.victoria_metrics(work / "vm"),
+        servers.victoria_metrics(work / "vm-pair"),  # its own count for the shared run
     )
     results: list[Result] = []
     notes: list[str] = []
     try:
-        for server in (broker, influx, vm):
+        for server in (broker, influx, vm, vm_pair):
             server.start()
         influx_query(influx, "CREATE DATABASE irve")
         base_ms = int(time.time() * 1000) - n - 60_000
@@ -614,6 +637,9 @@ def main(argv: list[str] | None = None) -> None:
                 consumers += [node_red_client(api, batched) for api, batched in NODE_RED_VARIANTS]
         for client_id in consumers:
             create_session(client_id, broker.port)
+        # Scaled out: two processes on one shared subscription, half the backlog each.
+        for client_id in PAIR:
+            create_session(client_id, broker.port, share_group="bench")
         print(f"publishing a backlog of {n:,} state messages...", flush=True)
         published_s = publish_backlog(broker.port, n, base_ms)
         notes.append(f"backlog published in {published_s:.1f} s ({n / published_s:,.0f}/s)")
@@ -625,13 +651,23 @@ def main(argv: list[str] | None = None) -> None:
             name = (
                 f"irve ingest, API {api} ({'influxd 1.6.7' if api == '1' else 'victoria-metrics'})"
             )
-            result = run_ingest(name, broker, db, api, n, 600)
+            result = run_ingest(name, broker, db, api, n, 600, [f"ingest-{api}"])
             searchable_by = time.monotonic() + 60  # VM indexes new points within seconds
             while count(db) < n and time.monotonic() < searchable_by:
                 time.sleep(0.5)
             result.note = (result.note + f" {count(db):,} points in the database").strip()
             ingests.append(result)
             print(result.row(before), flush=True)
+        pair = run_ingest(
+            "irve ingest x 2 processes, shared subscription, API 2 (victoria-metrics)",
+            broker, vm_pair, "2", n, 600, PAIR, share_group="bench",
+        )  # fmt: skip
+        searchable_by = time.monotonic() + 60
+        while vm_count(vm_pair) < n and time.monotonic() < searchable_by:
+            time.sleep(0.5)
+        pair.note = f"{vm_count(vm_pair):,} points in the database; CPU of both, RSS of each"
+        ingests.append(pair)
+        print(pair.row(before), flush=True)
         after = run_null(broker, "null-after", n, 600)
         print(after.row(None), flush=True)
         ceiling = max(before, after, key=lambda r: r.rate)
@@ -660,7 +696,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(result)
             print(result.row(ceiling), flush=True)
     finally:
-        for server in (broker, influx, vm):
+        for server in (broker, influx, vm, vm_pair):
             server.stop()
     print()
     print(f"{n:,} state messages, {platform.python_implementation()} {platform.python_version()}, "
