@@ -15,8 +15,8 @@ test: $(BIN)/.installed
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check collector tests bench
-	$(BIN)/ruff format --check collector tests bench
+	$(BIN)/ruff check collector tests bench scripts
+	$(BIN)/ruff format --check collector tests bench scripts
 	$(BIN)/mypy
 
 bench: $(BIN)/.installed

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import psutil  # type: ignore[import-untyped]
+import psutil
 import urllib3
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes

@@ -42,7 +42,7 @@ STEP = timedelta(seconds=30)
 
 
 def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=PARIS)  # type: ignore[misc]
+    return datetime(*args, tzinfo=PARIS)  # type: ignore[arg-type,misc]
 
 
 # ---- shared helpers ---------------------------------------------------------------------------

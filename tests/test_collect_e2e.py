@@ -20,6 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -46,14 +47,14 @@ class Recorder:
         self._lock = threading.Lock()
         persistent = bool(client_id)
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
         self.client.reconnect_delay_set(1, 1)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: subscribed.set()
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if persistent:  # the broker keeps our messages while we (or it) are away
             properties.SessionExpiryInterval = 3600
         self.client.connect("127.0.0.1", port, clean_start=not persistent, properties=properties)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.config import SiteConfig, load
+from collector.config import SiteConfig, TcpBus, load
 from tests.conftest import EXAMPLES
 
 
@@ -191,7 +191,8 @@ def test_environment_reaches_into_list_items(monkeypatch: pytest.MonkeyPatch) ->
     cp2 = site.meters[2]
     assert cp2.socket is not None and cp2.socket.rated_current_a == 16
     assert cp2.id == "cp2" and cp2.profile  # the rest of the item comes from the file
-    assert getattr(site.buses[0], "host") == "192.168.10.5"
+    bus = site.buses[0]
+    assert isinstance(bus, TcpBus) and bus.host == "192.168.10.5"
 
 
 @pytest.mark.parametrize(

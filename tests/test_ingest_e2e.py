@@ -63,9 +63,9 @@ def config(
         influx["token"] = "unused-by-victoria"
     settings = {"client_id": client_id, "http_host": "127.0.0.1", "http_port": 0, **ingest}
     return IngestorConfig(
-        mqtt={"host": "127.0.0.1", "port": broker.port},  # type: ignore[arg-type]
-        influx=influx,  # type: ignore[arg-type]
-        ingest=settings,  # type: ignore[arg-type]
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+        influx=influx,
+        ingest=settings,
     )
 
 

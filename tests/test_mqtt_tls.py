@@ -12,6 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.collect import Collector, Stages
 from collector.commands.check import load_site
@@ -71,7 +72,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[int, int]]:
 def ingestor_view(port: int) -> queue.Queue[tuple[str, bytes]]:
     """What the read-only ingestor user sees of this site's status topic."""
     seen: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.username_pw_set("ingestor", USERS["ingestor"])
     client.on_connect = lambda c, *_: c.subscribe(f"irve/{SITE}/status", qos=1)
     client.on_message = lambda _c, _u, m: seen.put((m.topic, bytes(m.payload)))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import urllib.request
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests import servers
 
 
 def test_mosquitto_accepts_clients_and_restarts(broker: servers.Server) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.connect("127.0.0.1", broker.port)
     client.disconnect()
     broker.restart()

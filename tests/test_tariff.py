@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,7 +25,7 @@ def tariff(**kw: Any) -> Tariff:
 
 
 def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=PARIS)  # type: ignore[misc]
+    return datetime(*args, tzinfo=PARIS)  # type: ignore[arg-type,misc]
 
 
 def hours_per_period(t: Tariff, day: date) -> dict[str, float]:
@@ -35,11 +34,12 @@ def hours_per_period(t: Tariff, day: date) -> dict[str, float]:
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=PARIS).astimezone(
         UTC
     )
-    totals: Counter[str] = Counter()
+    totals: dict[str, float] = {}
     t0 = start
     while t0 < end:
         t1 = min(t.next_boundary(t0), end)
-        totals[t.period_at(t0)] += (t1 - t0).total_seconds() / 3600
+        period = t.period_at(t0)
+        totals[period] = totals.get(period, 0.0) + (t1 - t0).total_seconds() / 3600
         t0 = t1
     return dict(totals)
 
