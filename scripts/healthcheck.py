@@ -61,6 +61,7 @@ def retained_status_online(site_file: str) -> bool:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from collector.config import SiteConfig, load
+    from collector.mqtt.auth import apply_credentials
 
     site = load(SiteConfig, site_file)
     settings = site.mqtt
@@ -68,16 +69,7 @@ def retained_status_online(site_file: str) -> bool:
     result: list[bytes] = []
     done = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
-    if settings.username:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
-    if settings.tls:
-        client.tls_set(
-            ca_certs=str(settings.ca_file) if settings.ca_file else None,
-            certfile=str(settings.cert_file) if settings.cert_file else None,
-            keyfile=str(settings.key_file) if settings.key_file else None,
-        )
-        client.tls_insecure_set(settings.tls_insecure)
+    apply_credentials(client, settings)
 
     def on_connect(c: mqtt.Client, u: object, f: object, reason: object, p: object) -> None:
         if reason == 0:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import ssl
 import threading
 import time
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from collector.ingest.decode import Rejected, decode, subscriptions
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
 from collector.ingest.writer import Backend, WriteAborted, Writer, backend_for
+from collector.mqtt.auth import apply_credentials
 from collector.schema import format_ts
 
 log = logging.getLogger(__name__)
@@ -93,17 +93,7 @@ class Ingestor:
             protocol=mqtt.MQTTv5,
         )
         client.manual_ack_set(True)
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            client.username_pw_set(settings.username, password)
-        if settings.tls:
-            client.tls_set(
-                ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                certfile=str(settings.cert_file) if settings.cert_file else None,
-                keyfile=str(settings.key_file) if settings.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(settings.tls_insecure)
+        apply_credentials(client, settings)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

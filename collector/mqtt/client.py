@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.config import ConfigError, MqttSettings
+from collector.mqtt.auth import apply_credentials
 from collector.mqtt.envelope import Envelope
 from collector.mqtt.outbox import Outbox
 from collector.mqtt.spool import Spool
@@ -129,17 +130,7 @@ class MqttLink:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else True,
         )
-        if s.username is not None:
-            password = s.password.get_secret_value() if s.password is not None else None
-            client.username_pw_set(s.username, password)
-        if s.tls or s.ca_file is not None or s.cert_file is not None:
-            client.tls_set(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-            )
-            # As mosquitto_pub --insecure: the certificate is still verified, not the host name.
-            client.tls_insecure_set(s.tls_insecure)
+        apply_credentials(client, s)
         client.will_set(self.status_topic, "offline", qos=QOS, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(self._max_window)
