@@ -19,6 +19,8 @@ from pydantic import BaseModel
 
 from collector.config import IngestorConfig, SiteConfig
 from scripts import healthcheck, init_env
+from tests import servers
+from tests.sim_helpers import socket_meter, tcp_bus, write_site
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -236,6 +238,26 @@ def test_healthcheck_finds_the_container_command() -> None:
     assert healthcheck.subcommand(cmdline) == "collect"
     assert healthcheck.config_argument(cmdline) == "/etc/irve/site.yaml"
     assert healthcheck.subcommand(b"/bin/sh\0-c\0sleep 1\0") is None
+
+
+def test_collector_healthcheck_reads_the_retained_status(
+    tmp_path: Path, broker: servers.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a real broker: healthy while the site's retained status says `online`."""
+    monkeypatch.setattr(healthcheck, "TIMEOUT_S", 1.0)
+    import paho.mqtt.publish as publish
+
+    site = write_site(
+        tmp_path,
+        buses=[tcp_bus("board")],
+        meters=[socket_meter("cp1", "board", 1)],
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+    )
+    topic = "irve/test-site/status"
+    assert not healthcheck.retained_status_online(str(site))  # nothing retained yet
+    for payload, healthy in ((b"online", True), (b"offline", False)):
+        publish.single(topic, payload, qos=1, retain=True, hostname="127.0.0.1", port=broker.port)
+        assert healthcheck.retained_status_online(str(site)) is healthy
 
 
 def test_grafana_gets_every_variable_its_provisioning_expands() -> None:
