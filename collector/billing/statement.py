@@ -117,7 +117,7 @@ def make_statement(
     allowance_wh = (
         float(policy.kwh_per_night) * 1000 * stay.nights if policy.name == "allowance" else 0.0
     )
-    remaining = allowance_wh
+    remaining, included_wh = allowance_wh, 0.0
     for s in ordered:
         if policy.name == "flat":
             lines.append(
@@ -137,6 +137,7 @@ def make_statement(
         total = s.energy_wh
         included_session = min(remaining, total)
         remaining -= included_session
+        included_wh += included_session  # summed, not allowance - remaining: no float loss
         for period in sorted(s.periods, key=_period_key):
             energy, cost = s.periods[period]
             if energy <= 0:
@@ -169,7 +170,7 @@ def make_statement(
         policy,
         lines,
         energy_wh,
-        allowance_wh - remaining,
+        included_wh,
         meter_wh,
         warnings,
     )
