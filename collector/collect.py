@@ -56,7 +56,9 @@ def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
     """THE place where processing stages are plugged in, one line each."""
     stages = Stages()
     stages.processors.append(AlertProcessor(site))
-    stages.processors.append(energy := EnergyProcessor(site))  # windows, sessions, index events
+    stages.processors.append(
+        energy := EnergyProcessor(site, profiles=profiles)
+    )  # windows, sessions, index events
     stages.charging = energy.charging
     stages.observers.append(Notifier.from_site(site).observe)  # phone notifications of alerts
     return stages

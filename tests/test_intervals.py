@@ -154,6 +154,23 @@ def test_32_bit_wrap_counts_the_difference(
     assert run.emitted + run.open_wh == pytest.approx(500.0)
 
 
+def test_counter_span_from_the_profile_decides_wrap_or_reset() -> None:
+    """A 16-bit kWh register wraps at 65,535 kWh, which no guess covers; a float index never
+    wraps, so a fall from the top of a guessed span is a reset, not energy."""
+    u16_kwh = PointEnergy("cp1", tariff(), 60, SOCKET_W, 600, counter_spans_wh=(2**16 * 1000.0,))
+    run = Run(u16_kwh)
+    run.feed(T0, 65_535_000.0, 7000.0)
+    run.feed(T0 + timedelta(minutes=5), 0.0, 7000.0)  # 1 kWh count later: wrapped
+    assert [e.event for e in run.events] == ["index_wrap"]
+    assert run.emitted + run.open_wh == pytest.approx(1000.0)
+    float_index = PointEnergy("cp1", tariff(), 60, SOCKET_W, 600, counter_spans_wh=())
+    run = Run(float_index)
+    run.feed(T0, 2**32 * 1.0 - 150.0, 7000.0)
+    run.feed(T0 + timedelta(minutes=5), 350.0, 7000.0)
+    assert [e.event for e in run.events] == ["index_reset"]  # estimated from power instead
+    assert run.emitted + run.open_wh == pytest.approx(7000 * 5 / 60)
+
+
 def test_impossible_jump_is_dropped_and_estimated(caplog: pytest.LogCaptureFixture) -> None:
     run = Run(meter())
     run.feed(T0, 10_000.0, 7000.0)

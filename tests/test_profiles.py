@@ -429,3 +429,11 @@ def test_example_in_the_docs_is_a_valid_profile() -> None:
     block = next(b for b in text.split("```yaml")[1:] if "id: acme-x1" in b)
     profile = Profile.model_validate(yaml.safe_load(block.split("```")[0]))
     assert profile.factor_of(profile.values["power_w"]) == pytest.approx(1.0)  # 0.001 kW = 1 W
+
+
+def test_counter_span_of_the_energy_register() -> None:
+    """Where each bundled index wraps: from its register type and scale (float: never)."""
+    profiles = load_profiles([])
+    assert profiles["legrand-emdx3-412045"].counter_spans_wh() == (2**32 * 10.0,)  # u32, 10 Wh
+    assert profiles["eastron-sdm120"].counter_spans_wh() == ()  # float32 kWh
+    assert profiles["schneider-iem3155"].counter_spans_wh() == (2**64 * 1.0,)  # int64 Wh

@@ -40,7 +40,9 @@ VOLTAGE_MAX_V = 253.0  # 230 V + 10 % (EN 50160)
 MARGIN = 1.25  # on top of the physical maximum, for meter and clock tolerances
 JITTER_WH = 0.5  # a float32 index may read a hair lower; not a reset
 REFRESH_MAX_S = 60.0  # slowest energy-register refresh allowed for when judging a rise
-COUNT_SIZES_WH = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)  # Wh per raw register count
+# Where a counter wraps, when the meter's profile does not say: a 32-bit register counting
+# 0.001 .. 1000 Wh.
+GUESSED_SPANS_WH = tuple(2**32 * size for size in (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0))
 QUANTA_WH = (1000.0, 100.0, 10.0)  # coarse index steps we recognise
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -121,9 +123,16 @@ class PointEnergy:
     """Index -> energy windows for one metering point. Pure: time comes with the readings."""
 
     def __init__(
-        self, point: str, tariff: Tariff, window_s: int, max_power_w: float, gap_s: float
+        self,
+        point: str,
+        tariff: Tariff,
+        window_s: int,
+        max_power_w: float,
+        gap_s: float,
+        counter_spans_wh: tuple[float, ...] = GUESSED_SPANS_WH,
     ) -> None:
         self.point = point
+        self.counter_spans_wh = counter_spans_wh  # () for a float index, which never wraps
         self.tariff = tariff
         self.window_s = window_s
         self.max_power_w = max_power_w
@@ -282,8 +291,8 @@ class PointEnergy:
             self.quantum_wh /= 10
 
     def _wrapped(self, delta: float, limit: float) -> float | None:
-        for size in COUNT_SIZES_WH:
-            wrapped = delta + 2**32 * size
+        for span in self.counter_spans_wh:
+            wrapped = delta + span
             if 0 <= wrapped <= limit:
                 return wrapped
         return None

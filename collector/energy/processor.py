@@ -10,15 +10,16 @@ it: nothing is counted twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
 from collector.config import MeterSettings, SiteConfig
-from collector.energy.intervals import VOLTAGE_MAX_V, PointEnergy
+from collector.energy.intervals import GUESSED_SPANS_WH, VOLTAGE_MAX_V, PointEnergy
 from collector.energy.sessions import SessionTracker
 from collector.energy.state import default_path, load_state, save_state
 from collector.energy.tariff import Tariff
+from collector.meters.profile import Profile
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing, Processor
 from collector.schema import EventMessage, Message, SessionMessage
@@ -35,15 +36,33 @@ def max_power_w(meter: MeterSettings, site: SiteConfig) -> float:
     return site.site.subscribed_power_kva * 1000
 
 
+def _counter_spans(profile: Profile | None) -> tuple[float, ...]:
+    """From the energy register's type and scale; guessed when unknown."""
+    spans = profile.counter_spans_wh() if profile is not None else None
+    return GUESSED_SPANS_WH if spans is None else spans
+
+
 class EnergyProcessor(Processor):
-    def __init__(self, site: SiteConfig, state_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        site: SiteConfig,
+        state_file: Path | None = None,
+        profiles: Mapping[str, Profile] | None = None,
+    ) -> None:
         self.tariff = Tariff(site.tariff, site.site.tz)
         self.path = (
             state_file or site.energy.state_file or default_path(site.state_dir, site.site.id)
         )
         gap_s = max(float(site.energy.window_s), 5 * site.poll_interval_s)
         self.points = {
-            m.id: PointEnergy(m.id, self.tariff, site.energy.window_s, max_power_w(m, site), gap_s)
+            m.id: PointEnergy(
+                m.id,
+                self.tariff,
+                site.energy.window_s,
+                max_power_w(m, site),
+                gap_s,
+                _counter_spans(profiles.get(m.profile) if profiles else None),
+            )
             for m in site.meters
         }
         self.sessions = {

@@ -139,6 +139,16 @@ class Profile(_Strict):
         """Raw value x factor = value in the quantity's public unit."""
         return spec.scale * UNITS[spec.unit][1]
 
+    def counter_spans_wh(self) -> tuple[float, ...] | None:
+        """Where the energy index wraps back to 0, in Wh: () for a float register, which does
+        not wrap; None when the profile has no energy index."""
+        spec = self.values.get("energy_wh")
+        if spec is None:
+            return None
+        if spec.type in ("f32", "f64"):
+            return ()
+        return (2 ** (16 * spec.count) * self.factor_of(spec),)
+
     def na_of(self, spec: ValueSpec) -> list[int]:
         return spec.na + self.na.get(spec.type, [])
 
