@@ -99,13 +99,7 @@ def mosquitto(workdir: Path) -> servers.Server:
         "max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n"
         "log_type error\nlog_type warning\n"
     )
-    return servers.Server(
-        "mosquitto",
-        [servers.require("mosquitto"), "-c", str(conf)],
-        port,
-        workdir,
-        lambda: servers.port_open(port),
-    )
+    return servers.mosquitto_on(conf, port, workdir)
 
 
 def payload(i: int, base_ms: int) -> bytes:

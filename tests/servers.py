@@ -51,8 +51,18 @@ def mosquitto(workdir: Path, extra_conf: str = "", port: int | None = None) -> S
         "log_type error\nlog_type warning\nlog_type notice\n"
         f"{extra_conf}\n"
     )
+    return mosquitto_on(conf, port, workdir)
+
+
+def mosquitto_on(conf: Path, port: int, workdir: Path, *more_ports: int) -> Server:
+    """mosquitto with a configuration written elsewhere (the stack's, a bridge's, a bench's);
+    ready once every listener answers."""
     return Server(
-        "mosquitto", [require("mosquitto"), "-c", str(conf)], port, workdir, lambda: port_open(port)
+        "mosquitto",
+        [require("mosquitto"), "-c", str(conf)],
+        port,
+        workdir,
+        lambda: all(port_open(p) for p in (port, *more_ports)),
     )
 
 

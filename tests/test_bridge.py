@@ -43,13 +43,7 @@ def broker(workdir: Path, users: dict[str, str], bridge: str | None = None) -> s
     conf = local_broker.prepare(workdir, port, users)
     if bridge is not None:
         (conf.parent / "conf.d" / "bridge.conf").write_text(bridge)
-    return servers.Server(
-        "mosquitto",
-        [servers.require("mosquitto"), "-c", str(conf)],
-        port,
-        workdir,
-        lambda: servers.port_open(port),
-    )
+    return servers.mosquitto_on(conf, port, workdir)
 
 
 Pair = Callable[[str | None], tuple[servers.Server, servers.Server]]

@@ -130,13 +130,7 @@ def stack_broker(tmp_path: Path) -> Iterator[servers.Server]:
     conf = local_broker.prepare(tmp_path / "broker", port, USERS)
     acl = conf.parent / "acl"
     acl.write_text(acl.read_text() + "\n# tests only\nuser observer\ntopic read #\n")
-    server = servers.Server(
-        "mosquitto",
-        [servers.require("mosquitto"), "-c", str(conf)],
-        port,
-        tmp_path / "broker",
-        lambda: servers.port_open(port),
-    )
+    server = servers.mosquitto_on(conf, port, tmp_path / "broker")
     server.start()
     yield server
     server.stop()

@@ -57,13 +57,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[int, int]]:
         "\nlistener 8883\n", f"\nlistener {tls_port} 127.0.0.1\n"
     )
     (conf.parent / "conf.d" / "tls.conf").write_text(tls_conf)
-    server = servers.Server(
-        "mosquitto",
-        [servers.require("mosquitto"), "-c", str(conf)],
-        port,
-        tmp_path / "broker",
-        lambda: servers.port_open(port) and servers.port_open(tls_port),
-    )
+    server = servers.mosquitto_on(conf, port, tmp_path / "broker", tls_port)
     server.start()
     yield port, tls_port
     server.stop()
