@@ -56,3 +56,14 @@ def test_a_line_cut_by_a_power_loss_is_skipped(
     back = Spool(path).recover()
     assert [e.payload for e in back] == [energy(1).payload]
     assert "outbox.jsonl:2: unreadable spool entry skipped" in caplog.text
+
+
+def test_a_journal_that_cannot_be_written_never_stops_a_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    spool = Spool(blocker / "outbox.jsonl")  # its folder cannot be made
+    kept = spool.add(energy(1))
+    assert kept == energy(1) and kept.spool_id is None  # sent all the same, from memory
+    assert "cannot journal this energy message" in caplog.text

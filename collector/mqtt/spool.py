@@ -36,6 +36,9 @@ class Spool:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             lines = []
+        except OSError as exc:
+            log.error("%s: cannot read the journal: %s", self.path, exc)
+            lines = []
         for number, line in enumerate(lines, 1):
             try:
                 entry = json.loads(line)
@@ -70,19 +73,27 @@ class Spool:
             "retain": envelope.retain,
             "kind": envelope.kind,
         }
-        self._write(json.dumps(entry, separators=(",", ":")))
+        try:
+            self._write(json.dumps(entry, separators=(",", ":")))
+        except OSError as exc:  # a full or read-only disk: still sent, kept in memory only
+            log.error("%s: cannot journal this %s message: %s", self.path, envelope.kind, exc)
+            return envelope
         self._outstanding.add(spool_id)
         return Envelope(
             envelope.topic, envelope.payload, envelope.retain, envelope.kind, True, spool_id
         )
 
     def done(self, spool_id: int) -> None:
-        """The broker has it."""
+        """The broker has it. (Should this line not be written, the message is sent again after
+        a restart: a duplicate, never a loss.)"""
         self._outstanding.discard(spool_id)
-        if self._outstanding:
-            self._write(json.dumps({"done": spool_id}))
-        else:
-            self._truncate()
+        try:
+            if self._outstanding:
+                self._write(json.dumps({"done": spool_id}))
+            else:
+                self._truncate()
+        except OSError as exc:
+            log.error("%s: %s", self.path, exc)
 
     def close(self) -> None:
         if self._file is not None:
