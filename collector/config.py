@@ -290,19 +290,21 @@ class IngestSettings(Strict):
     http_port: Annotated[int, _between(0, 65535)] = 9108
 
 
+def _annotation(model: type[BaseModel], keys: list[str]) -> str | None:
+    """The type of the field at this key path, as text; None when there is no such field."""
+    for key in keys[:-1]:
+        info = model.model_fields.get(key)
+        nested = info.annotation if info is not None else None
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            return None
+        model = nested
+    info = model.model_fields.get(keys[-1])
+    return None if info is None else str(info.annotation)
+
+
 def _is_secret(model: type[BaseModel], keys: list[str]) -> bool:
     """Does this key path lead to a SecretStr field (the only keys `_FILE` can fill)?"""
-    for i, key in enumerate(keys):
-        info = model.model_fields.get(key)
-        if info is None:
-            return False
-        if i == len(keys) - 1:
-            return "SecretStr" in str(info.annotation)
-        nested = info.annotation
-        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
-            return False
-        model = nested
-    return False
+    return "SecretStr" in (_annotation(model, keys) or "")
 
 
 def _file_secrets(model: type[BaseModel]) -> dict[str, Any]:
@@ -324,18 +326,10 @@ def _file_secrets(model: type[BaseModel]) -> dict[str, Any]:
         # A list of secrets (notify.urls) takes one per line; a single secret, the whole text.
         node[keys[-1]] = (
             [line.strip() for line in text.splitlines() if line.strip()]
-            if _is_secret_list(model, keys)
+            if (_annotation(model, keys) or "").startswith("list[")
             else text.rstrip("\r\n")
         )
     return values
-
-
-def _is_secret_list(model: type[BaseModel], keys: list[str]) -> bool:
-    for key in keys[:-1]:
-        nested = model.model_fields[key].annotation
-        assert isinstance(nested, type) and issubclass(nested, BaseModel)
-        model = nested
-    return str(model.model_fields[keys[-1]].annotation).startswith("list[")
 
 
 def _list_item_overrides() -> list[tuple[str, list[str], Any]]:
@@ -451,8 +445,8 @@ class _Root(BaseSettings):
         ]
         if cls._yaml_path is not None:
             sources.append(_YamlSource(settings_cls, yaml_file=cls._yaml_path))
-        elif _list_item_overrides():
-            name = _list_item_overrides()[0][0]
+        elif overrides := _list_item_overrides():
+            name = overrides[0][0]
             raise ConfigError([f"{name}: a list item can only be overridden over a site file"])
         return tuple(sources)
 

@@ -46,14 +46,16 @@ def decode(
         return None
     data = raw.to_bytes(2 * len(words), "big")
     (value,) = struct.unpack(_STRUCT[dtype], data)
+    digits = 0  # decimals of the raw value: none for an integer register
     if dtype == "f32":
         value = _shortest_f32(value, data)
+        digits = _decimals(repr(value))
     result = float(value) * scale
     if not math.isfinite(result):
         return None
     if scale != 1.0 and dtype != "f64":
         # 2300 x 0.1 is 230.00000000000003 in binary: keep the digits the factors have.
-        result = round(result, _decimals(value) + _decimals(scale))
+        result = round(result, digits + _scale_decimals(scale))
     return result
 
 
@@ -69,13 +71,16 @@ def _shortest_f32(value: float, data: bytes) -> float:
     return value
 
 
-@functools.lru_cache(maxsize=1024)
-def _decimals(number: float | int) -> int:
-    """Digits after the decimal point of a number's shortest form (0.01 -> 2, 230.1 -> 1)."""
-    if isinstance(number, int):
-        return 0
-    exponent = decimal.Decimal(repr(number)).as_tuple().exponent
+def _decimals(text: str) -> int:
+    """Digits after the decimal point of a number written out ("0.01" -> 2, "1e+20" -> 0)."""
+    exponent = decimal.Decimal(text).as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+@functools.cache
+def _scale_decimals(scale: float) -> int:
+    """A profile has a handful of scales: worked out once each."""
+    return _decimals(repr(scale))
 
 
 def encode(
