@@ -7,6 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     IRVE_STATE_DIR=/var/lib/irve
 
+# Pango and a font for the PDF guest statements (WeasyPrint, `irve bill --pdf`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # The package only: config, docs and tests stay out of the image (.dockerignore).
 WORKDIR /src
 COPY pyproject.toml README.md ./

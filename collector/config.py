@@ -451,6 +451,46 @@ class _Root(BaseSettings):
         return tuple(sources)
 
 
+class HotelSettings(Strict):
+    """Who issues the guest statements (printed on them)."""
+
+    address: str = ""
+    siret: str | None = None
+    vat_number: str | None = None
+    vat_rate: Annotated[float, _between(0, 1)] = 0.20
+
+    @field_validator("siret")
+    @classmethod
+    def _siret(cls, value: str | None) -> str | None:
+        # Printed as given (spaces help reading); checked on its digits, with the Luhn key
+        # every SIRET carries, so a mistyped number is caught before it reaches a guest.
+        if value is None:
+            return None
+        digits = value.replace(" ", "")
+        if not re.fullmatch(r"\d{14}", digits):
+            raise ValueError(f"{value!r}: a SIRET is 14 digits")
+        if _luhn(digits) % 10:
+            raise ValueError(f"{value!r}: not a valid SIRET (check digit)")
+        return value
+
+    @field_validator("vat_number")
+    @classmethod
+    def _vat_number(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"[A-Z]{2}[0-9A-Z]{2,13}", value.replace(" ", "")
+        ):
+            raise ValueError(f"{value!r}: expected a country code and 2..13 letters or digits")
+        return value
+
+
+def _luhn(digits: str) -> int:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total
+
+
 class SiteConfig(_Root):
     """Everything `irve collect`, `simulate`, `read`, `check` and `bill` need."""
 
@@ -463,6 +503,7 @@ class SiteConfig(_Root):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    hotel: HotelSettings = Field(default_factory=HotelSettings)
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:

@@ -4,6 +4,8 @@ Money rules (docs/energy-and-billing.md):
 - Energy windows and sessions carry costs unrounded (9 and 6 decimals). A statement line's amount
   is rounded ONCE, half up, to the cent; the statement total is the sum of its lines, so what
   the guest reads adds up.
+- Every column adds up as printed: a line's billed kWh is its printed energy minus its printed
+  included kWh, and each total is the sum of the printed lines.
 - Policies: `at_cost` (one line per session and period, kWh x the price in force);
   `flat` (a fixed fee per session, whatever it drew); `allowance` (N kWh included per night
   of the stay, the excess at cost). The allowance is used up session by session in
@@ -14,12 +16,15 @@ Money rules (docs/energy-and-billing.md):
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 PolicyName = Literal["at_cost", "flat", "allowance"]
+StayKind = Literal["room", "badge", "point"]
 CENT = Decimal("0.01")
 PERIOD_ORDER = ("HP", "HC", "BASE")
 
@@ -60,13 +65,28 @@ class Policy:
 
 @dataclass(frozen=True)
 class Stay:
-    label: str  # room or badge, as printed
+    label: str  # the room, badge or socket the sessions were selected by
     arrival: date
     departure: date
+    kind: StayKind = "room"
+    # The selection's exact bounds when times were given, for the statement number.
+    start: datetime | None = None
+    end: datetime | None = None
 
     @property
     def nights(self) -> int:
         return max(1, (self.departure - self.arrival).days)
+
+
+@dataclass(frozen=True)
+class Hotel:
+    """The statement's issuer, from the site file (`site.name`, `hotel`)."""
+
+    name: str = ""
+    address: str = ""
+    siret: str | None = None
+    vat_number: str | None = None
+    vat_rate: Decimal = Decimal("0.20")
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,9 @@ class Line:
     billed_kwh: Decimal
     unit_price: Decimal | None  # average EUR/kWh of the billed energy (4 decimals)
     amount_eur: Decimal
+    end: datetime | None = None
+    point_label: str = ""  # the socket as the guest knows it ("Borne 1")
+    session_no: int = 0  # 1, 2, ... in the statement: what the guest reads instead of the id
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,9 @@ class Statement:
     included_wh: float
     meter_wh: float | None = None  # index difference over the sessions, for reconciliation
     warnings: list[str] = field(default_factory=list)
+    hotel: Hotel = field(default_factory=Hotel)
+    number: str = ""
+    issued: date | None = None
 
     @property
     def total_eur(self) -> Decimal:
@@ -98,27 +124,71 @@ class Statement:
 
     @property
     def energy_kwh(self) -> Decimal:
-        return kwh(self.energy_wh)
+        return sum((line.energy_kwh for line in self.lines), Decimal("0.000"))
 
     @property
     def included_kwh(self) -> Decimal:
-        return kwh(self.included_wh)
+        return sum((line.included_kwh for line in self.lines), Decimal("0.000"))
 
     @property
     def billed_kwh(self) -> Decimal:
-        return kwh(self.energy_wh - self.included_wh)
+        return sum((line.billed_kwh for line in self.lines), Decimal("0.000"))
+
+    @property
+    def vat_eur(self) -> Decimal:
+        """The VAT included in the total (prices are TTC), to the cent, half up."""
+        rate = self.hotel.vat_rate
+        return (self.total_eur * rate / (1 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    @property
+    def sessions(self) -> int:
+        return len({line.session_id for line in self.lines})
+
+
+def statement_number(site_id: str, stay: Stay) -> str:
+    """`RC-YYYYMMDD-XXXXXXXX`: the arrival date and a digest of the site, the selection and
+    the stay's bounds. The same stay billed again gets the same number (a re-issued statement
+    replaces the first); another room, socket or stay gets another one, with no counter to
+    keep or lose."""
+    bounds = f"{stay.start.isoformat()}/{stay.end.isoformat()}" if stay.start and stay.end else ""
+    key = "|".join(
+        (
+            site_id,
+            stay.kind,
+            stay.label,
+            stay.arrival.isoformat(),
+            stay.departure.isoformat(),
+            bounds,
+        )
+    )
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8].upper()
+    return f"RC-{stay.arrival:%Y%m%d}-{digest}"
 
 
 def make_statement(
-    stay: Stay, sessions: list[SessionUse], policy: Policy, meter_wh: float | None = None
+    stay: Stay,
+    sessions: list[SessionUse],
+    policy: Policy,
+    meter_wh: float | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    hotel: Hotel | None = None,
+    number: str = "",
+    issued: date | None = None,
 ) -> Statement:
+    """`labels`: point id -> the socket's label; a point without one is printed by its id."""
     ordered = sorted(sessions, key=lambda s: (s.start, s.session_id))
+    labels = labels or {}
     lines: list[Line] = []
     allowance_wh = (
         float(policy.kwh_per_night) * 1000 * stay.nights if policy.name == "allowance" else 0.0
     )
     remaining, included_wh = allowance_wh, 0.0
-    for s in ordered:
+    # A session that drew nothing has no line (but still its flat fee): no gap in the numbers.
+    billed = [s for s in ordered if policy.name == "flat" or s.energy_wh > 0]
+    for no, s in enumerate(billed, 1):
+        end = s.start + timedelta(seconds=s.duration_s)
+        label = labels.get(s.point) or s.point
         if policy.name == "flat":
             lines.append(
                 Line(
@@ -131,6 +201,9 @@ def make_statement(
                     kwh(s.energy_wh),
                     None,
                     policy.fee_eur.quantize(CENT, rounding=ROUND_HALF_UP),
+                    end,
+                    label,
+                    no,
                 )
             )
             continue
@@ -143,19 +216,22 @@ def make_statement(
             if energy <= 0:
                 continue
             included = included_session * energy / total if total > 0 else 0.0
-            billed = energy - included
-            amount = cost * billed / energy
+            amount = cost * (energy - included) / energy
+            printed, printed_included = kwh(energy), kwh(included)
             lines.append(
                 Line(
                     s.session_id,
                     s.start,
                     s.point,
                     period,
-                    kwh(energy),
-                    kwh(included),
-                    kwh(billed),
+                    printed,
+                    printed_included,
+                    printed - printed_included,
                     Decimal(repr(round(cost / energy * 1000, 4))).quantize(Decimal("0.0001")),
                     money(amount),
+                    end,
+                    label,
+                    no,
                 )
             )
     energy_wh = sum(s.energy_wh for s in ordered)
@@ -173,6 +249,9 @@ def make_statement(
         included_wh,
         meter_wh,
         warnings,
+        hotel or Hotel(),
+        number,
+        issued,
     )
 
 

@@ -1,7 +1,7 @@
-"""`irve bill`: a guest's charging statement for a stay (CSV and printable HTML, FR or EN).
+"""`irve bill`: a guest's charging statement for a stay (CSV, printable HTML, PDF; FR or EN).
 
     irve bill -c SITE.yaml --room 12 --arrival 2026-01-10 --departure 2026-01-13 \
-        --policy allowance --kwh-per-night 8 --html statement.html
+        --policy allowance --kwh-per-night 8 --html statement.html --pdf statement.pdf
 
 Sessions come from InfluxDB (`session` measurement, InfluxQL /query; connection from the
 site file's `influx` section or IRVE_INFLUX__* variables). A date without a time means local
@@ -18,14 +18,22 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from collector.billing.render import to_csv, to_html
+from collector.billing.render import to_csv, to_html, to_pdf
 from collector.billing.source import load_sessions, meter_wh
-from collector.billing.statement import Policy, Stay, make_statement
+from collector.billing.statement import (
+    Hotel,
+    Policy,
+    Stay,
+    StayKind,
+    make_statement,
+    statement_number,
+)
 from collector.commands.check import add_config_argument
 from collector.config import ConfigError, SiteConfig, load
 from collector.store.influxql import InfluxQL, InfluxQLError
 
 POLICIES = {"at-cost": "at_cost", "flat": "flat", "allowance": "allowance"}
+DEFAULT_KWH_PER_NIGHT = "8"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -40,13 +48,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--arrival", required=True, help="YYYY-MM-DD[THH:MM], local time")
     parser.add_argument("--departure", required=True, help="YYYY-MM-DD[THH:MM], local time")
     parser.add_argument("--policy", choices=sorted(POLICIES), default="at-cost")
-    parser.add_argument("--fee", default="0", help="flat fee per session, EUR (policy flat)")
     parser.add_argument(
-        "--kwh-per-night", default="8", help="included kWh per night (policy allowance)"
+        "--fee",
+        help="flat fee per session, EUR incl. VAT (required with --policy flat, only there)",
+    )
+    parser.add_argument(
+        "--kwh-per-night",
+        help=f"included kWh per night (--policy allowance only; default {DEFAULT_KWH_PER_NIGHT})",
     )
     parser.add_argument("--lang", choices=("fr", "en"), default="fr")
     parser.add_argument("--csv", type=Path, help="write the CSV here (default: standard output)")
     parser.add_argument("--html", type=Path, help="write the printable HTML statement here")
+    parser.add_argument("--pdf", type=Path, help="write the PDF statement here")
     parser.set_defaults(run=run)
 
 
@@ -74,23 +87,53 @@ def decimal_arg(text: str, field: str) -> Decimal:
     return value
 
 
+def make_policy(args: argparse.Namespace) -> Policy:
+    """Each option only with the policy it belongs to: a fee forgotten must not bill 0 €, and
+    a fee given to another policy must not be silently ignored."""
+    name = POLICIES[args.policy]
+    if name == "flat" and args.fee is None:
+        raise ConfigError(["--fee: required with --policy flat (the fee per session, EUR)"])
+    if name != "flat" and args.fee is not None:
+        raise ConfigError([f"--fee: only with --policy flat, not {args.policy}"])
+    if name != "allowance" and args.kwh_per_night is not None:
+        raise ConfigError([f"--kwh-per-night: only with --policy allowance, not {args.policy}"])
+    if name == "allowance" and args.kwh_per_night is None:
+        print(
+            f"irve bill: --kwh-per-night not given: {DEFAULT_KWH_PER_NIGHT} kWh per night "
+            "(the default)",
+            file=sys.stderr,
+        )
+    return Policy(
+        name,  # type: ignore[arg-type]
+        decimal_arg(args.fee or "0", "fee"),
+        decimal_arg(args.kwh_per_night or DEFAULT_KWH_PER_NIGHT, "kwh-per-night"),
+    )
+
+
+def hotel_of(site: SiteConfig) -> Hotel:
+    h = site.hotel
+    return Hotel(site.site.name, h.address, h.siret, h.vat_number, Decimal(repr(h.vat_rate)))
+
+
 def run(args: argparse.Namespace) -> int:
     site = load(SiteConfig, args.config)
     tz = site.site.tz
     if not (args.badge or args.room or args.point):
         raise ConfigError(["--room/--badge/--point: give at least one (whose sessions)"])
+    sockets = {m.id: m.socket.label if m.socket else m.id for m in site.meters}
+    if args.point and args.point not in sockets:
+        raise ConfigError(
+            [f"--point: no meter {args.point!r} in the site file ({', '.join(sorted(sockets))})"]
+        )
     start = local_instant(args.arrival, tz, "arrival")
     end = local_instant(args.departure, tz, "departure", end_of_day=True)
     if end <= start:
         raise ConfigError(["--departure: must be after --arrival"])
-    policy = Policy(
-        POLICIES[args.policy],  # type: ignore[arg-type]
-        decimal_arg(args.fee, "fee"),
-        decimal_arg(args.kwh_per_night, "kwh-per-night"),
-    )
+    policy = make_policy(args)
     badges = [b for b in (args.badge,) if b]
     if args.room:
         badges += [args.room, f"room-{args.room}", f"chambre-{args.room}"]
+    kind: StayKind = "room" if args.room else "badge" if args.badge else "point"
     label = args.room or args.badge or args.point
     client = InfluxQL.from_settings(site.influx)
     try:
@@ -99,11 +142,34 @@ def run(args: argparse.Namespace) -> int:
     except InfluxQLError as exc:
         print(f"irve bill: {exc}", file=sys.stderr)
         return 1
+    for warning in warnings:
+        print(f"irve bill: warning: {warning}", file=sys.stderr)
+    if not sessions:
+        print(
+            f"irve bill: no ended charging session for {kind} {label!r} between "
+            f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} ({tz.key}): no statement written",
+            file=sys.stderr,
+        )
+        return 1
     stay = Stay(
-        label, start.astimezone(tz).date(), (end - timedelta(seconds=1)).astimezone(tz).date()
+        label,
+        start.astimezone(tz).date(),
+        (end - timedelta(seconds=1)).astimezone(tz).date(),
+        kind,
+        start,
+        end,
     )
-    statement = make_statement(stay, sessions, policy, meter)
-    for warning in warnings + statement.warnings:
+    statement = make_statement(
+        stay,
+        sessions,
+        policy,
+        meter,
+        labels=sockets,
+        hotel=hotel_of(site),
+        number=statement_number(site.site.id, stay),
+        issued=datetime.now(tz).date(),
+    )
+    for warning in statement.warnings:
         print(f"irve bill: warning: {warning}", file=sys.stderr)
     text = to_csv(statement, args.lang, tz)
     try:
@@ -113,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text)
         if args.html:
-            page = to_html(statement, args.lang, tz, site.site.name)
-            args.html.write_text(page, encoding="utf-8")
+            args.html.write_text(to_html(statement, args.lang, tz), encoding="utf-8")
+        if args.pdf:
+            args.pdf.write_bytes(to_pdf(statement, args.lang, tz))
     except OSError as exc:
         print(f"irve bill: cannot write the statement: {exc}", file=sys.stderr)
         return 1
