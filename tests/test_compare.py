@@ -103,25 +103,58 @@ def base_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_compare_command_with_known_numbers(
     base_site: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["compare", "-c", str(base_site), "--month", "2026-01"]) == 0
+    assert main(["compare", "-c", str(base_site), "--month", "2026-01", "--lang", "en"]) == 0
     out = capsys.readouterr().out.splitlines()
     # Base: 35 x 0.2276 = 7.966; HP/HC: 21 x 0.2426 + 14 x 0.1828 = 5.0946 + 2.5592 = 7.6538.
-    assert out[1] == "in force      base  35.000 kWh 7.97 EUR (BASE 35.000 kWh 7.97 EUR)"
+    assert out[1] == "in force      Base   35.000 kWh 7.97 EUR (BASE 35.000 kWh 7.97 EUR)"
     assert out[2] == (
-        "other option  hphc  35.000 kWh 7.65 EUR (HC 14.000 kWh 2.56 EUR, HP 21.000 kWh 5.09 EUR)"
+        "other option  HP/HC  35.000 kWh 7.65 EUR (HC 14.000 kWh 2.56 EUR, HP 21.000 kWh 5.09 EUR)"
     )
-    assert out[3] == "difference (other - in force): -0.32 EUR"
+    assert out[3] == "HP/HC would have cost 0.32 EUR less than Base (the contract in force)."
 
 
-def test_compare_command_per_point_and_empty_month(
+def test_compare_says_it_in_french_and_warns_of_a_partly_covered_month(
     base_site: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["compare", "-c", str(base_site), "--month", "2026-01", "--point", "cp2"]) == 0
+    """The readings cover 10..12 January: the comparison says it holds for 3 days of 31."""
+    assert main(["compare", "-c", str(base_site), "--month", "2026-01"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("in force      base  7.000 kWh 1.59 EUR")  # 7 x 0.2276 = 1.5932
-    assert main(["compare", "-c", str(base_site), "--month", "2026-02"]) == 0
+    assert out[0] == "Site hotel-bill, 2026-01 : 360 fenêtres d'énergie"
+    assert out[1] == "en vigueur    Base   35,000 kWh 7,97 € (BASE 35,000 kWh 7,97 €)"
+    assert out[3] == "HP/HC aurait coûté 0,32 € de moins que Base (contrat en vigueur)."
+    assert out[4] == (
+        "attention : les relevés ne couvrent que 3 jour(s) sur 31 de ce mois (du 10/01/2026 "
+        "au 12/01/2026) ; la comparaison ne porte que sur ces jours."
+    )
+
+
+def test_compare_command_per_point(base_site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["compare", "-c", str(base_site), "--month", "2026-01", "--lang", "en"]
+    assert main([*argv, "--point", "cp2"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == "in force      base  0.000 kWh 0.00 EUR (nothing)"
+    assert out[1].startswith("in force      Base   7.000 kWh 1.59 EUR")  # 7 x 0.2276 = 1.5932
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--month", "2026-02"],
+            "--month: no stored readings or energy for site hotel-bill in 2026-02",
+        ),
+        (
+            ["--month", "2026-02", "--point", "cp1"],
+            "--month: no stored readings or energy for meter cp1 in 2026-02",
+        ),
+        (["--month", "2026-01", "--point", "cp9"], "--point: no meter 'cp9' in the site file"),
+    ],
+)
+def test_compare_unknown_point_or_month_without_data_exits_2(
+    base_site: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(["compare", "-c", str(base_site), *extra]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
 
 
 @pytest.mark.parametrize(
@@ -153,7 +186,7 @@ def test_compare_notes_stored_costs_priced_with_other_rows(
     data["tariff"]["prices"] = [{**GUIDE_PRICES, "base": 0.2000}]
     corrected = tmp_path / "corrected.yaml"
     corrected.write_text(yaml.safe_dump(data), encoding="utf-8")
-    assert main(["compare", "-c", str(corrected), "--month", "2026-01"]) == 0
+    assert main(["compare", "-c", str(corrected), "--month", "2026-01", "--lang", "en"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("in force      base  35.000 kWh 7.00 EUR")
-    assert out[4].startswith("note: the stored windows say 7.97 EUR")
+    assert out[1].startswith("in force      Base   35.000 kWh 7.00 EUR")
+    assert out[-1].startswith("note: the stored windows say 7.97 EUR")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from collector.billing.statement import SessionUse
 from collector.energy.intervals import EPOCH
@@ -128,3 +129,21 @@ def load_windows(
             )
         )
     return sorted(out, key=lambda w: (w.start, w.point))
+
+
+def covered_days(
+    client: InfluxQL,
+    site: str,
+    start: datetime,
+    end: datetime,
+    tz: ZoneInfo,
+    point: str | None = None,
+) -> set[date]:
+    """The local days of [start, end) with at least one stored reading: when the collector ran.
+
+    Counted per hour, so a day is the site's local day whatever its UTC offset."""
+    where = _where(site, start, end)
+    if point:
+        where += f" AND point = {quote_string(point)}"
+    statement = f"SELECT count(power_w) AS n FROM reading WHERE {where} GROUP BY time(1h)"
+    return {row["time"].astimezone(tz).date() for row in _rows(client, statement) if row.get("n")}

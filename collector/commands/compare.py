@@ -1,8 +1,9 @@
 """`irve compare -c SITE.yaml --month 2026-01`: the month's consumption costed under the
-contract in force and under the other option (Base vs HP/HC).
+contract in force and under the other option (Base vs HP/HC), said as a sentence.
 
 Both options need their prices in the month's price rows (`base`, and `hp` + `hc`), and HP/HC
-needs its HC ranges (`tariff.offpeak` or `tariff.seasons`) even on a Base contract.
+needs its HC ranges (`tariff.offpeak` or `tariff.seasons`) even on a Base contract. A month
+the stored readings only partly cover gets a warning: the comparison holds for those days.
 """
 
 from __future__ import annotations
@@ -10,15 +11,49 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date, datetime, time
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from collector.billing.compare import OptionCost, compare
-from collector.billing.source import load_windows
+from collector.billing.render import day, number
+from collector.billing.source import covered_days, load_windows
 from collector.billing.statement import money
 from collector.commands.check import add_config_argument
 from collector.config import ConfigError, SiteConfig, load
 from collector.energy.tariff import Tariff, TariffError
 from collector.store.influxql import InfluxQL, InfluxQLError
+
+OPTION_NAMES = {"base": "Base", "hphc": "HP/HC"}
+TEXT = {
+    "fr": {
+        "head": "Site {site}, {month} : {windows} fenêtres d'énergie",
+        "in_force": "en vigueur",
+        "other": "autre option",
+        "nothing": "rien",
+        "currency": "€",
+        "less": "{other} aurait coûté {delta} € de moins que {current} (contrat en vigueur).",
+        "more": "{other} aurait coûté {delta} € de plus que {current} (contrat en vigueur).",
+        "same": "{other} aurait coûté autant que {current} (contrat en vigueur).",
+        "partial": "attention : les relevés ne couvrent que {days} jour(s) sur {total} de ce "
+        "mois (du {first} au {last}) ; la comparaison ne porte que sur ces jours.",
+        "stored": "note : les fenêtres enregistrées disent {stored} € ; les prix ont changé "
+        "depuis : voir `irve recompute`",
+    },
+    "en": {
+        "head": "Site {site}, {month}: {windows} energy windows",
+        "in_force": "in force",
+        "other": "other option",
+        "nothing": "nothing",
+        "currency": "EUR",
+        "less": "{other} would have cost {delta} EUR less than {current} (the contract in force).",
+        "more": "{other} would have cost {delta} EUR more than {current} (the contract in force).",
+        "same": "{other} would have cost the same as {current} (the contract in force).",
+        "partial": "warning: the stored readings cover only {days} day(s) of {total} in this "
+        "month ({first} to {last}); the comparison holds for those days only.",
+        "stored": "note: the stored windows say {stored} EUR; the price rows changed since: "
+        "see `irve recompute`",
+    },
+}
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -28,6 +63,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--month", required=True, help="YYYY-MM (site local time)")
     parser.add_argument("--point", help="only this meter (default: every socket)")
+    parser.add_argument("--lang", choices=("fr", "en"), default="fr")
     parser.set_defaults(run=run)
 
 
@@ -51,41 +87,76 @@ def check_offpeak(site: SiteConfig) -> None:
 
 def run(args: argparse.Namespace) -> int:
     site = load(SiteConfig, args.config)
+    lang: Literal["fr", "en"] = args.lang
+    t = TEXT[lang]
+    meters = sorted(m.id for m in site.meters)
+    if args.point and args.point not in meters:
+        raise ConfigError(
+            [f"--point: no meter {args.point!r} in the site file ({', '.join(meters)})"]
+        )
     check_offpeak(site)
     start, end = month_bounds(args.month, site)
-    tariff = Tariff(site.tariff, site.site.tz)
+    tz = site.site.tz
+    tariff = Tariff(site.tariff, tz)
     client = InfluxQL.from_settings(site.influx)
     try:
         windows = load_windows(client, site.site.id, start, end, args.point)
+        days = covered_days(client, site.site.id, start, end, tz, args.point)
     except InfluxQLError as exc:
         print(f"irve compare: {exc}", file=sys.stderr)
         return 1
     sockets = {m.id for m in site.meters if m.role == "socket"}
     if not args.point:
         windows = [w for w in windows if w.point in sockets]
+    if not windows and not days:
+        where = f"meter {args.point}" if args.point else f"site {site.site.id}"
+        print(
+            f"irve compare: --month: no stored readings or energy for {where} in {args.month}: "
+            "nothing to compare",
+            file=sys.stderr,
+        )
+        return 2
     try:
         result = compare(windows, tariff, site.energy.window_s)
     except TariffError as exc:
         raise ConfigError([str(exc)]) from None
-    print(f"Site {site.site.id}, {args.month}: {len(windows)} energy windows")
-    print(_line("in force", result.in_force))
-    print(_line("other option", result.other))
-    delta = money(result.other.cost_eur) - money(result.in_force.cost_eur)
-    print(f"difference (other - in force): {delta:+} EUR")
-    if money(result.stored_cost_eur) != money(result.in_force.cost_eur):
+    print(t["head"].format(site=site.site.id, month=args.month, windows=len(windows)))
+    print(_line(t["in_force"], result.in_force, lang))
+    print(_line(t["other"], result.other, lang))
+    current, other = money(result.in_force.cost_eur), money(result.other.cost_eur)
+    names = {
+        "current": OPTION_NAMES[result.in_force.option],
+        "other": OPTION_NAMES[result.other.option],
+        "delta": number(abs(other - current), lang),
+    }
+    print(t["less" if other < current else "more" if other > current else "same"].format(**names))
+    total = (end.date() - start.date()).days
+    if len(days) < total:
         print(
-            f"note: the stored windows say {money(result.stored_cost_eur)} EUR; "
-            "the price rows changed since: see `irve recompute`"
+            t["partial"].format(
+                days=len(days),
+                total=total,
+                first=day(min(days), lang) if days else "-",
+                last=day(max(days), lang) if days else "-",
+            )
         )
+    if money(result.stored_cost_eur) != current:
+        print(t["stored"].format(stored=number(money(result.stored_cost_eur), lang)))
     return 0
 
 
-def _line(label: str, cost: OptionCost) -> str:
+def _line(label: str, cost: OptionCost, lang: Literal["fr", "en"]) -> str:
+    currency = TEXT[lang]["currency"]
+
+    def amount(wh: float, eur: float) -> str:
+        energy = Decimal(f"{wh / 1000:.3f}")
+        return f"{number(energy, lang)} kWh {number(money(eur), lang)} {currency}"
+
     parts = ", ".join(
-        f"{period} {wh / 1000:.3f} kWh {money(eur)} EUR"
-        for period, (wh, eur) in sorted(cost.by_period.items())
+        f"{period} {amount(wh, eur)}" for period, (wh, eur) in sorted(cost.by_period.items())
     )
+    option = OPTION_NAMES[cost.option]
     return (
-        f"{label:<13} {cost.option:<5} {cost.energy_wh / 1000:.3f} kWh "
-        f"{money(cost.cost_eur)} EUR ({parts or 'nothing'})"
+        f"{label:<13} {option:<6} {amount(cost.energy_wh, cost.cost_eur)} "
+        f"({parts or TEXT[lang]['nothing']})"
     )
