@@ -5,6 +5,10 @@ The values come from the simulator's model in coarse steps (`--step`, 60 s by de
 through the live energy, tariff and session code (collector.simulator.history); they are
 written with the ingestor's writer to the database of the site file's `influx` section
 (`IRVE_INFLUX__*`, API 2 or 1 as for `irve ingest`).
+
+Simulated data must never mix with a site's real data: every point is tagged `demo=1`, and the
+command refuses a database that already holds real (untagged) data of the site unless
+`--force` (exit 2).
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ from itertools import islice
 from typing import Any
 
 from collector.commands.check import add_config_argument, load_site
-from collector.config import ConfigError
+from collector.config import ConfigError, InfluxSettings
 from collector.ingest.writer import WriteAborted, Writer, backend_for
-from collector.simulator.history import DEFAULT_STEP_S, HistoryCounts, history_lines
+from collector.simulator.history import DEFAULT_STEP_S, DEMO_TAG, HistoryCounts, history_lines
+from collector.store.influxql import InfluxQL, InfluxQLError, quote_string
 
 log = logging.getLogger(__name__)
 
 BATCH_LINES = 5000
+# What a real site writes and the dashboards and bills read.
+REAL_MEASUREMENTS = ("reading", "energy", "session")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -48,6 +55,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="ISO8601",
         help="end of the history (default: now), e.g. 2026-11-23T00:00:00Z",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write even if the database holds real data of this site (demo points stay "
+        "tagged demo=1)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -69,6 +82,22 @@ def batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def real_data(influx: InfluxSettings, site_id: str) -> str | None:
+    """The first measurement holding points of `site_id` that are not demo points, if any.
+
+    A point without the demo tag has an empty `demo` value for InfluxQL, so `!=` finds it."""
+    client = InfluxQL.from_settings(influx)
+    key, value = DEMO_TAG
+    for measurement in REAL_MEASUREMENTS:
+        statement = (
+            f"SELECT * FROM {measurement} WHERE site = {quote_string(site_id)} "
+            f"AND {key} != {quote_string(value)} LIMIT 1"
+        )
+        if client.query(statement):
+            return measurement
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.days <= 366:
         raise ConfigError([f"--days: {args.days:g} must be > 0 and <= 366"])
@@ -82,6 +111,22 @@ def run(args: argparse.Namespace) -> int:
     if not backend.ping():
         log.error("InfluxDB at %s does not answer: nothing written", site.influx.url)
         return 1
+    if not args.force:
+        try:
+            found = real_data(site.influx, site.site.id)
+        except InfluxQLError as exc:
+            log.error("cannot check the database for real data: %s; nothing written", exc)
+            return 1
+        if found:
+            raise ConfigError(
+                [
+                    f"--force: the database already holds real data of site {site.site.id!r} "
+                    f"(measurement {found}); simulated history would mix with it in bills, "
+                    "`irve compare` and the dashboards. Use an empty database, or --force "
+                    "(demo points are tagged demo=1 and can be deleted, see "
+                    "docs/energy-and-billing.md)"
+                ]
+            )
     # Hundreds of simulated sessions: their start/end log lines would drown the summary.
     logging.getLogger("collector.energy").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     counts = HistoryCounts()

@@ -8,11 +8,16 @@ therefore show on the first start what they will show for real data.
 
 Guests badge in: a session that starts without a badge gets a room badge, as when the guest
 presents the room card at the socket's RFID reader during the charge.
+
+Every point carries the tag `demo=1` (an addition to the SPEC schema): simulated history is
+never mistaken for the site's real data and can be deleted on its own
+(`DROP SERIES WHERE demo = '1'`, docs/energy-and-billing.md).
 """
 
 from __future__ import annotations
 
 import random
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +33,9 @@ from collector.schema import EnergyMessage, EventMessage, SessionMessage
 from collector.simulator.model import SiteModel
 
 DEFAULT_STEP_S = 60.0
+DEMO_TAG = ("demo", "1")
+# The end of a line's tags: its first space not escaped (tag values escape spaces as `\ `).
+_TAGS_END = re.compile(r"(?<!\\) ")
 ROOMS = tuple(f"chambre-{floor}{room:02d}" for floor in (1, 2, 3) for room in range(1, 13))
 
 
@@ -82,7 +90,7 @@ def history_lines(
             line = lines.reading(site_id, meter.id, state.model_copy(update={"role": meter.role}))
             if line is not None:
                 counts.readings += 1
-                yield line
+                yield demo_tagged(line)
             yield from _lines(site_id, produced, counts)
         yield from _lines(site_id, energy.on_tick(now), counts)
 
@@ -106,4 +114,13 @@ def _lines(site_id: str, produced: Iterable[Outgoing], counts: HistoryCounts) ->
             line = lines.event(site_id, point, message)
             counts.events += 1
         if line is not None:
-            yield line
+            yield demo_tagged(line)
+
+
+def demo_tagged(line: str) -> str:
+    """A line-protocol line with the demo tag added after its own tags."""
+    match = _TAGS_END.search(line)
+    if match is None:
+        raise ValueError(f"not a line-protocol line: {line!r}")
+    key, value = DEMO_TAG
+    return f"{line[: match.start()]},{key}={value}{line[match.start() :]}"
