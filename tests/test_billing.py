@@ -780,11 +780,10 @@ def test_statement_adds_up(
     assert abs(float(at_cost.total_eur) - exact) <= 0.005 * len(at_cost.lines) + 1e-9
     allowance = make_statement(stay, sessions, Policy("allowance", kwh_per_night=per_night))
     assert allowance.included_wh == pytest.approx(min(energy, float(per_night) * 1000 * nights))
-    for line in allowance.lines:
-        assert line.included_kwh + line.billed_kwh - line.energy_kwh in (
-            Decimal("-0.001"),
-            Decimal("0.000"),
-            Decimal("0.001"),
-        )
+    for line in allowance.lines:  # as printed: included + billed = energy, exactly
+        assert line.included_kwh + line.billed_kwh == line.energy_kwh
         assert Decimal("0") <= line.amount_eur
+    assert allowance.energy_kwh == sum(line.energy_kwh for line in allowance.lines)
+    assert allowance.included_kwh == sum(line.included_kwh for line in allowance.lines)
+    assert allowance.billed_kwh == sum(line.billed_kwh for line in allowance.lines)
     assert allowance.total_eur <= at_cost.total_eur + Decimal("0.01") * len(at_cost.lines)
