@@ -666,6 +666,26 @@ def test_bill_csv_with_hostile_session_id_is_safe_in_a_spreadsheet(
     assert Decimal(table[1][-2].replace(",", ".")) == Decimal("0.24")
 
 
+def test_bill_without_pango_says_what_is_missing_and_writes_nothing(
+    billed_site: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A box without Pango (cannot be had here with it installed: WeasyPrint's import error
+    is stood in for)."""
+
+    def no_pango(*_: object) -> bytes:
+        raise OSError("cannot load library 'libpango-1.0-0'")
+
+    monkeypatch.setattr("collector.commands.bill.to_pdf", no_pango)
+    out, pdf = tmp_path / "s.csv", tmp_path / "s.pdf"
+    argv = ["bill", "-c", str(billed_site), "--room", "12", "--arrival", "2026-01-10"]
+    assert main([*argv, "--departure", "2026-01-12", "--csv", str(out), "--pdf", str(pdf)]) == 1
+    assert "WeasyPrint needs the Pango library" in capsys.readouterr().err
+    assert not out.exists() and not pdf.exists()
+
+
 def test_pdf_statement_totals_match_to_the_cent(billed_site: Path, tmp_path: Path) -> None:
     """The PDF (WeasyPrint) read back by pdftotext carries the hotel, the statement number,
     the socket labels and the same totals as the CSV, to the cent; the HTML renders in

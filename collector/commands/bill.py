@@ -173,6 +173,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"irve bill: warning: {warning}", file=sys.stderr)
     text = to_csv(statement, args.lang, tz)
     try:
+        pdf = to_pdf(statement, args.lang, tz) if args.pdf else None
+    except OSError as exc:  # WeasyPrint loads Pango when first imported
+        print(
+            f"irve bill: cannot make the PDF ({exc}): WeasyPrint needs the Pango library "
+            "(Debian: libpango-1.0-0 libpangoft2-1.0-0); nothing written",
+            file=sys.stderr,
+        )
+        return 1
+    try:
         if args.csv:
             # With a byte order mark, Excel reads the file as UTF-8 (accents, the euro sign).
             args.csv.write_text(text, encoding="utf-8-sig")
@@ -180,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         if args.html:
             args.html.write_text(to_html(statement, args.lang, tz), encoding="utf-8")
-        if args.pdf:
-            args.pdf.write_bytes(to_pdf(statement, args.lang, tz))
+        if args.pdf and pdf is not None:
+            args.pdf.write_bytes(pdf)
     except OSError as exc:
         print(f"irve bill: cannot write the statement: {exc}", file=sys.stderr)
         return 1
