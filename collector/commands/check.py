@@ -7,6 +7,7 @@ from typing import Any
 
 from collector.config import ConfigError, SiteConfig, load
 from collector.meters.profile import Profile, load_profiles
+from collector.mqtt.client import tls_problems
 
 
 def add_config_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -14,10 +15,11 @@ def add_config_argument(parser: argparse.ArgumentParser, required: bool = True) 
 
 
 def load_site(path: str) -> tuple[SiteConfig, dict[str, Profile]]:
-    """The site and the profiles its meters use, every reference checked."""
+    """The site and the profiles its meters use, every reference and file checked: what
+    `irve check` accepts, `irve collect` starts with."""
     site = load(SiteConfig, path)
     profiles = load_profiles(site.profiles_dir)
-    problems = [
+    problems = tls_problems(site.mqtt) + [
         f"meters[{i}].profile: unknown profile {m.profile!r} (see `irve profiles`)"
         for i, m in enumerate(site.meters)
         if m.profile not in profiles
