@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.config import SiteConfig, TcpBus, load
+from collector.commands.check import load_site, serial_warnings
+from collector.config import RtuBus, SiteConfig, TcpBus, load
 from tests.conftest import EXAMPLES
 
 
@@ -506,3 +507,56 @@ def test_log_level_before_or_after_the_command(
     monkeypatch.setenv("IRVE_LOG_LEVEL", "ERROR")  # restored after the test
     assert main([*args, "-c", str(EXAMPLES / "gite-one-socket.yaml")]) == 0
     assert os.environ["IRVE_LOG_LEVEL"] == "DEBUG"
+
+
+# --- Serial settings against the profiles ------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_examples_follow_their_profiles_serial_defaults(example: str) -> None:
+    site, profiles = load_site(str(EXAMPLES / example))
+    assert serial_warnings(site, profiles) == []
+    for bus in site.buses:
+        if isinstance(bus, RtuBus):
+            for meter in (m for m in site.meters if m.bus == bus.id):
+                factory = profiles[meter.profile].serial
+                assert (bus.baudrate, bus.parity, bus.stopbits) == (
+                    factory.baudrate,
+                    factory.parity,
+                    factory.stopbits,
+                )
+
+
+def test_check_warns_when_a_bus_differs_from_its_meters_factory_settings(tmp_path: Path) -> None:
+    data = yaml.safe_load(GITE)
+    data["buses"].append({"id": "rs485b", "type": "rtu", "device": "/dev/ttyUSB1", "parity": "E"})
+    data["buses"][0]["baudrate"] = 9600
+    data["meters"].append(
+        {
+            "id": "orno",
+            "bus": "rs485b",
+            "unit": 2,
+            "profile": "orno-or-we-514",
+            "socket": data["meters"][0]["socket"],
+        }
+    )
+    data["buses"].append({"id": "gateway", "type": "rtu_over_tcp", "host": "10.0.0.9"})
+    data["meters"].append(
+        {
+            "id": "cp3",
+            "bus": "gateway",
+            "unit": 3,
+            "profile": "eastron-sdm120",
+            "socket": data["meters"][0]["socket"],
+        }
+    )
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = irve("check", "-c", str(path))
+    assert result.returncode == 0, result.stderr  # a warning, not a failure: meters can be reset
+    assert "Meters:" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: buses[0] (rs485): 9600 8N1, but eastron-sdm120 meters (prise) leave the factory "
+        "at 2400 8N1: set the bus to that, or each meter to the bus's settings on its front panel"
+    ]  # the ORNO's bus matches it (9600 8E1); a gateway's serial side is not in the site file
