@@ -694,14 +694,14 @@ def _join_decimal_commas(node: yaml.MappingNode) -> None:
             i += 1
 
 
-def read_site_file(path: Path) -> dict[str, Any]:
-    """The site file's top-level mapping; ConfigError naming the file and what is wrong."""
+def read_text(path: Path) -> str:
+    """A UTF-8 text file the installer wrote; ConfigError naming the file and what is wrong."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
     except IsADirectoryError:
-        raise ConfigError([f"{path}: is a directory, not a site file"]) from None
+        raise ConfigError([f"{path}: is a directory, not a file"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     try:
@@ -714,6 +714,12 @@ def read_site_file(path: Path) -> dict[str, Any]:
                 f"(saved as Latin-1 or Windows-1252?): save the file as UTF-8"
             ]
         ) from None
+    return text
+
+
+def read_site_file(path: Path) -> dict[str, Any]:
+    """The site file's top-level mapping; ConfigError naming the file and what is wrong."""
+    text = read_text(path)
     try:
         data = yaml.load(text, Loader=_SiteLoader)
     except yaml.MarkedYAMLError as exc:
@@ -726,11 +732,9 @@ def read_site_file(path: Path) -> dict[str, Any]:
     if data is None:
         raise ConfigError([f"{path}: the file is empty"])
     if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"the value {data!r}"
         raise ConfigError(
-            [
-                f"{path}: expected a mapping at the top level (site:, tariff:, ...), not a "
-                f"{'list' if isinstance(data, list) else type(data).__name__}"
-            ]
+            [f"{path}: expected a mapping at the top level (site:, tariff:, ...), not {kind}"]
         )
     return data
 

@@ -380,6 +380,11 @@ BAD_FILES: list[tuple[str, bytes | None, str]] = [
     ("empty", b"", "site.yaml: the file is empty"),
     ("list at the top", b"- site: {id: x}\n", "site.yaml: expected a mapping at the top level"),
     (
+        "a number",
+        b"42\n",
+        "site.yaml: expected a mapping at the top level (site:, tariff:, ...), not the value 42",
+    ),
+    (
         "syntax error",
         b"site:\n  id: x\n  name: [unclosed\ntariff: {}\n",
         "site.yaml: not valid YAML: line 4, column",
@@ -426,7 +431,20 @@ def test_bad_site_file_exits_2_naming_the_problem(
 def test_a_directory_as_site_file(tmp_path: Path, command: str) -> None:
     result = irve(command, "-c", str(tmp_path))
     assert result.returncode == 2, result.stderr
-    assert f"{tmp_path}: is a directory, not a site file" in result.stderr
+    assert f"{tmp_path}: is a directory, not a file" in result.stderr
+
+
+def test_a_profile_not_in_utf8_is_named(tmp_path: Path) -> None:
+    mine = tmp_path / "profiles"
+    mine.mkdir()
+    (mine / "acme.yaml").write_bytes("id: acme\nmanufacturer: Société\n".encode("latin-1"))
+    data = yaml.safe_load(GITE)
+    data["profiles_dir"] = [str(mine)]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = irve("check", "-c", str(path))
+    assert result.returncode == 2, result.stderr
+    assert f"{mine / 'acme.yaml'}: line 2: byte 0xe9 is not UTF-8" in result.stderr
 
 
 def test_unreadable_site_file(tmp_path: Path) -> None:
