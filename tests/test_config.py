@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -386,8 +387,8 @@ BAD_FILES: list[tuple[str, bytes | None, str]] = [
     ),
     (
         "syntax error",
-        b"site:\n  id: x\n  name: [unclosed\ntariff: {}\n",
-        "site.yaml: not valid YAML: line 4, column",
+        b"site:\n  id: x\n  name: [\n",
+        "site.yaml: not valid YAML: line 4, column 1: expected the node content",
     ),
     (
         "duplicate key",
@@ -578,3 +579,26 @@ def test_check_warns_when_a_bus_differs_from_its_meters_factory_settings(tmp_pat
         "warning: buses[0] (rs485): 9600 8N1, but eastron-sdm120 meters (prise) leave the factory "
         "at 2400 8N1: set the bus to that, or each meter to the bus's settings on its front panel"
     ]  # the ORNO's bus matches it (9600 8E1); a gateway's serial side is not in the site file
+
+
+def test_documented_file_faults_are_the_real_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fault table of docs/configuration.md quotes what `irve check` really prints."""
+    real: set[str] = set()
+    for label, content, _ in BAD_FILES:
+        folder = tmp_path / label.replace(" ", "-")
+        folder.mkdir()
+        if content is not None:
+            (folder / "site.yaml").write_bytes(content)
+        assert main(["check", "-c", str(folder / "site.yaml")]) == 2
+        real.update(capsys.readouterr().err.replace(f"{folder}/", "").splitlines())
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = docs[docs.index("| fault | message |") :].split("\n\n")[0]
+    quoted = [
+        m
+        for m in re.findall(r"`([^`]+)`", table)
+        if m.startswith(("site.yaml:", "tariff.")) and "Permission" not in m  # needs non-root
+    ]
+    assert len(quoted) >= 8
+    assert [m for m in quoted if m not in real] == []
