@@ -606,3 +606,28 @@ def test_documented_file_faults_are_the_real_messages(
     ]
     assert len(quoted) >= 8
     assert [m for m in quoted if m not in real] == []
+
+
+def test_collect_logs_the_serial_warning_at_start_up(tmp_path: Path) -> None:
+    data = yaml.safe_load(GITE)
+    data["buses"][0].update(device=str(tmp_path / "no-such-tty"), baudrate=9600)
+    data["mqtt"] = {"host": "127.0.0.1", "port": 9}  # nobody there: the warning comes first
+    data["state_dir"] = str(tmp_path / "var")
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector", "collect", "-c", str(path)],
+        env=environ,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        while line and "WARNING" not in line:
+            line = process.stderr.readline()
+        assert "buses[0] (rs485): 9600 8N1, but eastron-sdm120 meters (prise)" in line
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
