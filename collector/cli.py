@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from collector import __version__
-from collector.config import ConfigError
+from collector.config import LOG_LEVELS, ConfigError
 from collector.meters.profile import ProfileError
 
 # Each module has `register(subparsers)`, which adds its parser and sets `run(args) -> int`.
@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--log-level",
-        help="DEBUG, INFO, WARNING or ERROR (default: IRVE_LOG_LEVEL, the site file's log_level, INFO)",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        # Without SUPPRESS the subcommand's default (None) would erase `irve --log-level X cmd`.
+        default=argparse.SUPPRESS,
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL, any case "
+        "(default: IRVE_LOG_LEVEL, the site file's log_level, INFO)",
     )
     parser = argparse.ArgumentParser(
         prog="irve", description="Telemetry for EV charging points", parents=[common]
@@ -55,17 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    if args.log_level:  # above the environment and the site file, which `config.load` applies
-        os.environ["IRVE_LOG_LEVEL"] = args.log_level.upper()
-    try:
-        logging.basicConfig(
-            level=os.environ.get("IRVE_LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
+    if "log_level" in args:  # above the environment and the site file, which `config.load` applies
+        os.environ["IRVE_LOG_LEVEL"] = args.log_level
+    level = os.environ.get("IRVE_LOG_LEVEL", "INFO")
+    if level.upper() not in LOG_LEVELS:
+        print(
+            f"irve: IRVE_LOG_LEVEL: {level!r} is not one of {', '.join(LOG_LEVELS)}",
+            file=sys.stderr,
         )
-    except ValueError as exc:  # an unknown level name
-        print(f"irve: --log-level / IRVE_LOG_LEVEL: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return int(args.run(args))
     except (ConfigError, ProfileError) as exc:

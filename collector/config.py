@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import re
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -37,8 +38,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 ENV_PREFIX = "IRVE_"
 ENV_DELIMITER = "__"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
 class ConfigError(Exception):
@@ -137,14 +143,48 @@ class PriceRow(Strict):
     hc: Annotated[float, Field(ge=0, le=10)] | None = None
 
 
+def _minute_spans(text: str) -> list[tuple[int, int]]:
+    """A clock range as [start, end) minute spans of one day (two when it wraps midnight)."""
+    start, end = (t.hour * 60 + t.minute for t in parse_clock_range(text))
+    if start < end:
+        return [(start, end)]
+    return [(start, 24 * 60)] + ([(0, end)] if end else [])
+
+
 def _clock_ranges(values: list[str]) -> list[str]:
+    # Overlapping ranges are a typo: HC hours would be counted once while the installer meant more.
+    seen: list[tuple[str, list[tuple[int, int]]]] = []
     for value in values:
-        parse_clock_range(value)
+        spans = _minute_spans(value)
+        for other, other_spans in seen:
+            if any(a < d and c < b for a, b in spans for c, d in other_spans):
+                raise ValueError(f"{other!r} and {value!r} overlap")
+        seen.append((value, spans))
     return values
 
 
+def _day_of_year(value: str) -> str:
+    month, day = (int(part) for part in value.split("-"))
+    try:
+        date(2024, month, day)  # a leap year: 02-29 is a day of some years
+    except ValueError:
+        raise ValueError(f"{value!r} is not a day of the year") from None
+    return value
+
+
+def season_contains(start: str, end: str, month_day: str) -> bool:
+    """Is this MM-DD in the inclusive span start..end (which wraps the new year if end < start)?"""
+    if start <= end:
+        return start <= month_day <= end
+    return month_day >= start or month_day <= end
+
+
 ClockRanges = Annotated[list[str], AfterValidator(_clock_ranges)]
-MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
+MonthDay = Annotated[
+    str,
+    Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"),
+    AfterValidator(_day_of_year),
+]
 
 
 class OffpeakSeason(Strict):
@@ -175,7 +215,22 @@ class TariffSettings(Strict):
                     raise ValueError(f"prices[{i}].{key}: required with option {self.option}")
         if self.option == "hphc" and not self.offpeak and not self.seasons:
             raise ValueError("offpeak: option hphc needs at least one HC range")
+        self._no_hidden_season()
         return self
+
+    def _no_hidden_season(self) -> None:
+        """The first season containing a day wins: one whose days all fall in earlier seasons
+        would never apply, which is never what the installer meant."""
+        year = [(date(2024, 1, 1) + timedelta(days=n)).strftime("%m-%d") for n in range(366)]
+        taken: set[str] = set()
+        for i, season in enumerate(self.seasons):
+            days = {day for day in year if season_contains(season.start, season.end, day)}
+            if days <= taken:
+                raise ValueError(
+                    f"seasons[{i}]: never applies: every day from {season.start} to "
+                    f"{season.end} is in an earlier season"
+                )
+            taken |= days
 
 
 class TcpBus(Strict):
@@ -407,6 +462,9 @@ class _YamlSource(YamlConfigSettingsSource):
         _apply_list_items(data, _list_item_overrides())
         return data
 
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        return read_site_file(Path(str(file_path)))
+
 
 class _Root(BaseSettings):
     model_config = SettingsConfigDict(
@@ -417,7 +475,7 @@ class _Root(BaseSettings):
     )
 
     log_level: Annotated[
-        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        LogLevel,
         BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
     ] = "INFO"
     state_dir: Path = Path("var")
@@ -550,7 +608,8 @@ def _unique(what: str, ids: list[str]) -> None:
 
 
 def error_lines(exc: ValidationError) -> list[str]:
-    """pydantic errors as `meters[1].unit: must be 1..247` lines."""
+    """pydantic errors as `meters[1].unit: must be 1..247` lines; a value that came from the
+    environment is named by its variable (`IRVE_MQTT__PORT: must be 1..65535`)."""
     lines = []
     for err in exc.errors():
         path = ""
@@ -562,29 +621,163 @@ def error_lines(exc: ValidationError) -> list[str]:
             else:
                 path += f".{part}" if path else str(part)
         message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        value = err.get("input")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required"
+        elif isinstance(value, str) and _DECIMAL_COMMA.match(value.strip()):
+            message = f"decimal comma: write {value.strip().replace(',', '.')}"
+        elif err["type"].startswith("date"):
+            message = f"{value!r} is not a date: {message.split(', ', 1)[-1]}"
         # Cross-field checks already name their own path.
-        if re.match(r"^[a-z_]+(\[\d+\])?[.:\[]", message):
-            lines.append(message if not path else f"{path}.{message}")
-        else:
-            lines.append(f"{path}: {message}" if path else message)
+        own = re.match(r"^([a-z_]+(\[\d+\])?[.\[][^:]*|[a-z_]+(\[\d+\])?):\s*(.*)$", message)
+        if own:
+            path = f"{path}.{own.group(1)}" if path else own.group(1)
+            message = own.group(4)
+        lines.append(_name_the_source(path, message))
     return lines
 
 
-def _read_yaml(path: Path) -> None:
-    import yaml
+def _name_the_source(path: str, message: str) -> str:
+    """`path: message`, with the environment variable instead of the path when the value came
+    from one (the file does not hold the value the installer has to fix)."""
+    if not path:
+        return message
+    keys = re.findall(r"[^.\[\]]+", path)
+    variables = {name.upper(): value for name, value in os.environ.items()}
+    for depth in range(len(keys), 0, -1):
+        name = ENV_PREFIX + ENV_DELIMITER.join(keys[:depth]).upper()
+        for variable in (name, f"{name}_FILE"):
+            if variable not in variables:
+                continue
+            if depth == len(keys):
+                return f"{variable}: {message}"
+            if _json_holds(variables[variable], keys[depth:]):
+                return f"{variable}: {path}: {message}"
+    return f"{path}: {message}"
 
+
+def _json_holds(text: str, keys: list[str]) -> bool:
+    """Does this variable's JSON value reach down to these keys (`IRVE_BUSES='[{...}]'`)?"""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        node: Any = json.loads(text)
+    except ValueError:
+        return False
+    for key in keys:
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            return False
+    return True
+
+
+class _SiteLoader(yaml.SafeLoader):
+    """Safe YAML that refuses what would silently change a site file's meaning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if node.flow_style:
+            _join_decimal_commas(node)
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            if key in first:
+                # PyYAML keeps the last value without a word: a second `base:` would win.
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {first[key].start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            first[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:  # 2026-02-30: left as text, refused by the field that wants a date
+            return self.construct_scalar(node)
+
+
+_SiteLoader.add_constructor("tag:yaml.org,2002:timestamp", _SiteLoader.construct_yaml_timestamp)
+
+_INTEGER = re.compile(r"^-?\d+$")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+def _join_decimal_commas(node: yaml.MappingNode) -> None:
+    """`{base: 0,1927}` parses as {base: 0, 1927: null}: give `base` the text "0,1927" back, so
+    that the field refuses it as a decimal comma instead of the file gaining a key `1927`."""
+    pairs = node.value
+    i = 1
+    while i < len(pairs):
+        key, value = pairs[i]
+        before = pairs[i - 1][1]
+        if (
+            isinstance(key, yaml.ScalarNode)
+            and key.style is None
+            and key.value.isdigit()
+            and isinstance(value, yaml.ScalarNode)
+            and value.value == ""
+            and isinstance(before, yaml.ScalarNode)
+            and before.style is None
+            and _INTEGER.match(before.value)
+        ):
+            text = f"{before.value},{key.value}"
+            joined = yaml.ScalarNode("tag:yaml.org,2002:str", text, before.start_mark, key.end_mark)
+            pairs[i - 1] = (pairs[i - 1][0], joined)
+            del pairs[i]
+        else:
+            i += 1
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file the installer wrote; ConfigError naming the file and what is wrong."""
+    try:
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8-sig")  # Notepad may start a UTF-8 file with a BOM
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [
+                f"{path}: line {line}: byte {raw[exc.start]:#04x} is not UTF-8 "
+                f"(saved as Latin-1 or Windows-1252?): save the file as UTF-8"
+            ]
+        ) from None
+    return text
+
+
+def read_site_file(path: Path) -> dict[str, Any]:
+    """The site file's top-level mapping; ConfigError naming the file and what is wrong."""
+    text = read_text(path)
+    try:
+        data = yaml.load(text, Loader=_SiteLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        context = f" ({exc.context})" if exc.context else ""
+        raise ConfigError([f"{path}: not valid YAML: {where}{exc.problem}{context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    if data is None:
+        raise ConfigError([f"{path}: the file is empty"])
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: expected a mapping at the top level"])
+        kind = "a list" if isinstance(data, list) else f"the value {data!r}"
+        raise ConfigError(
+            [f"{path}: expected a mapping at the top level (site:, tariff:, ...), not {kind}"]
+        )
+    return data
 
 
 RootT = TypeVar("RootT", bound=_Root)
@@ -594,7 +787,7 @@ def load(cls: type[RootT], path: Path | str | None) -> RootT:
     """Build `cls` from the YAML file (if any) and the environment; raise ConfigError."""
     yaml_path = Path(path) if path is not None else None
     if yaml_path is not None:
-        _read_yaml(yaml_path)
+        read_site_file(yaml_path)  # pydantic-settings would skip a missing file without a word
     bound = type(cls.__name__, (cls,), {"_yaml_path": yaml_path})
     try:
         config: RootT = bound()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from collector.config import ConfigError, SiteConfig, load
+from collector.config import ConfigError, RtuBus, SiteConfig, load
 from collector.meters.profile import Profile, load_profiles
+from collector.mqtt.client import tls_problems
 
 
 def add_config_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -14,10 +16,11 @@ def add_config_argument(parser: argparse.ArgumentParser, required: bool = True) 
 
 
 def load_site(path: str) -> tuple[SiteConfig, dict[str, Profile]]:
-    """The site and the profiles its meters use, every reference checked."""
+    """The site and the profiles its meters use, every reference and file checked: what
+    `irve check` accepts, `irve collect` starts with."""
     site = load(SiteConfig, path)
     profiles = load_profiles(site.profiles_dir)
-    problems = [
+    problems = tls_problems(site.mqtt) + [
         f"meters[{i}].profile: unknown profile {m.profile!r} (see `irve profiles`)"
         for i, m in enumerate(site.meters)
         if m.profile not in profiles
@@ -43,7 +46,40 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     site, profiles = load_site(args.config)
     print(summary(site, profiles))
+    for warning in serial_warnings(site, profiles):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def serial_warnings(site: SiteConfig, profiles: dict[str, Profile]) -> list[str]:
+    """Serial buses whose speed or framing differs from the factory settings of the meters on
+    them: right only if each meter was reconfigured, else every poll times out."""
+    warnings = []
+    for i, bus in enumerate(site.buses):
+        if not isinstance(bus, RtuBus):
+            continue  # a gateway's serial side is set on the gateway, not here
+        line = f"{bus.baudrate} {bus.bytesize}{bus.parity}{bus.stopbits}"
+        meters: dict[str, list[str]] = {}
+        for meter in site.meters:
+            if meter.bus == bus.id:
+                meters.setdefault(meter.profile, []).append(meter.id)
+        for profile_id, ids in meters.items():
+            profile = profiles[profile_id]
+            if "serial" not in profile.model_fields_set:
+                continue  # the profile says nothing about the meter's factory settings
+            factory = profile.serial
+            if (factory.baudrate, factory.parity, factory.stopbits) != (
+                bus.baudrate,
+                bus.parity,
+                bus.stopbits,
+            ):
+                warnings.append(
+                    f"buses[{i}] ({bus.id}): {line}, but {profile_id} meters "
+                    f"({', '.join(ids)}) leave the factory at {factory.baudrate} "
+                    f"8{factory.parity}{factory.stopbits}: set the bus to that, or each "
+                    "meter to the bus's settings on its front panel"
+                )
+    return warnings
 
 
 def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
@@ -92,4 +128,4 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ConfigError", "add_config_argument", "load_site"]
+__all__ = ["ConfigError", "add_config_argument", "load_site", "serial_warnings"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.collect import Collector
-from collector.commands.check import add_config_argument, load_site
+from collector.commands.check import add_config_argument, load_site, serial_warnings
 from collector.config import SiteConfig
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
@@ -32,6 +32,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     site, profiles = load_site(args.config)
+    for warning in serial_warnings(site, profiles):
+        log.warning("%s", warning)
     return asyncio.run(serve(site, profiles))
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from collector.config import PriceRow, TariffSettings, parse_clock_range
+from collector.config import PriceRow, TariffSettings, parse_clock_range, season_contains
 from collector.schema import Period
 
 _TINY = timedelta(microseconds=1)
@@ -64,8 +64,7 @@ class Tariff:
         """HC ranges (start, end) in force on a local calendar day."""
         key = day.strftime("%m-%d")
         for start, end, ranges in self._seasons:
-            inside = start <= key <= end if start <= end else key >= start or key <= end
-            if inside:
+            if season_contains(start, end, key):
                 return ranges
         return self._default_ranges
 

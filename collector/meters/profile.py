@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from collector.config import read_text
 from collector.meters.decode import REGISTERS, DataType, WordOrder
 
 Function = Literal["holding", "input"]
@@ -195,6 +196,6 @@ def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, Profile]:
         if not directory.is_dir():
             raise ProfileError(f"{directory}: profiles directory not found")
         for path in sorted(directory.glob("*.yaml")):
-            profile = _parse(path.read_text(encoding="utf-8"), str(path))
+            profile = _parse(read_text(path), str(path))
             profiles[profile.id] = profile
     return profiles
