@@ -11,16 +11,16 @@ Two backends speak to the database:
   token, database missing) are retried with exponential backoff until they succeed or the
   ingestor stops (then `WriteAborted`: the caller must not acknowledge the batch);
 - a 400/413/422 is about some points of the batch (field type conflict, bad value, too large):
-  the batch is split in halves until the offending lines are alone; those are dropped and
-  reported, every other line is written. Re-sending lines that a 1.x server already stored
-  from a "partial write" is harmless: a point with the same series and time overwrites itself.
+  the batch is split in halves until the offending lines are alone; those are returned to the
+  caller (which dead-letters their messages), every other line is written. Re-sending lines
+  that a 1.x server already stored from a "partial write" is harmless: a point with the same
+  series and time overwrites itself.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -193,6 +193,7 @@ class WriteStats:
 
 @dataclass(frozen=True)
 class Dropped:
+    index: int  # in the batch given to `Writer.write`
     line: str
     reason: str
 
@@ -206,40 +207,36 @@ class Writer:
         stopping: threading.Event,
         *,
         max_backoff_s: float = 5.0,
-        on_drop: Callable[[Dropped], None] | None = None,
     ) -> None:
         self.backend = backend
         self.stats = WriteStats()
         self._stopping = stopping
         self._max_backoff_s = max_backoff_s
-        self._on_drop = on_drop
 
     def write(self, batch: list[str]) -> list[Dropped]:
-        """Write `batch`; return the lines the database refused (already dropped).
+        """Write `batch`; return the lines the database refused (not written), in order.
 
         Raises WriteAborted if the ingestor stops before the database takes the batch.
         """
         dropped: list[Dropped] = []
-        self._write_part(batch, dropped)
+        self._write_part(batch, 0, len(batch), dropped)
         for item in dropped:
-            log.error("dropped a point the database refused (%s): %s", item.reason, item.line)
-            if self._on_drop is not None:
-                self._on_drop(item)
+            log.error("the database refused a point (%s): %s", item.reason, item.line)
         with self.stats.lock:
             self.stats.points_written += len(batch) - len(dropped)
             self.stats.points_dropped += len(dropped)
         return dropped
 
-    def _write_part(self, part: list[str], dropped: list[Dropped]) -> None:
+    def _write_part(self, batch: list[str], start: int, end: int, dropped: list[Dropped]) -> None:
         try:
-            self._send("\n".join(part))
+            self._send("\n".join(batch[start:end]))
         except PointsRejected as exc:
-            if len(part) == 1:
-                dropped.append(Dropped(part[0], str(exc)))
+            if end - start == 1:
+                dropped.append(Dropped(start, batch[start], str(exc)))
                 return
-            middle = len(part) // 2
-            self._write_part(part[:middle], dropped)
-            self._write_part(part[middle:], dropped)
+            middle = (start + end) // 2
+            self._write_part(batch, start, middle, dropped)
+            self._write_part(batch, middle, end, dropped)
 
     def _send(self, body: str) -> None:
         retrying = Retrying(
