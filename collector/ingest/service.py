@@ -37,7 +37,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from collector.config import IngestorConfig
+from collector.config import ConfigError, IngestorConfig
 from collector.ingest.batch import AckToken, Batch, Batcher
 from collector.ingest.decode import Rejected, decode, kind_of, site_of, subscriptions
 from collector.ingest.http import StatusServer
@@ -319,7 +319,20 @@ class Ingestor:
             self.writer.stats.points_written,
         )
 
+    def check(self) -> None:
+        """Raise ConfigError for a database setup that retrying could never fix."""
+        problem = self.writer.backend.problem()
+        if problem is not None:
+            raise ConfigError([problem])
+
     def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set; ConfigError at once for a setup error `check` finds."""
+        try:
+            self.check()
+        except ConfigError:
+            self.http.stop()
+            self.writer.backend.close()
+            raise
         tune_gc()
         self.start()
         stop.wait()
