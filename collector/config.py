@@ -341,7 +341,7 @@ class IngestSettings(Strict):
     batch_size: Annotated[int, _between(1, 100_000)] = 5000
     flush_interval_s: Annotated[float, _between(0.01, 60)] = 1.0
     max_pending: Annotated[int, _between(100, 10_000_000)] = 200_000
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"
     http_port: Annotated[int, _between(0, 65535)] = 9108
 
 

@@ -7,6 +7,7 @@ infinities, so a bogus number can never travel from a meter to the database.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,15 @@ def format_ts(ts: datetime) -> str:
 def _require_aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a time zone (use ...Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError("timestamp is outside the years 1..9999 in UTC") from None
+
+
+# Pydantic would also take a number, or a string of digits, as Unix seconds: the wire format is
+# ISO 8601 (SPEC), and a bare number says nothing about its unit or time zone.
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
@@ -48,6 +57,15 @@ class Message(BaseModel):
 
 
 class _Timed(Message):
+    @field_validator("ts", "start", "end", mode="before", check_fields=False)
+    @classmethod
+    def _iso(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _ISO_DATE_TIME.match(value):
+            raise ValueError("timestamp must be ISO 8601 date and time (2026-11-23T10:15:02.123Z)")
+        if isinstance(value, int | float):
+            raise ValueError("timestamp must be an ISO 8601 string, not a number")
+        return value
+
     @field_validator("ts", "start", "end", mode="after", check_fields=False)
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:

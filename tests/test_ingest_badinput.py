@@ -1,10 +1,11 @@
 """Malformed input never stops the ingestor: each bad message is counted, republished on
 `irve/{site}/deadletter` with its reason, acknowledged, and the good messages after it are
-still written. A point the database refuses (field type conflict) is dropped alone."""
+still written. A point the database refuses (field type conflict) is dead-lettered alone."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -181,10 +182,10 @@ def test_generated_garbage_never_stops_the_stream(
     assert healthy(ingestor)
 
 
-def test_type_conflict_drops_only_the_bad_point(
+def test_type_conflict_dead_letters_only_the_bad_point(
     stack: tuple[Ingestor, DeadLetters, servers.Server, servers.Server],
 ) -> None:
-    ingestor, _letters, broker, influx = stack
+    ingestor, letters, broker, influx = stack
     # Someone else wrote `count` as a string into `event` earlier: our float cannot go there.
     request = urllib.request.Request(
         f"http://127.0.0.1:{influx.port}/write?db=irve&precision=ms",
@@ -192,19 +193,94 @@ def test_type_conflict_drops_only_the_bad_point(
     )
     urllib.request.urlopen(request, timeout=5).close()
     ingestor.batcher.max_age_s = 1.0  # so that the three messages share one batch
+    refused = json.dumps(
+        {"ts": iso(BASE_MS + 2), "event": "wrap", "message": "m", "details": {"count": 3}}
+    )
     with publisher(broker.port) as pub:
         pub.publish(f"irve/{SITE}/cp1/state", state(1))
-        pub.publish(
-            f"irve/{SITE}/cp1/event",
-            json.dumps(
-                {"ts": iso(BASE_MS + 2), "event": "wrap", "message": "m", "details": {"count": 3}}
-            ),
-        )
+        pub.publish(f"irve/{SITE}/cp1/event", refused)
         pub.publish(f"irve/{SITE}/cp1/state", state(3))
     servers.wait_until(lambda: ingestor.writer.stats.points_dropped == 1, 15, "the dropped point")
     servers.wait_until(lambda: count(influx) == 2, 15, "the good points")
     assert ingestor.metrics.batch_latency.count == 1  # one batch, split inside the writer
     assert ingestor.writer.stats.points_written == 2
     assert "irve_ingest_points_dropped_total 1" in ingestor.metrics_text()
+    # Never silently dropped: the message is on its site's dead letter topic with the reason.
+    servers.wait_until(lambda: len(letters) == 1, 10, "the dead letter")
+    topic, letter = letters.letters[0]
+    assert topic == f"irve/{SITE}/deadletter"
+    assert letter["topic"] == f"irve/{SITE}/cp1/event" and letter["payload"] == refused
+    assert letter["reason"].startswith("refused by the database: HTTP 400")
+    assert "field type conflict" in letter["reason"]
+    assert ingestor.metrics.dead_letters["event"] == 1
     # All three messages are acknowledged: the refused point will not come back forever.
     servers.wait_until(lambda: ingestor.metrics.received == ingestor.metrics.settled, 5, "acks")
+
+
+def reading(ts: object, **values: object) -> bytes:
+    body = {"ts": ts, "power_w": 1.0, "current_a": 1.0, "voltage_v": 230.0, "energy_wh": 1.0}
+    return json.dumps(dict(body, **values)).encode()
+
+
+ENERGY = {
+    "start": iso(BASE_MS),
+    "end": iso(BASE_MS + 60_000),
+    "energy_wh": 25.0,
+    "period": "HC",
+    "price_eur_kwh": 0.2,
+    "cost_eur": 0.005,
+    "index_start_wh": 1000.0,
+    "index_end_wh": 1025.0,
+}
+SESSION = {
+    "event": "end",
+    "session_id": "s-1",
+    "ts": iso(BASE_MS + 3_600_000),
+    "badge": "room 12",
+    "energy_wh": 5000.0,
+    "cost_eur": 1.0,
+    "duration_s": 3600.0,
+    "max_power_w": 7000.0,
+}
+EVENT = {"ts": iso(BASE_MS), "event": "index_reset", "message": "m", "details": {"from_wh": 5}}
+# (topic kind, payload, what the reason names); none of these may reach the database.
+REFUSED: list[tuple[str, bytes, str]] = [
+    ("state", reading("0001-01-01T00:00:00+14:00"), "ts: "),
+    ("state", reading("9999-12-31T23:59:59-12:00"), "ts: "),
+    ("session", json.dumps(dict(SESSION, duration_s=1e300)).encode(), "duration_s"),
+    ("state", reading(BASE_MS // 1000), "ISO 8601"),
+    ("state", reading(iso(BASE_MS), power_w=1e300), "power_w"),
+    ("energy", json.dumps(dict(ENERGY, end=iso(BASE_MS - 60_000))).encode(), "before start"),
+    ("energy", json.dumps(dict(ENERGY, energy_wh=1e13, cost_eur=2e9)).encode(), "energy_wh"),
+    ("energy", json.dumps(dict(ENERGY, cost_eur=1e300)).encode(), "cost_eur"),
+    ("event", json.dumps(dict(EVENT, details={"": 1})).encode(), "empty key"),
+    ("event", json.dumps(dict(EVENT, details={"time": 1})).encode(), "reserved"),
+    ("event", json.dumps(dict(EVENT, message="a\x00b")).encode(), "NUL"),
+    ("session", json.dumps(dict(SESSION, badge="04\x00A1")).encode(), "NUL"),
+]
+
+
+def test_out_of_range_numeric_times_and_bad_keys_are_refused_on_the_site_topic(
+    stack: tuple[Ingestor, DeadLetters, servers.Server, servers.Server],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Refused in validation with a reason, on the site's own topic: not an internal error,
+    no traceback, nothing of them stored, and the good readings in between all written."""
+    ingestor, letters, broker, influx = stack
+    caplog.set_level(logging.WARNING)
+    with publisher(broker.port) as pub:
+        for i, (kind, payload, _) in enumerate(REFUSED):
+            pub.publish(f"irve/{SITE}/cp1/{kind}", payload)
+            pub.publish(f"irve/{SITE}/cp1/state", state(i))
+    servers.wait_until(lambda: len(letters) == len(REFUSED), 15, "dead letters")
+    servers.wait_until(lambda: count(influx) == len(REFUSED), 15, "good points")
+    for (kind, payload, reason), (topic, letter) in zip(REFUSED, letters.letters, strict=True):
+        assert topic == f"irve/{SITE}/deadletter"
+        assert letter["topic"] == f"irve/{SITE}/cp1/{kind}"
+        assert letter["payload"] == payload.decode()
+        assert reason in letter["reason"] and "internal error" not in letter["reason"]
+    assert not any(record.exc_info for record in caplog.records)
+    assert ingestor.writer.stats.points_dropped == 0
+    for measurement, field in (("energy", "energy_wh"), ("session", "duration_s")):
+        assert count(influx, measurement, field) == 0
+    assert count(influx, "event", "message") == 0

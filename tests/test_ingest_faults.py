@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+from collector.config import InfluxSettings
+from collector.ingest.writer import V1_HINT, backend_for
 from tests import servers
 from tests.test_ingest_e2e import (
+    REPO,
     SITE,
     config,
     count,
@@ -117,3 +122,62 @@ def test_two_ingestors_share_the_load(broker: servers.Server, influx: servers.Se
     assert a.metrics.received > total // 10 and b.metrics.received > total // 10
     per_point = rows(influx, 'SELECT COUNT("power_w") FROM reading GROUP BY point')
     assert sum(int(r["count"]) for r in per_point) == total and len(per_point) == 7
+
+
+def test_api2_against_influxd_without_v2_write_exits_2_at_start(
+    broker: servers.Server, influx: servers.Server
+) -> None:
+    """Debian's influxd 1.6.7 has no /api/v2/write: a configuration error found at start (exit
+    2 with what to set), where retrying the 404 for ever would hold every message back."""
+    create_database(influx)
+    env = subprocess_env(config(broker, influx, "2"))
+    env["IRVE_INFLUX__TOKEN"] = "user:secret"
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "collector", "ingest"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert time.monotonic() - began < 30
+    assert V1_HINT in result.stderr and "/api/v2/write" in result.stderr
+    assert "Traceback" not in result.stderr and "secret" not in result.stderr
+
+
+def test_api2_database_that_starts_later_is_retried_and_a_v1_server_named(
+    broker: servers.Server, tmp_path: Path
+) -> None:
+    """Connection refused at start is transient (the database may start later): the ingestor
+    keeps running and retrying. When what starts is an InfluxDB 1.x without /api/v2/write,
+    each retry says what to set."""
+    late = servers.influxd(tmp_path / "late-influxd")  # its port is chosen, not yet listening
+    env = subprocess_env(config(broker, late, "2", flush_interval_s=0.1))
+    log = tmp_path / "ingest.log"
+    proc = spawn(env, log)
+    try:
+        time.sleep(1.5)  # the persistent session exists before anything is published
+        with publisher(broker.port) as pub:
+            pub.publish(f"irve/{SITE}/cp1/state", state(1))
+        servers.wait_until(lambda: "database unavailable" in log.read_text(), 15, "a retried write")
+        assert proc.poll() is None
+        late.start()
+        try:
+            servers.wait_until(lambda: V1_HINT in log.read_text(), 20, "the hint in a retry")
+            assert proc.poll() is None
+        finally:
+            late.stop()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+    assert "Traceback" not in log.read_text()
+
+
+def test_the_start_check_passes_where_api2_exists(victoria: servers.Server) -> None:
+    backend = backend_for(InfluxSettings(url=f"http://127.0.0.1:{victoria.port}", token="t"))
+    try:
+        assert backend.problem() is None
+    finally:
+        backend.close()

@@ -63,14 +63,14 @@ def test_reading_role_main_and_nulls_left_out() -> None:
         "irve/h/main/state",
         {
             "ts": TS,
-            "power_w": 1e20,
+            "power_w": 1.5e-05,
             "current_a": None,
             "voltage_v": None,
             "energy_wh": None,
             "role": "main",
         },
     )
-    assert line == f"reading,site=h,point=main,role=main power_w=1e+20 {TS_MS}"
+    assert line == f"reading,site=h,point=main,role=main power_w=1.5e-05 {TS_MS}"
 
 
 def test_reading_without_any_value_is_valid_but_not_written() -> None:

@@ -1,7 +1,8 @@
 """Batching between the MQTT thread (adds) and the writer thread (takes), by size or age.
 
-A batch holds the line of every message in it and the acknowledgement token of each message;
-the service acknowledges a batch's messages only once its lines are in the database.
+A batch holds the line of every message in it, where each line came from (topic and payload,
+for a dead letter if the database refuses the line) and the acknowledgement token of each
+message; the service acknowledges a batch's messages only once its lines are in the database.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 # What the broker needs to release one message: (connection generation, packet id, QoS).
 # A plain tuple: one is made per message, and a dataclass instance costs ten times more.
 AckToken = tuple[int, int, int]
+Origin = tuple[str, bytes | bytearray]  # (topic, payload) of the message a line was made of
 
 
 @dataclass
 class Batch:
     lines: list[str] = field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)  # one per line
     tokens: list[AckToken] = field(default_factory=list)
     opened: float = 0.0  # monotonic time of its first message
 
@@ -37,13 +40,14 @@ class Batcher:
         self._open = Batch()
         self._flush = False
 
-    def add(self, line: str | None, token: AckToken) -> None:
+    def add(self, line: str | None, origin: Origin, token: AckToken) -> None:
         with self._cond:
             batch = self._open
             if not batch.tokens:
                 batch.opened = self._clock()
             if line is not None:
                 batch.lines.append(line)
+                batch.origins.append(origin)
             batch.tokens.append(token)
             if len(batch.tokens) >= self.max_lines:
                 self._cond.notify()

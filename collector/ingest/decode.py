@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from pydantic import ValidationError
 
-from collector.ingest import lines
+from collector.ingest import checks, lines
 from collector.schema import (
     MAX_PAYLOAD_BYTES,
     AlertMessage,
@@ -66,6 +66,12 @@ def _validation_reason(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
+def kind_of(prefix: str, topic: str) -> str:
+    """The message kind a topic carries; "unknown" for a topic the ingestor does not read."""
+    parsed = _route(prefix, topic)
+    return parsed.kind if parsed is not None and parsed.kind in _KINDS else "unknown"
+
+
 @lru_cache(maxsize=16384)
 def _route(prefix: str, topic: str) -> ParsedTopic | None:
     # Each topic comes back at every reading: parse it once (16,384 topics: a few MB at most).
@@ -85,15 +91,25 @@ def decode(prefix: str, topic: str, payload: bytes | bytearray, received_ms: int
         raise Rejected(site, kind, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
         if kind == "state":
-            line = lines.reading(site, point, StateMessage.model_validate_json(payload))
+            reading = StateMessage.model_validate_json(payload)
+            checks.state(reading)
+            line = lines.reading(site, point, reading)
         elif kind == "energy":
-            line = lines.energy(site, point, EnergyMessage.model_validate_json(payload))
+            energy = EnergyMessage.model_validate_json(payload)
+            checks.energy(energy)
+            line = lines.energy(site, point, energy)
         elif kind == "session":
-            line = lines.session(site, point, SessionMessage.model_validate_json(payload))
+            session = SessionMessage.model_validate_json(payload)
+            checks.session(session)
+            line = lines.session(site, point, session)
         elif kind == "event":
-            line = lines.event(site, point, EventMessage.model_validate_json(payload))
+            event = EventMessage.model_validate_json(payload)
+            checks.event(event)
+            line = lines.event(site, point, event)
         elif kind == "alert":
-            line = lines.alert(site, AlertMessage.model_validate_json(payload))
+            alert = AlertMessage.model_validate_json(payload)
+            checks.alert(alert)
+            line = lines.alert(site, alert)
         else:
             line = lines.availability(site, point, _online(payload), received_ms)
     except ValidationError as exc:

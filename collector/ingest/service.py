@@ -4,8 +4,9 @@ Threads:
 - the network thread runs paho's `loop_forever` (reconnects included) and `_on_message`:
   decode (pure), hand the line to the Batcher, or dead-letter the message (republish with the
   reason, acknowledge at once);
-- the writer thread takes batches (by size or age), writes them, then acknowledges their
-  messages with `client.ack` (paho's manual acknowledgement);
+- the writer thread takes batches (by size or age), writes them, dead-letters the messages
+  whose lines the database refused, then acknowledges the batch's messages with `client.ack`
+  (paho's manual acknowledgement);
 - the HTTP thread serves /healthz and /metrics.
 
 At least once: a message is acknowledged only after its batch is in the database, so a crash
@@ -36,12 +37,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from collector.config import IngestorConfig
-from collector.ingest.batch import AckToken, Batcher
-from collector.ingest.decode import Rejected, decode, subscriptions
+from collector.config import ConfigError, IngestorConfig
+from collector.ingest.batch import AckToken, Batch, Batcher
+from collector.ingest.decode import Rejected, decode, kind_of, site_of, subscriptions
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
-from collector.ingest.writer import Backend, WriteAborted, Writer, backend_for
+from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
 from collector.mqtt.auth import apply_credentials
 from collector.schema import format_ts
 
@@ -152,33 +153,52 @@ class Ingestor:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._closing:
             return  # not acknowledged: the broker redelivers it to the next run
+        topic, payload = msg.topic, msg.payload
         try:
-            decoded = decode(self.prefix, msg.topic, msg.payload, time.time_ns() // 1_000_000)
+            decoded = decode(self.prefix, topic, payload, time.time_ns() // 1_000_000)
         except Rejected as exc:
             self._dead_letter(msg, exc.site, exc.kind, exc.reason)
             return
         except Exception as exc:  # a bug of ours must not stop the stream; the letter keeps it
-            log.exception("could not decode %s", msg.topic)
-            self._dead_letter(msg, "unknown", "unknown", f"internal error: {exc!r}")
+            log.exception("could not decode %s", topic)
+            site = site_of(self.prefix, topic)
+            self._dead_letter(msg, site, kind_of(self.prefix, topic), f"internal error: {exc!r}")
             return
         self.metrics.messages[decoded.kind] += 1
         self.metrics.received += 1
-        self.batcher.add(decoded.line, (self._generation, msg.mid, msg.qos))
+        self.batcher.add(decoded.line, (topic, payload), (self._generation, msg.mid, msg.qos))
 
     def _dead_letter(self, msg: mqtt.MQTTMessage, site: str, kind: str, reason: str) -> None:
-        self.metrics.dead_letters[kind] += 1
+        """On the network thread: republish with the reason, acknowledge at once."""
         log.warning("dead letter from %s: %s", msg.topic, reason)
+        self._publish_letter(msg.topic, msg.payload, site, kind, reason)
+        self.client.ack(msg.mid, msg.qos)
+
+    def _publish_letter(
+        self, topic: str, payload: bytes | bytearray, site: str, kind: str, reason: str
+    ) -> None:
+        """Under paho's callback lock (a callback, or `_paho_callback_lock`)."""
+        self.metrics.dead_letters[kind] += 1
         letter = {
-            "topic": msg.topic,
+            "topic": topic,
             "reason": reason,
             "received": format_ts(datetime.now(UTC)),
-            "payload_bytes": len(msg.payload),
-            "payload": msg.payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", "replace"),
+            "payload_bytes": len(payload),
+            "payload": payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", "replace"),
         }
         self.client.publish(
             f"{self.prefix}/{site}/deadletter", json.dumps(letter), qos=1, retain=False
         )
-        self.client.ack(msg.mid, msg.qos)
+
+    def _refused(self, batch: Batch, dropped: list[Dropped]) -> None:
+        """Dead letters for the lines the database refused; their messages are acknowledged
+        with the rest of the batch, after these letters are queued."""
+        with self._paho_callback_lock():
+            for item in dropped:
+                topic, payload = batch.origins[item.index]
+                reason = f"refused by the database: {item.reason}"
+                site, kind = site_of(self.prefix, topic), kind_of(self.prefix, topic)
+                self._publish_letter(topic, payload, site, kind, reason)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -192,7 +212,9 @@ class Ingestor:
             started = time.monotonic()
             try:
                 if batch.lines:
-                    self.writer.write(batch.lines)
+                    dropped = self.writer.write(batch.lines)
+                    if dropped:
+                        self._refused(batch, dropped)
             except WriteAborted as exc:
                 log.warning(
                     "stopping: %d messages not written (%s); the broker keeps them",
@@ -297,7 +319,20 @@ class Ingestor:
             self.writer.stats.points_written,
         )
 
+    def check(self) -> None:
+        """Raise ConfigError for a database setup that retrying could never fix."""
+        problem = self.writer.backend.problem()
+        if problem is not None:
+            raise ConfigError([problem])
+
     def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set; ConfigError at once for a setup error `check` finds."""
+        try:
+            self.check()
+        except ConfigError:
+            self.http.stop()
+            self.writer.backend.close()
+            raise
         tune_gc()
         self.start()
         stop.wait()

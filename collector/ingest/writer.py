@@ -8,19 +8,20 @@ Two backends speak to the database:
 
 `Writer.write` never loses a batch silently:
 - connection errors, timeouts, 5xx, 408, 429 and the configuration errors 401/403/404 (bad
-  token, database missing) are retried with exponential backoff until they succeed or the
+  token, database missing, no /api/v2/write on InfluxDB 1.x before 1.8) are retried with exponential backoff until they succeed or the
   ingestor stops (then `WriteAborted`: the caller must not acknowledge the batch);
 - a 400/413/422 is about some points of the batch (field type conflict, bad value, too large):
-  the batch is split in halves until the offending lines are alone; those are dropped and
-  reported, every other line is written. Re-sending lines that a 1.x server already stored
-  from a "partial write" is harmless: a point with the same series and time overwrites itself.
+  the batch is split in halves until the offending lines are alone; those are returned to the
+  caller (which dead-letters their messages), every other line is written. Re-sending lines
+  that a 1.x server already stored from a "partial write" is harmless: a point with the same
+  series and time overwrites itself.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Statuses that say "these points are wrong", as opposed to "the server or setup is wrong".
 POINT_ERRORS = frozenset({400, 413, 422})
+V1_HINT = "set IRVE_INFLUX__API_VERSION=1 for InfluxDB 1.x"
 
 
 class PointsRejected(Exception):
@@ -58,12 +60,22 @@ class Backend(Protocol):
 
     def ping(self) -> bool: ...
 
+    def problem(self) -> str | None:
+        """A setup error the server shows at once, that no retry can fix; None when there is
+        none or when the server cannot be reached (it may start later)."""
+
     def close(self) -> None: ...
 
 
 def _short(data: bytes | str | None, limit: int = 300) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
     return text.strip()[:limit]
+
+
+def _no_v2_api(status: int, text: str) -> bool:
+    """A 404 from the server's router (`404 page not found`): no /api/v2/write at all, as on
+    InfluxDB 1.x before 1.8. A missing bucket or database is a 404 with a JSON error."""
+    return status == 404 and not text.startswith("{")
 
 
 def _raise_for(status: int, text: str) -> None:
@@ -121,6 +133,9 @@ class HttpV1Backend:
     def ping(self) -> bool:
         return self._pinger.ping()
 
+    def problem(self) -> str | None:
+        return None
+
     def close(self) -> None:
         self._pool.clear()
 
@@ -150,7 +165,11 @@ class ClientV2Backend:
         self._org = settings.org
         # The library annotates the parameter as its enum class but the values are strings.
         self._precision: Any = WritePrecision.MS
-        self._pinger = _Pinger(settings, urllib3.PoolManager(maxsize=1))
+        self._pool = urllib3.PoolManager(maxsize=1)
+        self._pinger = _Pinger(settings, self._pool)
+        query = urllib.parse.urlencode({"org": self._org, "bucket": self._bucket})
+        self._write_url = f"{settings.url.rstrip('/')}/api/v2/write?{query}&precision=ms"
+        self._auth = {"Authorization": f"Token {token}"}
 
     def write(self, body: str) -> None:
         from influxdb_client.rest import ApiException
@@ -160,12 +179,35 @@ class ClientV2Backend:
                 bucket=self._bucket, org=self._org, record=body, write_precision=self._precision
             )
         except ApiException as exc:
-            _raise_for(int(exc.status or 0), _short(exc.body))
+            status, text = int(exc.status or 0), _short(exc.body)
+            if _no_v2_api(status, text):
+                raise Unavailable(f"HTTP 404 {text!r} on /api/v2/write: {V1_HINT}") from exc
+            _raise_for(status, text)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unavailable(str(exc)) from exc
 
     def ping(self) -> bool:
         return self._pinger.ping()
+
+    def problem(self) -> str | None:
+        # An empty write: the server answers from its router before reading any point.
+        try:
+            response = self._pool.request(
+                "POST",
+                self._write_url,
+                body=b"",
+                headers=self._auth,
+                timeout=urllib3.Timeout(5.0),
+                retries=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError):
+            return None
+        if _no_v2_api(response.status, _short(response.data)):
+            return (
+                "influx.api_version: 2, but the server at influx.url has no /api/v2/write "
+                f"(HTTP 404, as InfluxDB 1.x before 1.8): {V1_HINT}"
+            )
+        return None
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -193,6 +235,7 @@ class WriteStats:
 
 @dataclass(frozen=True)
 class Dropped:
+    index: int  # in the batch given to `Writer.write`
     line: str
     reason: str
 
@@ -206,40 +249,36 @@ class Writer:
         stopping: threading.Event,
         *,
         max_backoff_s: float = 5.0,
-        on_drop: Callable[[Dropped], None] | None = None,
     ) -> None:
         self.backend = backend
         self.stats = WriteStats()
         self._stopping = stopping
         self._max_backoff_s = max_backoff_s
-        self._on_drop = on_drop
 
     def write(self, batch: list[str]) -> list[Dropped]:
-        """Write `batch`; return the lines the database refused (already dropped).
+        """Write `batch`; return the lines the database refused (not written), in order.
 
         Raises WriteAborted if the ingestor stops before the database takes the batch.
         """
         dropped: list[Dropped] = []
-        self._write_part(batch, dropped)
+        self._write_part(batch, 0, len(batch), dropped)
         for item in dropped:
-            log.error("dropped a point the database refused (%s): %s", item.reason, item.line)
-            if self._on_drop is not None:
-                self._on_drop(item)
+            log.error("the database refused a point (%s): %s", item.reason, item.line)
         with self.stats.lock:
             self.stats.points_written += len(batch) - len(dropped)
             self.stats.points_dropped += len(dropped)
         return dropped
 
-    def _write_part(self, part: list[str], dropped: list[Dropped]) -> None:
+    def _write_part(self, batch: list[str], start: int, end: int, dropped: list[Dropped]) -> None:
         try:
-            self._send("\n".join(part))
+            self._send("\n".join(batch[start:end]))
         except PointsRejected as exc:
-            if len(part) == 1:
-                dropped.append(Dropped(part[0], str(exc)))
+            if end - start == 1:
+                dropped.append(Dropped(start, batch[start], str(exc)))
                 return
-            middle = len(part) // 2
-            self._write_part(part[:middle], dropped)
-            self._write_part(part[middle:], dropped)
+            middle = (start + end) // 2
+            self._write_part(batch, start, middle, dropped)
+            self._write_part(batch, middle, end, dropped)
 
     def _send(self, body: str) -> None:
         retrying = Retrying(
