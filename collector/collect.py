@@ -20,10 +20,10 @@ from pydantic import ValidationError
 
 from collector.alerts.notify import Notifier
 from collector.alerts.processor import AlertProcessor
-from collector.config import MeterSettings, SiteConfig
+from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.meters.profile import Profile
-from collector.meters.reading import Reading
+from collector.meters.reading import Reading, state_keys
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages
 from collector.mqtt.envelope import Envelope, envelope_for
@@ -87,7 +87,7 @@ class Collector:
         self.stages = stages if stages is not None else build_processors(site, profiles)
         self.topics = Topics(site.mqtt.topic_prefix, site.site.id)
         self._roles = {m.id: m.role for m in site.meters}
-        self._state_keys = {m.id: _state_keys(site, m) for m in site.meters}
+        self._state_keys = {m.id: state_keys(site, m) for m in site.meters}
         self._ha_status = f"{site.mqtt.discovery_prefix}/status"
         self._discovery = (
             [
@@ -224,18 +224,6 @@ class Collector:
         for task in workers:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise RuntimeError(f"{task.get_name()} failed: {error}") from error
-
-
-def _state_keys(site: SiteConfig, meter: MeterSettings) -> dict[str, object]:
-    """What each `state` message of this meter carries besides the reading: its role and the
-    limits the collector's alerts use, for dashboards and Grafana rules of any site."""
-    keys: dict[str, object] = {"role": meter.role}
-    if meter.socket is not None:
-        keys["rated_current_a"] = meter.socket.rated_current_a
-    if meter.role == "main":
-        keys["limit_w"] = site.subscribed_power_w
-        keys["warning_w"] = site.subscribed_power_w * site.alerts.warning_share
-    return keys
 
 
 def _reasons(exc: Exception) -> list[str]:
