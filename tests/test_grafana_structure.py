@@ -329,3 +329,13 @@ def test_ntfy_token_adds_bearer_authorization(tmp_path: Path) -> None:
     (receiver,) = doc["contactPoints"][0]["receivers"]
     assert receiver["settings"]["authorization_scheme"] == "Bearer"
     assert receiver["settings"]["authorization_credentials"] == "${IRVE_ALERT_NTFY_TOKEN}"
+
+
+def test_provisioned_dashboards_stay_authoritative_and_the_docs_say_how_to_copy_one() -> None:
+    (provider,) = gq.load_yaml(gq.PROVISIONING / "dashboards" / "irve.yaml")["providers"]
+    assert provider["allowUiUpdates"] is False and provider["folder"] == "IRVE"
+    docs = (gq.REPO / "docs" / "grafana.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Customising a dashboard") :]
+    section = section[: section.index("\n## ", 1)]
+    for words in ("Save as copy", "another folder", "survives an upgrade", "grafana-data"):
+        assert words in section, words
