@@ -101,7 +101,11 @@ def test_every_select_has_its_own_time_filter() -> None:
     """InfluxDB bounds an outer query that has no time condition by now(), not by the inner
     query's range: with fill() it returns empty buckets from the dashboard's end up to now."""
     texts = [(q.key, q.query) for q in gq.dashboard_queries()]
-    texts += [(rule.uid, rule.query) for rule in gq.alert_rules()]
+    texts += [
+        (f"{rule.uid} / {ref}", step.query)
+        for rule in gq.alert_rules()
+        for ref, step in rule.reduced.items()
+    ]
     for key, text in texts:
         assert text.count("$timeFilter") == text.count("SELECT"), key
 
