@@ -23,7 +23,7 @@ from collector.alerts.processor import AlertProcessor
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.meters.profile import Profile
-from collector.meters.reading import Reading
+from collector.meters.reading import Reading, state_keys
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages
 from collector.mqtt.envelope import Envelope, envelope_for
@@ -87,6 +87,7 @@ class Collector:
         self.stages = stages if stages is not None else build_processors(site, profiles)
         self.topics = Topics(site.mqtt.topic_prefix, site.site.id)
         self._roles = {m.id: m.role for m in site.meters}
+        self._state_keys = {m.id: state_keys(site, m) for m in site.meters}
         self._ha_status = f"{site.mqtt.discovery_prefix}/status"
         self._discovery = (
             [
@@ -117,7 +118,7 @@ class Collector:
         produced = self._feed(lambda p: p.on_reading(reading))
         charging = self.stages.charging(reading.point) if self.stages.charging else None
         state = reading.to_state(charging).model_copy(
-            update={"role": self._roles.get(reading.point)}
+            update=self._state_keys.get(reading.point, {})
         )
         self.publish(Outgoing("state", reading.point, state))
         self.publish_all(produced)

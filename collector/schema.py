@@ -89,6 +89,12 @@ class StateMessage(_Timed):
     charging: bool | None = None
     # Which meter this is (SPEC `reading.role` tag); the ingestor assumes "socket" when absent.
     role: Literal["socket", "main"] | None = None
+    # The limits this meter is judged by, from the site file, so that dashboards and alert
+    # rules compare each series with its own site's limits: a socket's rated current; the
+    # main meter's subscribed power and pre-alarm threshold, in W.
+    rated_current_a: float | None = Field(default=None, gt=0)
+    limit_w: float | None = Field(default=None, gt=0)
+    warning_w: float | None = Field(default=None, gt=0)
 
     def to_json(self) -> bytes:
         # Optional keys are left out rather than sent as null; the four core keys always appear.

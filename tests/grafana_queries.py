@@ -9,7 +9,10 @@ Substitution follows Grafana's InfluxQL datasource (backend mode, Grafana 9+):
   `$__interval_ms` -> the same in milliseconds;
 - template variables: a single-value variable is inserted as is (so `= '$site'` becomes
   `= 'hotel-vda'`); a multi-value or include-all variable is regex-escaped and, with more than
-  one value, joined as `(a|b)` (so `=~ /^$socket$/` becomes `=~ /^(cp1|cp2)$/`).
+  one value, joined as `(a|b)` (so `=~ /^$socket$/` becomes `=~ /^(cp1|cp2)$/`);
+- `now()`, which InfluxDB reads from its clock when the query arrives, is written as the end
+  of the range: Grafana sends its queries with the range ending now, and the tests evaluate
+  rules at chosen instants (an hour, two days after the data ends) with the same meaning.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ def query_keys() -> set[str]:
     and alert rules (what the query tests must each check)."""
     keys = {q.key for q in dashboard_queries()}
     keys |= {variable_key(uid, name) for uid, name, _ in variable_queries()}
-    keys |= {rule_key(rule.uid) for rule in alert_rules()}
+    for rule in alert_rules():
+        keys |= {rule_key(rule.uid, ref) for ref in rule.value_refs} | {rule_key(rule.uid)}
     return keys
 
 
@@ -111,8 +115,9 @@ def variable_key(dashboard_uid: str, name: str) -> str:
     return f"{dashboard_uid} / ${name}"
 
 
-def rule_key(uid: str) -> str:
-    return f"alert {uid}"
+def rule_key(uid: str, ref: str | None = None) -> str:
+    """A rule's condition query, or (with `ref`) one of the queries its summary shows."""
+    return f"alert {uid}" if ref is None else f"alert {uid} / {ref}"
 
 
 def panel_query(dashboard_uid: str, title: str, ref_id: str = "A") -> PanelQuery:
@@ -145,6 +150,15 @@ def variable_defaults(dashboard_uid: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Reduced:
+    """A reduce step of a rule over one of its InfluxQL queries."""
+
+    query: str
+    range_s: int
+    reducer: str
+
+
+@dataclass(frozen=True)
 class AlertRule:
     uid: str
     title: str
@@ -155,6 +169,17 @@ class AlertRule:
     threshold: float
     for_s: float
     no_data_state: str
+    interval_s: float  # the group's evaluation interval
+    # refId of every reduce step -> what it reduces (the condition's own B included): what
+    # `$values.REF.Value` shows in the summary.
+    reduced: dict[str, Reduced] = field(default_factory=dict)
+    condition_ref: str = "B"  # the reduce step the threshold reads
+
+    @property
+    def value_refs(self) -> list[str]:
+        """The reduce steps only the summary uses."""
+        return sorted(ref for ref in self.reduced if ref != self.condition_ref)
+
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -180,8 +205,9 @@ def alert_rule_files() -> list[Path]:
 
 
 def alert_rules() -> list[AlertRule]:
-    """Every provisioned rule, in the three-step shape these rules use: an InfluxQL query (A),
-    a reduce (B) of A and a threshold (C) on B, C being the condition."""
+    """Every provisioned rule, in the shape these rules use: the condition is a threshold (C)
+    on a reduce (B) of an InfluxQL query (A); other query + reduce pairs only give the
+    summary its figures."""
     rules: list[AlertRule] = []
     for path in alert_rule_files():
         for group in load_yaml(path).get("groups", []):
@@ -191,6 +217,17 @@ def alert_rules() -> list[AlertRule]:
                 reduce_step = steps[cond["expression"]]["model"]
                 query_step = steps[reduce_step["expression"]]
                 evaluator = cond["conditions"][0]["evaluator"]
+                reduced = {
+                    ref: Reduced(
+                        query=steps[step["model"]["expression"]]["model"]["query"],
+                        range_s=int(
+                            steps[step["model"]["expression"]]["relativeTimeRange"]["from"]
+                        ),
+                        reducer=step["model"]["reducer"],
+                    )
+                    for ref, step in steps.items()
+                    if step["model"].get("type") == "reduce"
+                }
                 rules.append(
                     AlertRule(
                         uid=rule["uid"],
@@ -202,6 +239,9 @@ def alert_rules() -> list[AlertRule]:
                         threshold=float(evaluator["params"][0]),
                         for_s=parse_duration(rule.get("for", "0s")),
                         no_data_state=rule.get("noDataState", "NoData"),
+                        interval_s=parse_duration(group["interval"]),
+                        reduced=reduced,
+                        condition_ref=cond["expression"],
                         labels=rule.get("labels", {}),
                         annotations=rule.get("annotations", {}),
                         raw=rule,
@@ -330,6 +370,7 @@ def render(
     names = "|".join(sorted((re.escape(n) for n in macros), key=len, reverse=True))
     pattern = rf"\$\{{({names})\}}|\[\[({names})\]\]|\$({names})(?![A-Za-z0-9_])"
     text = re.sub(pattern, substitute, query)
+    text = re.sub(r"\bnow\(\)", f"{int(end.timestamp() * 1000)}ms", text, flags=re.IGNORECASE)
     leftover = re.search(r"\$[A-Za-z_]\w*", text)
     if leftover:
         raise KeyError(f"unsubstituted {leftover.group(0)} in {text!r}")
@@ -457,7 +498,8 @@ def render_summary(template: str, labels: dict[str, str], values: dict[str, floa
     return " ".join(_TEMPLATE_ACTION.sub(action, template).split())
 
 
-def evaluation_times(end: datetime, rule: AlertRule, interval_s: float = 10.0) -> list[datetime]:
-    """Evaluations every `interval_s` over the rule's pending period (+ one), ending at `end`."""
-    count = int(rule.for_s // interval_s) + 2
-    return [end - timedelta(seconds=interval_s * i) for i in reversed(range(count))]
+def evaluation_times(end: datetime, rule: AlertRule) -> list[datetime]:
+    """Evaluations at the rule group's interval over the rule's pending period (+ one), ending
+    at `end`."""
+    count = int(rule.for_s // rule.interval_s) + 2
+    return [end - timedelta(seconds=rule.interval_s * i) for i in reversed(range(count))]

@@ -165,6 +165,13 @@ def test_tcp_end_to_end(tmp_path: Path, broker: Server) -> None:
             assert_matches_model(last, sim.model.values("cp1"))
             assert last["power_w"] > 2000 and last["role"] == "socket"
             assert sub.states("main")[-1]["role"] == "main"
+            # Each meter's limits from the site file travel with its readings (for Grafana).
+            socket = next(m.socket for m in site.meters if m.id == "cp1")
+            assert socket is not None and last["rated_current_a"] == socket.rated_current_a
+            main = sub.states("main")[-1]
+            assert main["limit_w"] == site.subscribed_power_w
+            assert main["warning_w"] == site.subscribed_power_w * site.alerts.warning_share
+            assert "rated_current_a" not in main and "limit_w" not in last
             assert len(sub.states("main")[-1]["currents_a"]) == 3
 
     asyncio.run(scenario())

@@ -7,7 +7,10 @@ Data (built once for the module):
 - LIVE, the real chain: simulator (Modbus TCP) -> collector app -> mosquitto -> ingestor ->
   influxd (/write, API 1), for three sites: `hotel-vda` (a normal evening), `hotel-test`
   (socket cp1 forced to 40 A, main meter forced to 40 kW, cp2 silenced after a while) and
-  `hotel-pre` (main meter at 34 kW: above the 90 % pre-alarm, below the subscribed 36 kW).
+  `hotel-pre` (main meter at 34 kW: above the 90 % pre-alarm, below the subscribed 36 kW);
+  and `gite-test`, the same site with a gîte's ratings (sockets rated 16 A, 9 kVA subscribed:
+  pre-alarm at 8,100 W) with cp1 forced to 20 A and the main meter to 8.5 kW: over its own
+  limits, far under the hotel's. Every limit the dashboards and rules use comes from the data.
   To keep the test short the chain runs on the simulator's clock at SPEED x real time, and
   that clock starts far enough in the past for every reading to be older than the wall clock
   (InfluxDB bounds some queries with now()). The bus timeout is scaled down by SPEED too, so a
@@ -42,7 +45,7 @@ import yaml
 
 from collector.collect import Collector
 from collector.commands.check import load_site
-from collector.config import IngestorConfig
+from collector.config import IngestorConfig, SiteConfig
 from collector.ingest.service import Ingestor
 from collector.meters.poller import Poller
 from collector.simulator.history import history_lines
@@ -56,14 +59,22 @@ SPEED = 10.0  # simulated seconds per wall second
 LIVE_WALL_S = 10.0  # 100 simulated seconds: over-current held well beyond the rule's 1 min
 SILENCE_AFTER_WALL_S = 3.0
 HISTORY_DAYS = 3
-NORMAL, OVERLOAD, PRE = "hotel-vda", "hotel-test", "hotel-pre"
+NORMAL, OVERLOAD, PRE, GITE = "hotel-vda", "hotel-test", "hotel-pre", "gite-test"
 SCENARIOS = {
     NORMAL: [],
     OVERLOAD: ["overcurrent:cp1:40", "overload:40000"],
     PRE: ["overload:34000"],
+    GITE: ["overcurrent:cp1:20", "overload:8500"],
 }
+# A gîte's ratings: every socket rated 16 A, 9 kVA subscribed (the hotel: 32 A, 36 kVA).
+GITE_RATED_A, GITE_KVA = 16.0, 9.0
 SILENCED = {OVERLOAD: "cp2"}
 DB = "irve"
+# The 40 A socket draws about 9 kW for the 100 simulated seconds, but only the energy windows
+# closed during the run are published (the open one is saved at shutdown): the last minute
+# boundary the run crosses is 40 to 100 s in, less the collector's start on a loaded machine
+# (a wall second is 10 simulated ones). At least 20 s at 9 kW:
+LIVE_CLOSED_KWH = 0.05
 STEP_MS = 10_000  # $__interval of every live range here: the datasource's minimum interval
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +117,20 @@ class Data:
     history_start: datetime
     history_end: datetime
     history: list[str]  # line protocol the history generator produced
+    sites: dict[str, SiteConfig]  # the site file of each live site
+    empty: InfluxQL  # a database nothing was written to: a new installation
 
     def run(self, text: str) -> list[Series]:
         return self.client.query(text)
+
+    def limits(self, site: str) -> tuple[float, float, float]:
+        """(rated current of cp1 in A, subscribed power in W, pre-alarm threshold in W) as the
+        site file of `site` sets them."""
+        config = self.sites[site]
+        socket = next(m.socket for m in config.meters if m.id == "cp1")
+        assert socket is not None
+        limit_w = config.subscribed_power_w
+        return socket.rated_current_a, limit_w, limit_w * config.alerts.warning_share
 
 
 def distinct_free_ports(count: int) -> list[int]:
@@ -124,6 +146,11 @@ def distinct_free_ports(count: int) -> list[int]:
 def site_yaml(tmp: Path, site_id: str, broker_port: int, bus_port: int) -> Path:
     data = yaml.safe_load((gq.REPO / "config" / "examples" / "hotel-vda.yaml").read_text())
     data["site"]["id"] = site_id
+    if site_id == GITE:
+        data["site"]["subscribed_power_kva"] = GITE_KVA
+        for meter in data["meters"]:
+            if meter.get("socket"):
+                meter["socket"]["rated_current_a"] = GITE_RATED_A
     data["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "client_id": f"collect-{site_id}"}
     data["buses"][0].update(host="127.0.0.1", port=bus_port, timeout_s=1.0 / SPEED)
     data["poll_interval_s"] = 1.0 / SPEED
@@ -211,6 +238,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
     client = InfluxQL(url, DB)
     try:
         client.query(f"CREATE DATABASE {DB}")  # 1.6 still takes it on GET
+        empty = InfluxQL(url, "irve_vide")
+        empty.query("CREATE DATABASE irve_vide")
         # The simulated run ends LIVE_WALL_S * SPEED later: still before the wall clock.
         live_start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=200)
         history_end = live_start - timedelta(minutes=5)
@@ -239,7 +268,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
         last = client.query('SELECT last("power_w") FROM "reading"')
         live_end = datetime.fromtimestamp(last[0].values[0][0] / 1000, UTC)
         assert live_end < datetime.now(UTC)
-        yield Data(client, live_start, live_end, history_start, history_end, history)
+        sites = {site_id: load_site(str(path))[0] for site_id, path in paths.items()}
+        yield Data(client, live_start, live_end, history_start, history_end, history, sites, empty)
     finally:
         broker.stop()
         influx.stop()
@@ -346,7 +376,9 @@ def mean(values: list[float]) -> float:
 
 def test_every_query_has_a_numeric_check() -> None:
     keys = gq.query_keys()
-    count = len(gq.dashboard_queries()) + len(gq.variable_queries()) + len(gq.alert_rules())
+    rules = gq.alert_rules()
+    count = len(gq.dashboard_queries()) + len(gq.variable_queries())
+    count += len(rules) + sum(len(rule.value_refs) for rule in rules)
     assert len(keys) == count  # one key per query: none hidden behind another's name
     assert sorted(keys - set(CHECKED)) == [], "queries no test checks"
     assert sorted(set(CHECKED) - keys) == [], "checks of queries that no longer exist"
@@ -430,14 +462,40 @@ def test_live_power_current_voltage_per_bucket(data: Data) -> None:
 
 @checks(live("Courant / courant assigné"))
 def test_live_current_share_of_rated(data: Data) -> None:
-    share = by_tag(live_panel(data, "Courant / courant assigné", OVERLOAD), "point")
-    assert share["cp1"].values[0][1] == pytest.approx(40 / 32 * 100)
+    """Each socket's last current in % of its own rating: 40 A of 32 A, 20 A of 16 A."""
+    assert data.limits(OVERLOAD)[0] == 32 and data.limits(GITE)[0] == 16
+    for site, forced in ((OVERLOAD, 40.0), (GITE, 20.0)):
+        share = by_tag(live_panel(data, "Courant / courant assigné", site), "point")
+        assert share["cp1"].values[0][1] == pytest.approx(forced / data.limits(site)[0] * 100)
     normal = by_tag(live_panel(data, "Courant / courant assigné", NORMAL), "point")
     raw = raw_buckets(data, NORMAL, "current_a", role="socket")
     for point, series in normal.items():
         last_bucket = raw[point][max(raw[point])]
         assert series.values[0][1] == pytest.approx(last_bucket[-1] / 32 * 100)
         assert series.values[0][1] <= 100
+
+
+@checks(
+    live("Courant par borne", "B"),
+    live("Puissance du site / puissance souscrite", "C"),
+    live("Puissance du site / puissance souscrite", "D"),
+)
+def test_live_limit_lines_are_each_sites_own(data: Data) -> None:
+    """The dashed limit lines: each socket's rating, the site's subscribed power and pre-alarm
+    threshold, in every bucket that has a reading, from the readings themselves."""
+    assert data.limits(NORMAL) == (32, 36000, pytest.approx(32400))
+    assert data.limits(GITE) == (16, 9000, pytest.approx(8100))
+    for site in (NORMAL, GITE):
+        rated, limit_w, warning_w = data.limits(site)
+        lines = by_tag(live_panel(data, "Courant par borne", site, "B"), "point")
+        raw = raw_buckets(data, site, "current_a", role="socket")
+        assert set(lines) == set(raw) == {"cp1", "cp2"}
+        for point, series in lines.items():
+            assert non_null(series) == {t: rated for t in raw[point]}
+        main = raw_buckets(data, site, "power_w", role="main")["main"]
+        for ref, limit in (("C", limit_w), ("D", warning_w)):
+            (line,) = live_panel(data, "Puissance du site / puissance souscrite", site, ref)
+            approx_dict(non_null(line), {t: limit for t in main})
 
 
 @checks(live("État des bornes"))
@@ -481,12 +539,14 @@ def test_live_socket_state_mapping(data: Data) -> None:
 
 @checks(live("Puissance du site / puissance souscrite", "A"), live("Charge du site"))
 def test_live_site_power_and_load(data: Data) -> None:
-    for site, forced in ((OVERLOAD, 40000), (PRE, 34000)):
+    """The gauge: the last main meter power in % of the site's own subscribed power."""
+    for site, forced in ((OVERLOAD, 40000), (PRE, 34000), (GITE, 8500)):
         main = live_panel(data, "Puissance du site / puissance souscrite", site, "A")
         values = non_null(main[0]).values()
         assert values and all(v == pytest.approx(forced, rel=1e-6) for v in values)
         gauge = live_panel(data, "Charge du site", site)
-        assert gauge[0].values[0][1] == pytest.approx(forced / 36000 * 100, rel=1e-6)
+        load = forced / data.limits(site)[1] * 100
+        assert gauge[0].values[0][1] == pytest.approx(load, rel=1e-6)
     main = live_panel(data, "Puissance du site / puissance souscrite", NORMAL, "A")
     raw = raw_buckets(data, NORMAL, "power_w", role="main")
     approx_dict(non_null(main[0]), {t: mean(v) for t, v in raw["main"].items()})
@@ -529,7 +589,7 @@ def test_live_energy_today_equals_sum_of_intervals(data: Data) -> None:
         )
         approx_dict({p: s.values[0][1] for p, s in kwh.items()}, dict(expected_kwh))
         approx_dict({p: s.values[0][1] for p, s in eur.items()}, dict(expected_eur))
-    assert expected_kwh["cp1"] > 0.1  # 100 simulated seconds at about 9 kW: 0.25 kWh
+    assert expected_kwh["cp1"] > LIVE_CLOSED_KWH
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,30 +677,32 @@ def test_month_totals(data: Data) -> None:
         got = {(s.tags["point"], s.tags["period"]): s.values[0][1:] for s in table}
         approx_dict({k: v[0] for k, v in got.items()}, {k: v[0] for k, v in rows.items()})
         approx_dict({k: v[1] for k, v in got.items()}, {k: v[1] for k, v in rows.items()})
-    assert sum(kwh.values()) > 0.1  # the 40 A site (last checked): its live charge
+    assert sum(kwh.values()) > LIVE_CLOSED_KWH  # the 40 A site (last checked): its live charge
 
 
 @checks(
-    energy("Comparaison Base / HP-HC sur la période", "A"),
-    energy("Comparaison Base / HP-HC sur la période", "B"),
+    energy("Prix moyen du kWh par période"),
     energy("Répartition de l'énergie par période"),
 )
-def test_base_comparison_and_period_split(data: Data) -> None:
-    """Over the dashboard range: the contract's cost, and the same kWh priced at Base."""
+def test_average_price_and_period_split(data: Data) -> None:
+    """Over the dashboard range: the price actually paid per period, from the stored costs
+    (no price written in the dashboard), and the energy per period."""
     start, end = data.history_start, data.history_end
     rows = raw_energy(data, NORMAL, start, end)
-    kwh = sum(r["energy_wh"] for r in rows) / 1000
-    base_price = float(gq.variable_defaults("irve-energy")["prix_base_eur_kwh"])
-    title = "Comparaison Base / HP-HC sur la période"
-    actual = panel(data, "irve-energy", title, NORMAL, start, end, "A")
-    base = panel(data, "irve-energy", title, NORMAL, start, end, "B")
-    assert actual[0].values[0][1] == pytest.approx(sum(r["cost_eur"] for r in rows))
-    assert base[0].values[0][1] == pytest.approx(kwh * base_price)
-    pie = panel(data, "irve-energy", "Répartition de l'énergie par période", NORMAL, start, end)
-    per_period: dict[str, float] = defaultdict(float)
+    kwh: dict[str, float] = defaultdict(float)
+    eur: dict[str, float] = defaultdict(float)
     for r in rows:
-        per_period[r["period"]] += r["energy_wh"] / 1000
-    approx_dict({p: s.values[0][1] for p, s in by_tag(pie, "period").items()}, dict(per_period))
+        kwh[r["period"]] += r["energy_wh"] / 1000
+        eur[r["period"]] += r["cost_eur"]
+    title = "Prix moyen du kWh par période"
+    price = by_tag(panel(data, "irve-energy", title, NORMAL, start, end), "period")
+    approx_dict({p: s.values[0][1] for p, s in price.items()}, {p: eur[p] / kwh[p] for p in kwh})
+    # One price row in force over the history: the mean is that row's price of the period.
+    in_force = data.sites[NORMAL].tariff.prices[-1]
+    assert price["HP"].values[0][1] == pytest.approx(in_force.hp)
+    assert price["HC"].values[0][1] == pytest.approx(in_force.hc)
+    pie = panel(data, "irve-energy", "Répartition de l'énergie par période", NORMAL, start, end)
+    approx_dict({p: s.values[0][1] for p, s in by_tag(pie, "period").items()}, dict(kwh))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -735,28 +797,47 @@ def fired(data: Data, uid: str, at: datetime) -> set[tuple[str, ...]]:
 
 
 def summary(data: Data, uid: str, at: datetime, **labels: str) -> str:
-    """The rule's summary for the instance with these labels, as evaluated at `at`."""
+    """The rule's summary for the instance with these labels, as evaluated at `at`: each
+    `$values.REF.Value` is that reduce step over its own query."""
     rule = RULES[uid]
-    text = gq.render(rule.query, at - timedelta(seconds=rule.range_s), at)
-    series = next(s for s in data.run(text) if s.tags == labels)
-    value = gq.reduce(gq.column(series, series.columns[1]), rule.reducer)
-    assert value is not None
-    return gq.render_summary(rule.annotations["summary"], labels, {"B": value})
+    values = {}
+    for ref, step in rule.reduced.items():
+        text = gq.render(step.query, at - timedelta(seconds=step.range_s), at)
+        series = next(s for s in data.run(text) if s.tags == labels)
+        value = gq.reduce(gq.column(series, series.columns[1]), step.reducer)
+        assert value is not None
+        values[ref] = value
+    return gq.render_summary(rule.annotations["summary"], labels, values)
 
 
-@checks(gq.rule_key(OVERCURRENT), gq.rule_key(OVERLOADED), gq.rule_key(WARNING))
-def test_overload_alerts_fire_on_the_overload_sites_only(data: Data) -> None:
+@checks(
+    *(
+        gq.rule_key(uid, ref)
+        for uid in (OVERCURRENT, OVERLOADED, WARNING)
+        for ref in [None, *RULES[uid].value_refs]
+    )
+)
+def test_overload_alerts_fire_for_each_site_at_its_own_limits(data: Data) -> None:
+    """Four sites in one database, two sets of ratings: the hotel's (32 A, 36 kVA) and the
+    gîte's (16 A, 9 kVA). 20 A and 8.5 kW are alarms at the gîte only."""
     at = data.live_end
-    assert fired(data, OVERCURRENT, at) == {("cp1", OVERLOAD)}  # labels point, site
+    # 40 A of 32 A and 20 A of 16 A (labels point, site); nobody else.
+    assert fired(data, OVERCURRENT, at) == {("cp1", OVERLOAD), ("cp1", GITE)}
+    # 40 kW of 36 kVA; not the gîte's 8.5 kW of 9 kVA, nor the hotel's 34 kW.
     assert fired(data, OVERLOADED, at) == {(OVERLOAD,)}
-    assert fired(data, WARNING, at) == {(OVERLOAD,), (PRE,)}  # 34 kW: pre-alarm only
+    # Above 90 %: 40 kW and 34 kW of 36 kVA, 8.5 kW of 9 kVA (8,100 W).
+    assert fired(data, WARNING, at) == {(OVERLOAD,), (PRE,), (GITE,)}
     # The condition held for less than `for` at the start of the run: pending, not firing.
     early = data.live_start + timedelta(seconds=40)
     assert fired(data, OVERCURRENT, early) == set()
     assert fired(data, OVERLOADED, data.live_start + timedelta(seconds=20)) == set()
-    # What the phone reads: the summary with the value of B (the reduced last bucket).
+    # What the phone reads: the measured value and the site's own limit.
     assert summary(data, OVERCURRENT, at, site=OVERLOAD, point="cp1") == (
         "Surintensité sur la borne cp1 (hotel-test) : 40.0 A pour 32 A autorisés depuis plus"
+        " d'une minute."
+    )
+    assert summary(data, OVERCURRENT, at, site=GITE, point="cp1") == (
+        "Surintensité sur la borne cp1 (gite-test) : 20.0 A pour 16 A autorisés depuis plus"
         " d'une minute."
     )
     assert summary(data, OVERLOADED, at, site=OVERLOAD) == (
@@ -764,8 +845,12 @@ def test_overload_alerts_fire_on_the_overload_sites_only(data: Data) -> None:
         " depuis plus de 30 s."
     )
     assert summary(data, WARNING, at, site=PRE) == (
-        "Pré-alarme sur le site hotel-pre : 34000 W, plus de 90 % des 36000 W souscrits"
-        " (seuil 32400 W) depuis plus de 30 s."
+        "Pré-alarme sur le site hotel-pre : 34000 W, au-delà du seuil de pré-alarme de 32400 W"
+        " depuis plus de 30 s."
+    )
+    assert summary(data, WARNING, at, site=GITE) == (
+        "Pré-alarme sur le site gite-test : 8500 W, au-delà du seuil de pré-alarme de 8100 W"
+        " depuis plus de 30 s."
     )
 
 
@@ -782,10 +867,29 @@ def test_offline_alerts(data: Data) -> None:
     # Collectors stopped for 3 minutes: every site's collector is reported offline.
     stopped = end + timedelta(seconds=180)
     assert fired(data, COLLECTOR_OFFLINE, stopped) == {(site,) for site in SCENARIOS}
-    # Nothing at all for longer than the query range: Grafana's NoData, alerting.
-    silent = end + timedelta(hours=7)
-    rule = RULES[COLLECTOR_OFFLINE]
-    assert gq.firing(rule, gq.evaluation_times(silent, rule), data.run) == {gq.NO_DATA}
+
+
+def test_offline_alerts_keep_firing_however_long_the_silence(data: Data) -> None:
+    """An hour, 7 hours (the old rules' 6 h range had dropped the series by then: Grafana
+    resolved the alert while the meters were still dead), 2 days and 300 days after the last
+    reading: every meter and every site is still reported, never resolved."""
+    meters = {(m.id, site) for site, config in data.sites.items() for m in config.meters}
+    for silence in (timedelta(hours=1), timedelta(hours=7), timedelta(hours=48)):
+        at = data.live_end + silence
+        assert fired(data, METER_OFFLINE, at) == meters, silence
+        assert fired(data, COLLECTOR_OFFLINE, at) == {(site,) for site in SCENARIOS}, silence
+    at = data.live_end + timedelta(days=300)
+    assert fired(data, COLLECTOR_OFFLINE, at) == {(site,) for site in SCENARIOS}
+
+
+def test_offline_alerts_quiet_on_a_new_installation(data: Data) -> None:
+    """An empty database (nothing collected yet) is NoData, which these rules treat as OK."""
+    now = datetime.now(UTC)
+    for uid in (METER_OFFLINE, COLLECTOR_OFFLINE):
+        rule = RULES[uid]
+        assert rule.no_data_state == "OK"
+        assert gq.run_rule(rule, now, data.empty.query) == {}
+        assert gq.firing(rule, gq.evaluation_times(now, rule), data.empty.query) == set()
 
 
 def test_alerts_quiet_on_a_normal_day(data: Data) -> None:
@@ -795,9 +899,13 @@ def test_alerts_quiet_on_a_normal_day(data: Data) -> None:
     times = [end - timedelta(minutes=10 * i) for i in range(144)]
     for uid in (OVERCURRENT, OVERLOADED, WARNING):
         rule = RULES[uid]
+        evaluated = 0
         for at in times:
             met = gq.run_rule(rule, at, data.run)
-            assert not any(ok for labels, ok in met.items() if ("site", NORMAL) in labels), uid
+            mine = [ok for labels, ok in met.items() if ("site", NORMAL) in labels]
+            assert not any(mine), uid
+            evaluated += len(mine)
+        assert evaluated >= len(times), uid  # the history's readings carry the site's limits
     peak = data.run(
         f'SELECT max("power_w") FROM "reading" WHERE "site" = \'{NORMAL}\' AND "role" = \'main\''
     )

@@ -15,7 +15,6 @@ import pytest
 from collector.config import SiteConfig, load
 from tests import grafana_queries as gq
 
-SITE = load(SiteConfig, gq.REPO / "config" / "examples" / "hotel-vda.yaml")
 UNITS = {"watt", "kwatt", "kwatth", "watth", "currencyEUR", "amp", "volt", "percent", "short", "s"}
 ENTRYPOINT = gq.GRAFANA / "entrypoint.sh"
 CHANNEL_ENV = {
@@ -102,19 +101,68 @@ def test_every_select_has_its_own_time_filter() -> None:
     """InfluxDB bounds an outer query that has no time condition by now(), not by the inner
     query's range: with fill() it returns empty buckets from the dashboard's end up to now."""
     texts = [(q.key, q.query) for q in gq.dashboard_queries()]
-    texts += [(rule.uid, rule.query) for rule in gq.alert_rules()]
+    texts += [
+        (f"{rule.uid} / {ref}", step.query)
+        for rule in gq.alert_rules()
+        for ref, step in rule.reduced.items()
+    ]
     for key, text in texts:
         assert text.count("$timeFilter") == text.count("SELECT"), key
 
 
-def test_live_dashboard_limits_match_the_reference_site() -> None:
-    live = gq.variable_defaults("irve-live")
-    sockets = [m.socket for m in SITE.meters if m.socket is not None]
-    assert {s.rated_current_a for s in sockets} == {float(live["courant_assigne_a"])}
-    assert float(live["puissance_souscrite_w"]) == SITE.subscribed_power_w
-    energy = gq.variable_defaults("irve-energy")
-    in_force = SITE.tariff.prices[-1]
-    assert float(energy["prix_base_eur_kwh"]) == in_force.base
+def site_values() -> set[float]:
+    """Every limit and price the example site files set (the reference hotel's 32 A, 36,000 W,
+    32,400 W, 0.1927 EUR/kWh..., the gîte's 16 A and 9,000 W), and 80 % of each rating: none
+    may be written in the provisioning, which serves every site."""
+    found: set[float] = set()
+    for path in sorted((gq.REPO / "config" / "examples").glob("*.yaml")):
+        site = load(SiteConfig, path)
+        for meter in site.meters:
+            if meter.socket is not None:
+                found |= {meter.socket.rated_current_a, meter.socket.rated_current_a * 0.8}
+        limit = site.subscribed_power_w
+        found |= {limit, limit * site.alerts.warning_share, site.site.subscribed_power_kva}
+        for row in site.tariff.prices:
+            found |= {price for price in (row.base, row.hp, row.hc) if price is not None}
+    return found
+
+
+def numbers_in(text: str) -> set[float]:
+    return {float(n) for n in re.findall(r"(?<![\w.$])\d+(?:\.\d+)?(?![\w.])", text)}
+
+
+def test_no_site_specific_value_in_the_dashboards() -> None:
+    """Limits come from the data (each reading carries its site's limits): no text-box or
+    constant variable to set per site, fixed thresholds only in % (of the series' own limit),
+    and no site's number in any query."""
+    values = site_values()
+    assert {32, 36000, 32400, 0.1927, 16, 9000} <= values
+    for name, dashboard in DASHBOARDS.items():
+        for var in dashboard["templating"]["list"]:
+            assert var["type"] == "query", f"{name}: variable {var['name']} set by hand"
+        for panel in gq.iter_panels(dashboard):
+            where = f"{name} / {panel['title']}"
+            defaults = panel["fieldConfig"]["defaults"]
+            steps = defaults.get("thresholds", {}).get("steps", [])
+            fixed = {step["value"] for step in steps if step["value"] is not None}
+            if fixed:
+                assert defaults["unit"] == "percent" and fixed <= {80, 90, 100}, where
+            for target in panel["targets"]:
+                assert not numbers_in(target["query"]) & values, where
+
+
+def test_no_site_specific_value_in_the_alert_rules() -> None:
+    values = site_values()
+    for path in gq.alert_rule_files():
+        for group in gq.load_yaml(path).get("groups", []):
+            for rule in group["rules"]:
+                for step in rule["data"]:
+                    model = step["model"]
+                    assert not numbers_in(model.get("query", "")) & values, rule["uid"]
+                    for condition in model.get("conditions", []):
+                        assert not set(condition["evaluator"]["params"]) & values, rule["uid"]
+                for text in rule["annotations"].values():
+                    assert not numbers_in(text) & values, rule["uid"]
 
 
 def test_datasource_is_influxql_with_token_header_from_environment() -> None:
@@ -159,25 +207,36 @@ def test_alert_rules_reference_datasource_and_panels() -> None:
         assert all("$" not in v for v in rule.labels.values())
 
 
-def test_alert_thresholds_and_durations_match_the_brief() -> None:
-    rated = {m.socket.rated_current_a for m in SITE.meters if m.socket is not None}
-    over = RULES["irve-socket-overcurrent"]
-    assert (over.operator, over.threshold, over.for_s) == ("gt", max(rated), 60)
-    overload = RULES["irve-site-overload"]
-    assert (overload.operator, overload.threshold, overload.for_s) == (
-        "gt",
-        SITE.subscribed_power_w,
-        30,
-    )
-    warning = RULES["irve-site-overload-warning"]
-    assert warning.threshold == pytest.approx(SITE.subscribed_power_w * SITE.alerts.warning_share)
-    assert warning.for_s == 30
+def test_alert_thresholds_are_ratios_to_each_series_own_limit() -> None:
+    """Each overload rule divides the measured value by the limit the same reading carries
+    and fires above 1, with the collector's durations for the reference site."""
+    limits = {
+        "irve-socket-overcurrent": ('max("current_a") / max("rated_current_a")', 60),
+        "irve-site-overload": ('mean("power_w") / max("limit_w")', 30),
+        "irve-site-overload-warning": ('mean("power_w") / max("warning_w")', 30),
+    }
+    for uid, (ratio, for_s) in limits.items():
+        rule = RULES[uid]
+        assert rule.query.startswith(f"SELECT {ratio} FROM"), uid
+        assert (rule.operator, rule.threshold, rule.for_s) == ("gt", 1, for_s), uid
+        assert rule.interval_s == 10, uid
+        # The summary's figures come from the same series: D and F grouped like A.
+        group_by = rule.query[rule.query.index("GROUP BY") :]
+        groups = {step.query[step.query.index("GROUP BY") :] for step in rule.reduced.values()}
+        assert groups == {group_by}, uid
+
+
+def test_offline_rules_look_back_long_and_are_quiet_without_data() -> None:
+    """The offline rules keep a silent meter's series for 400 days (it stays firing) and say
+    nothing on an empty database (new installation): NoData is OK."""
     for uid in ("irve-meter-offline", "irve-collector-offline"):
         rule = RULES[uid]
-        # 4 buckets of 30 s averaged + 30 s pending: no reading for 2 minutes.
-        assert "GROUP BY time(30s)" in rule.query and "moving_average(count(" in rule.query
-        assert ", 4)" in rule.query and rule.for_s == 30
-    assert RULES["irve-collector-offline"].no_data_state == "Alerting"
+        assert rule.range_s >= 400 * 86400, uid
+        assert 'time > now() - 2m GROUP BY "site"' in rule.query, uid
+        assert 'last("power_w") * 0' in rule.query, uid
+        assert (rule.operator, rule.threshold, rule.for_s) == ("lt", 1, 30), uid
+        assert rule.interval_s == 30, uid
+        assert rule.no_data_state == "OK", uid
 
 
 def test_alert_summaries_in_french_with_value_limit_and_socket() -> None:
@@ -189,13 +248,14 @@ def test_alert_summaries_in_french_with_value_limit_and_socket() -> None:
             "irve-site-overload",
             "irve-site-overload-warning",
         ):
-            assert "$values.B.Value" in summary, rule.uid
-            assert f"{rule.threshold:.0f}" in summary, rule.uid
+            # E: the measured value, G: the site's limit, both from the readings.
+            assert "$values.E.Value" in summary and "$values.G.Value" in summary, rule.uid
     assert "$labels.point" in RULES["irve-socket-overcurrent"].annotations["summary"]
     assert "$labels.point" in RULES["irve-meter-offline"].annotations["summary"]
     assert "autorisés" in RULES["irve-socket-overcurrent"].annotations["summary"]
     for rule in RULES.values():  # only template actions the query tests can render
-        text = gq.render_summary(rule.annotations["summary"], {"site": "s", "point": "p"}, {"B": 1})
+        values = dict.fromkeys(rule.reduced, 1.0)
+        text = gq.render_summary(rule.annotations["summary"], {"site": "s", "point": "p"}, values)
         assert "{{" not in text and "$" not in text, rule.uid
 
 
@@ -273,3 +333,13 @@ def test_ntfy_token_adds_bearer_authorization(tmp_path: Path) -> None:
     (receiver,) = doc["contactPoints"][0]["receivers"]
     assert receiver["settings"]["authorization_scheme"] == "Bearer"
     assert receiver["settings"]["authorization_credentials"] == "${IRVE_ALERT_NTFY_TOKEN}"
+
+
+def test_provisioned_dashboards_stay_authoritative_and_the_docs_say_how_to_copy_one() -> None:
+    (provider,) = gq.load_yaml(gq.PROVISIONING / "dashboards" / "irve.yaml")["providers"]
+    assert provider["allowUiUpdates"] is False and provider["folder"] == "IRVE"
+    docs = (gq.REPO / "docs" / "grafana.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Customising a dashboard") :]
+    section = section[: section.index("\n## ", 1)]
+    for words in ("Save as copy", "another folder", "survives an upgrade", "grafana-data"):
+        assert words in section, words

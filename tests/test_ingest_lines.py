@@ -304,3 +304,29 @@ def test_session_with_null_start_is_valid() -> None:
     # Regression: the timestamp validator used to crash (AttributeError) on `"start": null`.
     msg = dict(SESSION, start=None)
     assert line_of("irve/h/cp1/session", msg).endswith(f" {TS_MS}")
+
+
+def test_reading_carries_the_site_limits_as_float_fields() -> None:
+    """The socket's rating and the main meter's subscribed power and pre-alarm threshold are
+    fields of every reading, so that Grafana compares each series with its own site's limits."""
+    core = {"ts": TS, "power_w": 3680, "current_a": 16, "voltage_v": None, "energy_wh": None}
+    socket = line_of("irve/gite/prise/state", {**core, "rated_current_a": 16})
+    assert socket == (
+        "reading,site=gite,point=prise,role=socket power_w=3680.0,current_a=16.0,"
+        f"rated_current_a=16.0 {TS_MS}"
+    )
+    main = line_of(
+        "irve/gite/main/state", {**core, "role": "main", "limit_w": 9000, "warning_w": 8100}
+    )
+    assert main.endswith(f",limit_w=9000.0,warning_w=8100.0 {TS_MS}")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("rated_current_a", 0), ("limit_w", -9000), ("warning_w", "8100 W")],
+)
+def test_bad_site_limit_is_a_dead_letter_naming_the_key(key: str, value: object) -> None:
+    core = {"ts": TS, "power_w": 1, "current_a": None, "voltage_v": None, "energy_wh": None}
+    with pytest.raises(Rejected) as info:
+        decode("irve", "irve/h/main/state", json.dumps({**core, key: value}).encode(), 0)
+    assert info.value.reason.startswith(key)

@@ -101,6 +101,9 @@ _READING_FIELDS = (
     "power_factor",
     "frequency_hz",
     "export_energy_wh",
+    "rated_current_a",
+    "limit_w",
+    "warning_w",
 )
 
 

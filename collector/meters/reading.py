@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from collector.config import MeterSettings, SiteConfig
 from collector.schema import StateMessage
 
 PHASES = ("l1", "l2", "l3")
@@ -76,3 +77,15 @@ class Reading:
             export_energy_wh=self.values.get("export_energy_wh"),
             charging=charging,
         )
+
+
+def state_keys(site: SiteConfig, meter: MeterSettings) -> dict[str, object]:
+    """What each `state` message of this meter carries besides the reading: its role and the
+    limits the collector's alerts use, for dashboards and Grafana rules of any site."""
+    keys: dict[str, object] = {"role": meter.role}
+    if meter.socket is not None:
+        keys["rated_current_a"] = meter.socket.rated_current_a
+    if meter.role == "main":
+        keys["limit_w"] = site.subscribed_power_w
+        keys["warning_w"] = site.subscribed_power_w * site.alerts.warning_share
+    return keys

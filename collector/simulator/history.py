@@ -27,7 +27,7 @@ from pathlib import Path
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.ingest import lines
-from collector.meters.reading import Reading
+from collector.meters.reading import Reading, state_keys
 from collector.pipeline import Outgoing
 from collector.schema import EnergyMessage, EventMessage, SessionMessage
 from collector.simulator.model import SiteModel
@@ -87,7 +87,9 @@ def history_lines(
             if any(_unbadged_start(out) for out in produced):
                 produced += energy.on_badge(meter.id, rooms.choice(ROOMS), now)
             state = reading.to_state(energy.charging(meter.id))
-            line = lines.reading(site_id, meter.id, state.model_copy(update={"role": meter.role}))
+            line = lines.reading(
+                site_id, meter.id, state.model_copy(update=state_keys(site, meter))
+            )
             if line is not None:
                 counts.readings += 1
                 yield demo_tagged(line)
