@@ -98,6 +98,9 @@ def state(msg: StateMessage) -> None:
     _range("frequency_hz", msg.frequency_hz, 0, MAX_FREQUENCY_HZ, " Hz")
     _phases("currents_a", msg.currents_a, MAX_CURRENT_A, " A")
     _phases("voltages_v", msg.voltages_v, MAX_VOLTAGE_V, " V")
+    _range("rated_current_a", msg.rated_current_a, 0, MAX_CURRENT_A, " A")
+    _range("limit_w", msg.limit_w, 0, MAX_POWER_W, " W")
+    _range("warning_w", msg.warning_w, 0, MAX_POWER_W, " W")
 
 
 def _energy_for(seconds: float) -> float:
