@@ -269,7 +269,7 @@ def test_links_point_at_pages_and_headings() -> None:
 
 REAL_KINDS = {
     "StateMessage": ("cp1/state", "main/state"),
-    "EnergyMessage": ("cp1/energy",),
+    "EnergyMessage": ("cp1/energy", "cp2/energy", "main/energy"),
     "SessionMessage": ("cp1/session",),
     "EventMessage": ("cp1/event",),
     "AlertMessage": ("alert",),
