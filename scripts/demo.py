@@ -5,8 +5,8 @@ mosquitto (the stack's mosquitto.conf and ACL, scripts/local_broker.py) and Infl
 `irve collect` as local processes on the example hotel, every port a free local one and every
 file in one run folder. A live table shows each meter's reading, the alerts and the shed
 request (from the broker, as a building system sees them) and today's energy and cost (from
-InfluxDB, as the bills see them). Ctrl-C or
-SIGTERM stops everything in order: collector, ingestor, simulator, database, broker.
+InfluxDB, as the bills see them). Ctrl-C or SIGTERM stops everything in order: collector,
+ingestor, simulator, database, broker.
 
 Environment:
   DEMO_SECONDS=N        stop after N seconds of live readings (default: run until Ctrl-C)

@@ -226,6 +226,9 @@ def alert_lines(board: Board, zone: ZoneInfo) -> list[str]:
         shed, alerts = board.shed, list(board.alerts)
     if shed is None:
         lines = ["shed    no request yet"]
+    elif shed.active and shed.excess_w == 0:
+        # Back under the limit, the alert not resolved yet: controllers hold (docs/mqtt.md).
+        lines = [f"shed    ACTIVE: hold the reduction ({shed.reason})"]
     elif shed.active:
         lines = [f"shed    ACTIVE: take {_number(shed.excess_w, 0)} W off ({shed.reason})"]
     else:

@@ -347,6 +347,11 @@ def test_board_and_table(tmp_path: Path) -> None:
     assert re.search(r"^cp1\s+Borne 1\s+charging\s+socket_overcurrent\s+7 245\s", frame, re.M)
     assert "shed    ACTIVE: take 4 000 W off (site_overload)" in frame
     assert "alerts  11:15:03  firing    socket_overcurrent     cp1  40.0 A (limit 32.0 A)" in frame
+    board.on_message(
+        "irve/hotel-vda/shed",
+        b'{"ts": "2026-11-23T10:15:05Z", "active": true, "excess_w": 0, "reason": "site_overload"}',
+    )
+    assert "shed    ACTIVE: hold the reduction (site_overload)" in render(board, now, [])
     board.on_message("irve/hotel-vda/alert", alert("2026-11-23T10:15:09Z", "resolved", 12.0))
     board.on_message("irve/hotel-vda/alert", b'{"alert": "bogus"}')  # refused, ignored
     board.on_message(
