@@ -33,7 +33,8 @@ down:
 
 # Without Docker (Debian/Ubuntu): mosquitto and influxd from the system packages, then the
 # simulator, collector and ingestor as local processes; live readings until Ctrl-C.
-# DEMO_SECONDS=N stops after N seconds; DEMO_INSTALL=1 lets it apt-get install what is missing.
+# DEMO_SECONDS=N stops after N seconds; DEMO_INSTALL=1 lets it apt-get install what is missing;
+# DEMO_KEEP_LOGS=1 keeps the run folder (logs); the rest in scripts/demo.py.
 demo: $(BIN)/.installed
 	$(BIN)/python -m scripts.demo
 

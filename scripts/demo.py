@@ -3,9 +3,10 @@
 mosquitto (the stack's mosquitto.conf and ACL, scripts/local_broker.py) and InfluxDB 1.x
 (scripts/local_influxd.py) from the system packages, then `irve simulate`, `irve ingest` and
 `irve collect` as local processes on the example hotel, every port a free local one and every
-file in one run folder. A live table shows each meter's reading (from the broker, as a building
-system sees it) and today's energy and cost (from InfluxDB, as the bills see them). Ctrl-C or
-SIGTERM stops everything in order: collector, ingestor, simulator, database, broker.
+file in one run folder. A live table shows each meter's reading, the alerts and the shed
+request (from the broker, as a building system sees them) and today's energy and cost (from
+InfluxDB, as the bills see them). Ctrl-C or SIGTERM stops everything in order: collector,
+ingestor, simulator, database, broker.
 
 Environment:
   DEMO_SECONDS=N        stop after N seconds of live readings (default: run until Ctrl-C)
@@ -13,6 +14,7 @@ Environment:
   DEMO_SITE=FILE        site file to simulate (default config/examples/hotel-vda.yaml; TCP
                         buses only: the demo gives each a free local port)
   DEMO_DIR=DIR          run folder, kept afterwards (default: a temporary one, removed)
+  DEMO_KEEP_LOGS=1      keep the temporary run folder (logs, site file) and print its path
   DEMO_SIMULATE_ARGS    `irve simulate` options, e.g. "--seed 3 --scenario overcurrent:cp1".
                         Unset: the first socket charges at half its rating, so that there is
                         something to watch (guests' cars arrive a few times a day)
@@ -70,7 +72,12 @@ class Options:
     install: bool
     site: Path
     run_dir: Path | None
+    keep_logs: bool
     simulate_args: list[str] | None  # None: default_simulate_args
+
+
+def _yes(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "") in ("1", "true", "yes")
 
 
 def options(env: Mapping[str, str]) -> Options:
@@ -85,9 +92,10 @@ def options(env: Mapping[str, str]) -> Options:
             raise DemoError(f"DEMO_SECONDS={raw!r}: must be a number of seconds > 0")
     return Options(
         seconds=seconds,
-        install=env.get("DEMO_INSTALL", "") in ("1", "true", "yes"),
+        install=_yes(env, "DEMO_INSTALL"),
         site=Path(env.get("DEMO_SITE") or DEFAULT_SITE),
         run_dir=Path(env["DEMO_DIR"]) if env.get("DEMO_DIR") else None,
+        keep_logs=_yes(env, "DEMO_KEEP_LOGS"),
         simulate_args=(
             shlex.split(env["DEMO_SIMULATE_ARGS"]) if "DEMO_SIMULATE_ARGS" in env else None
         ),
@@ -217,7 +225,13 @@ class Viewer:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="irve-demo-viewer")
         self.client.username_pw_set("building", password)
         base = f"{board.prefix}/{board.site.site.id}"
-        topics = [f"{base}/status", f"{base}/+/state", f"{base}/+/availability"]
+        topics = [
+            f"{base}/status",
+            f"{base}/alert",
+            f"{base}/shed",
+            f"{base}/+/state",
+            f"{base}/+/availability",
+        ]
 
         def on_connect(client: mqtt.Client, *_: object) -> None:
             client.subscribe([(topic, 1) for topic in topics])
@@ -362,7 +376,8 @@ class Demo:
         return [
             f"InfluxDB  {self.influx_url}  database {DATABASE}",
             f"MQTT      127.0.0.1:{self.mqtt_port}  read-only user building, password {building}",
-            f"          mosquitto_sub -p {self.mqtt_port} -u building -P {building} -t 'irve/#' -v",
+            f"watch     cd {REPO} && {sys.executable} -m scripts.watch -p {self.mqtt_port} "
+            f"-u building -P {building} -t 'irve/#'",
             f"logs      {self.run_dir}/*.log",
         ]
 
@@ -441,10 +456,10 @@ def main() -> int:
         demo.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if opts.run_dir is None:
+        if opts.run_dir is None and not opts.keep_logs:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
-            say(f"run folder kept: {run_dir}")
+            say(f"run folder kept: {run_dir} (logs: {run_dir}/*.log)")
     say("stopped")
     return status
 

@@ -1,4 +1,5 @@
-"""The live table of `make demo`: what the broker says now, what the database holds today.
+"""The live table of `make demo`: what the broker says now (readings, alerts, the shed
+request), what the database holds today.
 
 Pure: `Board` is fed MQTT messages (topic, payload) and InfluxDB totals; `render` turns it into
 text. scripts/demo.py does the I/O.
@@ -6,6 +7,7 @@ text. scripts/demo.py does the I/O.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.config import SiteConfig
+from collector.schema import AlertMessage, ShedMessage
 from collector.store.influxql import Series, quote_string, time_literal
 from collector.topics import parse_topic
 
@@ -30,8 +33,19 @@ class Point:
     readings_stored: int = 0
 
 
+# Unit of an alert's value and limit (docs/mqtt.md, `alert`).
+ALERT_UNITS = {
+    "socket_overcurrent": "A",
+    "site_overload": "W",
+    "site_overload_warning": "W",
+    "meter_offline": "s",
+}
+SHOWN_ALERTS = 6
+
+
 class Board:
-    """Latest state of every meter of the site; safe to feed from paho's thread."""
+    """Latest state of every meter of the site, the alerts and the shed request; safe to feed
+    from paho's thread."""
 
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
@@ -42,6 +56,9 @@ class Board:
         }
         self.collector_status: str | None = None
         self.messages = 0
+        self.alerts: list[AlertMessage] = []  # the latest events, oldest first
+        self.firing: dict[tuple[str, str], AlertMessage] = {}  # (alert, point)
+        self.shed: ShedMessage | None = None
         self.lock = threading.Lock()
 
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -52,6 +69,13 @@ class Board:
             self.messages += 1
             if parsed.kind == "status":
                 self.collector_status = payload.decode(errors="replace")
+                return
+            if parsed.kind == "alert":
+                self._on_alert(payload)
+                return
+            if parsed.kind == "shed":
+                with contextlib.suppress(ValueError):
+                    self.shed = ShedMessage.from_payload(payload)
                 return
             point = self.points.get(parsed.point or "")
             if point is None:
@@ -65,6 +89,18 @@ class Board:
                     return
                 if isinstance(body, dict):
                     point.state = body
+
+    def _on_alert(self, payload: bytes) -> None:
+        try:
+            alert: AlertMessage = AlertMessage.from_payload(payload)
+        except ValueError:
+            return
+        self.alerts = [*self.alerts, alert][-SHOWN_ALERTS:]
+        key = (alert.alert, alert.point)
+        if alert.state == "firing":
+            self.firing[key] = alert
+        else:
+            self.firing.pop(key, None)
 
     def on_totals(self, energy: list[Series], readings: list[Series]) -> None:
         """Results of `totals_queries` (energy and cost today, readings stored per point)."""
@@ -117,7 +153,22 @@ def _state(point: Point) -> str:
     return "charging" if charging else "idle"
 
 
-HEADER = ("meter", "label", "state", "power W", "current A", "today kWh", "today EUR", "stored")
+HEADER = (
+    "meter",
+    "label",
+    "state",
+    "alert",
+    "power W",
+    "current A",
+    "today kWh",
+    "today EUR",
+    "stored",
+)
+LEFT_COLUMNS = 4  # text columns, left-aligned; numbers are right-aligned
+
+
+def _firing(board: Board, point: str) -> str:
+    return ", ".join(sorted(a.alert for a in board.firing.values() if a.point == point)) or "-"
 
 
 def rows(board: Board) -> list[tuple[str, ...]]:
@@ -127,6 +178,7 @@ def rows(board: Board) -> list[tuple[str, ...]]:
                 point.meter_id,
                 point.label or ("(site)" if point.role == "main" else ""),
                 _state(point),
+                _firing(board, point.meter_id),
                 _number(point.state.get("power_w"), 0),
                 _number(point.state.get("current_a"), 1),
                 _number(point.energy_today_wh / 1000, 3),
@@ -150,13 +202,45 @@ def render(board: Board, now: datetime, footer: list[str]) -> str:
     lines = [title, ""]
     for row in table:
         cells = [
-            cell.ljust(width) if i < 3 else cell.rjust(width)
+            cell.ljust(width) if i < LEFT_COLUMNS else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
+    lines.append("")
+    lines += alert_lines(board, zone)
     lines.append("")
     lines.append(
         "today kWh / EUR: closed energy intervals stored in InfluxDB (one a minute per meter); "
         "stored: readings in InfluxDB"
     )
     return "\n".join([*lines, *footer])
+
+
+def _measure(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{_number(value, 0 if unit == 'W' else 1)} {unit}"
+
+
+def alert_lines(board: Board, zone: ZoneInfo) -> list[str]:
+    """The shed request, and the latest alert events with their time, value and limit."""
+    with board.lock:
+        shed, alerts = board.shed, list(board.alerts)
+    if shed is None:
+        lines = ["shed    no request yet"]
+    elif shed.active and shed.excess_w == 0:
+        # Back under the limit, the alert not resolved yet: controllers hold (docs/mqtt.md).
+        lines = [f"shed    ACTIVE: hold the reduction ({shed.reason})"]
+    elif shed.active:
+        lines = [f"shed    ACTIVE: take {_number(shed.excess_w, 0)} W off ({shed.reason})"]
+    else:
+        lines = [f"shed    none ({shed.reason})"]
+    if not alerts:
+        return [*lines, "alerts  none yet"]
+    width = max(len(name) for name in ALERT_UNITS)
+    for i, alert in enumerate(reversed(alerts)):
+        unit = ALERT_UNITS.get(alert.alert, "")
+        lines.append(
+            ("alerts  " if i == 0 else "        ")
+            + f"{alert.ts.astimezone(zone):%H:%M:%S}  {alert.state:<8}  {alert.alert:<{width}}  "
+            f"{alert.point}  {_measure(alert.value, unit)} (limit {_measure(alert.limit, unit)})"
+        )
+    return lines

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,12 +132,61 @@ def test_make_demo_reaches_influxdb_and_stops_after_demo_seconds() -> None:
             os.killpg(run.process.pid, signal.SIGKILL)
     assert run.process.returncode == 0, output
     # The default scenario: a car on cp1 drawing 16 A (half of 32 A), about 3.7 kW.
-    cp1 = re.findall(r"^cp1\s+Borne 1\s+(?:idle|charging)\s+(\d+) (\d+)\s", output, re.M)
+    cp1 = re.findall(r"^cp1\s+Borne 1\s+(?:idle|charging)\s+-\s+(\d+) (\d+)\s", output, re.M)
     assert cp1 and 3000 < int("".join(cp1[-1])) < 4000, output
     assert output.rstrip().endswith("demo: stopped"), output
     wait_until(lambda: gone(children), timeout=5, what="every child gone")
     temporary = re.search(r"logs\s+(\S+)/\*\.log", output)
     assert temporary and not Path(temporary.group(1)).exists()
+
+
+def test_demo_shows_alerts_and_shed_offers_a_watch_command_and_keeps_logs() -> None:
+    """An overcurrent on cp1 and an overload of the site: the table shows both alerts firing
+    (time, value, limit) and the shed request; the footer's watch command works without
+    mosquitto-clients; DEMO_KEEP_LOGS keeps the temporary run folder and prints it."""
+    run = Run(
+        [sys.executable, "-m", "scripts.demo"],
+        DEMO_SECONDS="12",
+        DEMO_KEEP_LOGS="1",
+        DEMO_SIMULATE_ARGS="--scenario overcurrent:cp1:40 --scenario overload:40000",
+    )
+    try:
+        started_servers(run)
+        watch = re.search(r"^demo: watch\s+cd (\S+) && (.+)$", run.text(), re.M)
+        assert watch, run.text()
+        # The collector's retained status: the command connects as `building` and reads.
+        command = watch.group(2).replace("'irve/#'", "irve/hotel-vda/status") + " -C 1"
+        result = subprocess.run(
+            shlex.split(command), cwd=watch.group(1), capture_output=True, text=True, timeout=20
+        )
+        assert result.stdout == "irve/hotel-vda/status online\n", result.stderr
+        output = run.finish(timeout=60)
+    finally:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+        folder = re.search(
+            r"^demo: run folder kept: (\S+) \(logs: \S+/\*\.log\)$", run.text(), re.M
+        )
+    assert folder, run.text()
+    kept = Path(folder.group(1))
+    try:
+        assert run.process.returncode == 0, output
+        frame = output.rsplit("live readings", 1)[1]
+        assert re.search(r"^cp1\s+Borne 1\s+\w+\s+socket_overcurrent\s", frame, re.M), frame
+        assert re.search(
+            r"^main\s+\(site\)\s+\w+\s+site_overload, site_overload_warning\s", frame, re.M
+        )
+        assert re.search(
+            r"\d\d:\d\d:\d\d  firing\s+socket_overcurrent\s+cp1  40\.0 A \(limit 32\.0 A\)",
+            frame,
+        ), frame
+        assert re.search(r"firing\s+site_overload\s+main  40 000 W \(limit 36 000 W\)", frame)
+        assert re.search(r"^shed    ACTIVE: take \d[\d ]* W off \(site_overload\)$", frame, re.M)
+        assert kept.name.startswith("irve-demo-")
+        log = (kept / "collector.log").read_text()
+        assert "alert socket_overcurrent firing on cp1: Surintensité sur Borne 1" in log
+    finally:
+        shutil.rmtree(kept)
 
 
 def test_ctrl_c_stops_everything_in_order(tmp_path: Path) -> None:
@@ -214,6 +265,7 @@ def test_options_from_environment() -> None:
     opts = demo.options({"DEMO_SECONDS": "2.5", "DEMO_INSTALL": "1", "DEMO_SIMULATE_ARGS": "-s 3"})
     assert (opts.seconds, opts.install, opts.simulate_args) == (2.5, True, ["-s", "3"])
     assert demo.options({}).seconds is None and demo.options({}).site == demo.DEFAULT_SITE
+    assert not demo.options({}).keep_logs and demo.options({"DEMO_KEEP_LOGS": "1"}).keep_logs
     assert demo.options({}).simulate_args is None  # the default scenario
     assert demo.options({"DEMO_SIMULATE_ARGS": ""}).simulate_args == []  # none at all
     for bad in ("0", "-1", "soon"):
@@ -270,10 +322,47 @@ def test_board_and_table(tmp_path: Path) -> None:
         [Series("reading", {"point": "cp1"}, ["time", "n"], [[0, 42]])],
     )
     frame = render(board, now, ["footer line"])
-    assert "collector online" in frame.splitlines()[0]
-    assert re.search(
-        r"^cp1\s+Borne 1\s+charging\s+7 245\s+31\.5\s+1\.234\s+0\.25\s+42$", frame, re.M
-    )
-    assert re.search(r"^cp2\s+Borne 2\s+offline\s+-\s+-\s+0\.000\s+0\.00\s+0$", frame, re.M)
     assert re.search(r"^main\s+\(site\)\s+waiting", frame, re.M)
     assert frame.endswith("footer line")
+    assert "shed    no request yet\nalerts  none yet" in frame
+    assert "collector online" in frame.splitlines()[0]
+    assert re.search(
+        r"^cp1\s+Borne 1\s+charging\s+-\s+7 245\s+31\.5\s+1\.234\s+0\.25\s+42$", frame, re.M
+    )
+    assert re.search(r"^cp2\s+Borne 2\s+offline\s+-\s+-\s+-\s+0\.000\s+0\.00\s+0$", frame, re.M)
+
+    def alert(ts: str, state: str, value: float) -> bytes:
+        return (
+            f'{{"ts": "{ts}", "alert": "socket_overcurrent", "state": "{state}", "point": "cp1",'
+            f' "value": {value}, "limit": 32.0, "message": "..."}}'
+        ).encode()
+
+    board.on_message("irve/hotel-vda/alert", alert("2026-11-23T10:15:03.500Z", "firing", 40.04))
+    board.on_message(
+        "irve/hotel-vda/shed",
+        b'{"ts": "2026-11-23T10:15:03.500Z", "active": true, "excess_w": 4000.0,'
+        b' "reason": "site_overload"}',
+    )
+    frame = render(board, now, [])
+    assert re.search(r"^cp1\s+Borne 1\s+charging\s+socket_overcurrent\s+7 245\s", frame, re.M)
+    assert "shed    ACTIVE: take 4 000 W off (site_overload)" in frame
+    assert "alerts  11:15:03  firing    socket_overcurrent     cp1  40.0 A (limit 32.0 A)" in frame
+    board.on_message(
+        "irve/hotel-vda/shed",
+        b'{"ts": "2026-11-23T10:15:05Z", "active": true, "excess_w": 0, "reason": "site_overload"}',
+    )
+    assert "shed    ACTIVE: hold the reduction (site_overload)" in render(board, now, [])
+    board.on_message("irve/hotel-vda/alert", alert("2026-11-23T10:15:09Z", "resolved", 12.0))
+    board.on_message("irve/hotel-vda/alert", b'{"alert": "bogus"}')  # refused, ignored
+    board.on_message(
+        "irve/hotel-vda/shed",
+        b'{"ts": "2026-11-23T10:15:09Z", "active": false, "excess_w": 0, "reason": "normal"}',
+    )
+    frame = render(board, now, [])
+    assert re.search(r"^cp1\s+Borne 1\s+charging\s+-\s+7 245\s", frame, re.M)
+    assert "shed    none (normal)" in frame
+    # Latest first, each with its local time, value and limit.
+    assert (
+        "alerts  11:15:09  resolved  socket_overcurrent     cp1  12.0 A (limit 32.0 A)\n"
+        "        11:15:03  firing    socket_overcurrent     cp1  40.0 A (limit 32.0 A)"
+    ) in frame

@@ -5,6 +5,9 @@
   example), and the example site files pass `irve check`'s validation;
 - every JSON payload example validates with its message model and uses only its keys; the
   Home Assistant discovery example is what the collector publishes;
+- every payload example (docs/mqtt.md has one of each) shows its model's required keys, and only keys and the
+  decimals of messages the collector really publishes (simulator, collector app, mosquitto);
+- how sessions are stored is what docs/energy-and-billing.md says;
 - every `IRVE_A__B` variable the docs name is a real key;
 - the README's command table lists every `irve` subcommand;
 - the alert sentences in docs/alerts.md are the ones the collector writes.
@@ -12,11 +15,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import types
 import typing
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +32,17 @@ from pydantic import BaseModel
 from collector import schema
 from collector.alerts.text import AlertState, describe
 from collector.cli import build_parser
+from collector.collect import Collector
 from collector.commands.check import load_site
 from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig, load
+from collector.ingest import lines
 from collector.meters.profile import load_profiles
 from collector.mqtt.discovery import discovery_messages
+from collector.simulator.server import SimulatedSite
 from collector.topics import Topics
+from tests import servers
+from tests.alert_helpers import Subscriber, run_collector, until
+from tests.sim_helpers import main_meter, tcp_bus, write_site
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -247,3 +258,182 @@ def test_links_point_at_pages_and_headings() -> None:
                 continue
             if match["anchor"]:
                 assert match["anchor"] in anchors(target), f"{where}: no such heading"
+
+
+# Payloads against real output ----------------------------------------------------------------
+#
+# The payload examples of the docs are compared with messages the collector really publishes: the
+# simulator (Modbus TCP) -> the real collector app -> real mosquitto -> a subscriber, on the
+# hotel's tariff, with a charge on cp1 (session start and end, energy windows, an index jump),
+# an overcurrent on cp2 and an overload of the site (alerts and the shed request).
+
+REAL_KINDS = {
+    "StateMessage": ("cp1/state", "main/state"),
+    "EnergyMessage": ("cp1/energy", "cp2/energy", "main/energy"),
+    "SessionMessage": ("cp1/session",),
+    "EventMessage": ("cp1/event",),
+    "AlertMessage": ("alert",),
+    "ShedMessage": ("shed",),
+}
+
+
+def _real_site(tmp_path: Path, broker_port: int) -> tuple[SiteConfig, dict[str, Any]]:
+    hotel = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    sockets = [m for m in hotel["meters"] if m["role"] == "socket"]
+    path = write_site(
+        tmp_path,
+        buses=[tcp_bus("board")],
+        meters=[main_meter("main", "board", 10), *({**m, "bus": "board"} for m in sockets)],
+        tariff=hotel["tariff"],
+        mqtt={"host": "127.0.0.1", "port": broker_port, "discovery": False},
+        poll_interval_s=0.2,
+        state_dir=str(tmp_path / "state"),
+        energy={"window_s": 10},
+        sessions={"start_after_s": 2, "end_after_s": 1},
+        alerts={"overcurrent_for_s": 0, "overload_for_s": 0, "resolve_for_s": 0},
+    )
+    return load_site(str(path))
+
+
+@pytest.fixture(scope="module")
+def real_messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """Real payloads by model name (see REAL_KINDS)."""
+    tmp_path = tmp_path_factory.mktemp("real")
+    broker = servers.mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    site, profiles = _real_site(tmp_path, broker.port)
+    sub = Subscriber(broker.port)
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=3) as sim:
+            main, cp1, cp2 = sim.meter("main"), sim.meter("cp1"), sim.meter("cp2")
+            main.force_power(20_000)
+            cp1.force_current(0.0)
+            cp2.force_current(0.0)
+
+            async def body(app: Collector) -> None:
+                cp1.force_current(39.5)
+                await until(lambda: sub.payloads("cp1/session") != [], "session start", 10)
+                cp2.force_current(35.2)
+                main.force_power(40_000)
+                await until(lambda: len(sub.alerts()) >= 2, "alerts firing")
+                await until(lambda: sub.payloads("shed")[-1]["active"], "shed request")
+                cp2.force_current(0.0)
+                main.force_power(20_000)
+                # The meter's index leaps (a meter swapped for one with a higher index).
+                cp1.state.phases[0].import_wh += 5000
+                sim.model.refresh()
+                await until(lambda: sub.payloads("cp1/event") != [], "index event")
+                await until(lambda: len(sub.payloads("cp1/energy")) >= 2, "energy windows", 25)
+                cp1.force_current(0.0)
+                await until(lambda: len(sub.payloads("cp1/session")) >= 2, "session end")
+                await until(lambda: not sub.payloads("shed")[-1]["active"], "shed lifted")
+
+            await run_collector(site, profiles, body)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.close()
+        broker.stop()
+    return {
+        name: [p for kind in kinds for p in sub.payloads(kind)]
+        for name, kinds in REAL_KINDS.items()
+    }
+
+
+def decimals(value: float) -> int:
+    """Digits after the point as the number is written in JSON (`20.0` has none)."""
+    exponent = Decimal(repr(value)).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def numbers(data: Any, path: str = "") -> dict[str, float]:
+    """Every number of a payload by its path (`periods.*.cost_eur`, `currents_a[]`): which
+    tariff periods a session crosses depends on the hour it runs."""
+    found: dict[str, float] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            key = "*" if path == "periods" else key
+            found |= numbers(value, f"{path}.{key}" if path else key)
+    elif isinstance(data, list):
+        for value in data:
+            found |= numbers(value, f"{path}[]")
+    elif isinstance(data, float | int) and not isinstance(data, bool):
+        found[path] = float(data)
+    return found
+
+
+def _variant(model: str, payload: dict[str, Any]) -> Any:
+    """What makes two payloads of a model comparable: a socket's reading and the main meter's
+    have different keys, a session start and end different totals, events different details."""
+    return {
+        "StateMessage": payload.get("role"),
+        "SessionMessage": payload.get("event"),
+        "EventMessage": payload.get("event"),
+    }.get(model)
+
+
+def model_examples(name: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{page.name}#{i}", json.loads(body))
+        for page in OWN
+        for i, (tag, body) in enumerate(blocks(page, "json"))
+        if tag == f"model: {name}"
+    ]
+
+
+@pytest.mark.parametrize("model", sorted(REAL_KINDS))
+def test_mqtt_examples_have_the_keys_and_decimals_of_real_messages(
+    model: str, real_messages: dict[str, list[dict[str, Any]]]
+) -> None:
+    examples = model_examples(model)
+    assert any(where.startswith("mqtt.md") for where, _ in examples), f"mqtt.md: no {model}"
+    fields = getattr(schema, model).model_fields
+    required = {name for name, field in fields.items() if field.is_required()}
+    for where, example in examples:
+        real = [p for p in real_messages[model] if _variant(model, p) == _variant(model, example)]
+        assert real, f"{where}: no real {model} like it was published"
+        sample = json.dumps(real[-1], separators=(",", ":"))
+        missing = required - set(example)
+        assert not missing, f"{where}: required keys not shown: {missing}; real: {sample}"
+        published = {path for p in real for path in numbers(p)} | {k for p in real for k in p}
+        for path, value in numbers(example).items():
+            assert path in published, f"{where}: {path} is never published; real: {sample}"
+            # A value the collector rounds to a fixed number of decimals (a cost is energy x
+            # price to 9 decimals) has them nearly always (a trailing zero or two may drop):
+            # the example shows as many. Values read from meters keep the meter's precision,
+            # which varies from value to value.
+            seen = [decimals(n[path]) for n in map(numbers, real) if n.get(path)]
+            most = max(seen, default=0)
+            if most >= 6 and sum(d >= most - 2 for d in seen) >= 0.9 * len(seen):
+                assert most - 2 <= decimals(value) <= most, (
+                    f"{where}: {path}={value!r}: the collector writes {most} decimals; "
+                    f"real: {sample}"
+                )
+
+
+def test_session_points_are_as_energy_and_billing_says() -> None:
+    """One point per session when the badge does not change, two when it came during it."""
+    text = " ".join((DOCS / "energy-and-billing.md").read_text(encoding="utf-8").split())
+    assert "the end's final totals overwrite the start's" in text
+    assert "the end (tagged with the badge) are two points in two series" in text
+    start: dict[str, Any] = {
+        "event": "start",
+        "session_id": "cp1-20261123T173924Z",
+        "ts": "2026-11-23T17:39:24Z",
+    }
+    start |= {"energy_wh": 0, "cost_eur": 0, "duration_s": 0, "max_power_w": 7000}
+    end = start | {"event": "end", "ts": "2026-11-23T19:39:24Z", "energy_wh": 14000}
+    end |= {"cost_eur": 2.9, "duration_s": 7200, "start": start["ts"]}
+
+    def where(message: dict[str, Any]) -> tuple[str, str]:
+        line = lines.session("hotel", "cp1", schema.SessionMessage.model_validate(message))
+        assert line is not None
+        series, _, rest = line.partition(" ")
+        return series, rest.rsplit(" ", 1)[1]
+
+    assert where(start) == where(end)
+    assert where(start | {"badge": "room-12"}) == where(end | {"badge": "room-12"})
+    (start_series, start_time), (end_series, end_time) = where(start), where(end | {"badge": "12"})
+    assert start_time == end_time and start_series != end_series

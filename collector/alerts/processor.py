@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -12,6 +13,8 @@ from collector.config import SiteConfig
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing, Processor
 from collector.schema import AlertMessage
+
+log = logging.getLogger(__name__)
 
 
 def point_label(site: SiteConfig, point: str, language: Language) -> str:
@@ -63,7 +66,19 @@ class AlertProcessor(Processor):
         return self._out(self.rules.tick(now), now)
 
     def _out(self, events: list[AlertEvent], now: datetime) -> list[Outgoing]:
-        out = [Outgoing("alert", None, alert_message(self.site, e)) for e in events]
+        out: list[Outgoing] = []
+        for event in events:
+            alert = alert_message(self.site, event)
+            # The log tells what happened even where nobody subscribes to `alert`.
+            log.log(
+                logging.WARNING if event.state == "firing" else logging.INFO,
+                "alert %s %s on %s: %s",
+                event.alert,
+                event.state,
+                event.point,
+                alert.message,
+            )
+            out.append(Outgoing("alert", None, alert))
         request = self._shed_request(now)
         if request is not None:
             message = self.shed.update(request, now)
