@@ -269,6 +269,11 @@ def test_html_french_and_english_escaped() -> None:
         (["--room", "12", "--departure", "2026-01-09"], "--departure: must be after"),
         (["--room", "12", "--fee", "-1", "--policy", "flat"], "--fee: must be >= 0"),
         (["--room", "12", "--kwh-per-night", "eight"], "--kwh-per-night: 'eight'"),
+        (["--badge", "room\n12"], "--badge: contains '\\n': control characters and backslash"),
+        (["--room", "1\t2"], "--room: contains '\\t'"),
+        (["--badge", "a\\b"], "--badge: contains '\\\\'"),
+        (["--badge", "x" * 65], "--badge: has 65 characters, at most 64 allowed"),
+        (["--room", "   "], "--room: must not be blank"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_field(

@@ -23,6 +23,7 @@ from collector.billing.source import load_sessions, meter_wh
 from collector.billing.statement import Policy, Stay, make_statement
 from collector.commands.check import add_config_argument
 from collector.config import ConfigError, SiteConfig, load
+from collector.schema import badge_problem
 from collector.store.influxql import InfluxQL, InfluxQLError
 
 POLICIES = {"at-cost": "at_cost", "flat": "flat", "allowance": "allowance"}
@@ -74,6 +75,18 @@ def decimal_arg(text: str, field: str) -> Decimal:
     return value
 
 
+def badge_arg(text: str | None, option: str) -> str | None:
+    """A badge as the collector keeps it (surrounding spaces removed); characters it refuses
+    could never be found, so they are a usage error naming the option."""
+    if text is None:
+        return None
+    value = text.strip()
+    problem = badge_problem(value)
+    if problem is not None:
+        raise ConfigError([f"--{option}: {problem}"])
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     site = load(SiteConfig, args.config)
     tz = site.site.tz
@@ -88,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
         decimal_arg(args.fee, "fee"),
         decimal_arg(args.kwh_per_night, "kwh-per-night"),
     )
-    badges = [b for b in (args.badge,) if b]
-    if args.room:
-        badges += [args.room, f"room-{args.room}", f"chambre-{args.room}"]
-    label = args.room or args.badge or args.point
+    badge, room = badge_arg(args.badge, "badge"), badge_arg(args.room, "room")
+    badges = [b for b in (badge,) if b]
+    if room:
+        badges += [room, f"room-{room}", f"chambre-{room}"]
+    label = room or badge or args.point
     client = InfluxQL.from_settings(site.influx)
     try:
         sessions, warnings = load_sessions(client, site.site.id, start, end, badges, args.point)

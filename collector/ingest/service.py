@@ -158,7 +158,7 @@ class Ingestor:
             self._dead_letter(msg, exc.site, exc.kind, exc.reason)
             return
         except Exception as exc:  # a bug of ours must not stop the stream; the letter keeps it
-            log.exception("could not decode %s", msg.topic)
+            log.exception("could not decode %r", msg.topic)
             self._dead_letter(msg, "unknown", "unknown", f"internal error: {exc!r}")
             return
         self.metrics.messages[decoded.kind] += 1
@@ -167,7 +167,7 @@ class Ingestor:
 
     def _dead_letter(self, msg: mqtt.MQTTMessage, site: str, kind: str, reason: str) -> None:
         self.metrics.dead_letters[kind] += 1
-        log.warning("dead letter from %s: %s", msg.topic, reason)
+        log.warning("dead letter from %r: %r", msg.topic, reason)
         letter = {
             "topic": msg.topic,
             "reason": reason,

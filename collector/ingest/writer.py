@@ -222,7 +222,7 @@ class Writer:
         dropped: list[Dropped] = []
         self._write_part(batch, dropped)
         for item in dropped:
-            log.error("dropped a point the database refused (%s): %s", item.reason, item.line)
+            log.error("dropped a point the database refused (%r): %r", item.reason, item.line)
             if self._on_drop is not None:
                 self._on_drop(item)
         with self.stats.lock:
