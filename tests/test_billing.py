@@ -400,6 +400,15 @@ def test_bill_each_policy_on_real_data(
     assert metered == pytest.approx(28000 + 7000, abs=0.01)
 
 
+def test_bill_takes_badge_and_room_as_the_collector_keeps_them(
+    billed_site: Path, tmp_path: Path
+) -> None:
+    """Surrounding spaces (and a pasted line end) are removed, as the collector does."""
+    padded = bill(billed_site, tmp_path, "--room", " 12\r\n")
+    assert padded == bill(billed_site, tmp_path, "--room", "12")
+    assert padded[-1] == "Total;;;;28,000;0,000;28,000;;5,96"
+
+
 def test_bill_by_point_and_printable_html(billed_site: Path, tmp_path: Path) -> None:
     page = tmp_path / "statement.html"
     csv = bill(billed_site, tmp_path, "--point", "cp1", "--html", str(page))
