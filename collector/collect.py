@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from collector.alerts.notify import Notifier
 from collector.alerts.processor import AlertProcessor
+from collector.badges import BadgeRefusals
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.meters.profile import Profile
@@ -110,6 +111,7 @@ class Collector:
             spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),
         )
         self.link.on_connected = self._send_discovery
+        self._refusals = BadgeRefusals()
         self.link.on_message = self._on_message
 
     # -- the poller's sink ---------------------------------------------------------------
@@ -175,19 +177,21 @@ class Collector:
             return
         parsed = parse_topic(self.topics.prefix, topic)
         if parsed is None or parsed.kind != "badge" or parsed.point is None:
-            log.warning("ignoring message on unexpected topic %s", topic)
+            log.warning("ignoring message on unexpected topic %r", topic)
             return
         if parsed.point not in self._roles:
-            log.warning("badge on %s: no meter %r on this site", topic, parsed.point)
+            log.warning("badge on %r: no meter %r on this site", topic, parsed.point)
             return
+        point = parsed.point
         try:
             badge = BadgeMessage.from_payload(payload)
         except (ValidationError, ValueError) as exc:
             reason = "; ".join(_reasons(exc))
-            log.warning("bad badge message on %s: %s", topic, reason)
+            log.warning("bad badge message on %r: %s", topic, reason)
+            if (event := self._refusals.refused(point, reason, self.clock())) is not None:
+                self.publish(Outgoing("event", point, event))
             return
-        point = parsed.point
-        log.info("badge %s on %s", badge.badge, point)
+        log.info("badge %r on %s", badge.badge, point)
         self.publish_all(self._feed(lambda p: p.on_badge(point, badge.badge, self.clock())))
 
     def tick(self, now: datetime) -> None:

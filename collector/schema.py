@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+BADGE_MAX_CHARS = 64
+
+
+def badge_problem(badge: str) -> str | None:
+    """Why a badge (surrounding spaces already removed) is refused, or None.
+
+    Control and invisible characters (newline, tab, ...) and backslashes are refused: the
+    database stores them escaped in tags, where `irve bill --badge` could never find them,
+    and a newline would forge log lines."""
+    if not badge:
+        return "must not be blank"
+    if len(badge) > BADGE_MAX_CHARS:
+        return f"has {len(badge)} characters, at most {BADGE_MAX_CHARS} allowed"
+    bad = sorted({c for c in badge if c == "\\" or unicodedata.category(c).startswith("C")})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        return f"contains {shown}: control characters and backslashes are not allowed"
+    return None
 
 
 def format_ts(ts: datetime) -> str:
@@ -174,12 +193,13 @@ class EventMessage(_Timed):
 class BadgeMessage(Message):
     """Input on `irve/{site}/{point}/badge` from an RFID reader or the front desk."""
 
-    badge: str = Field(min_length=1, max_length=64)
+    badge: str
 
     @field_validator("badge")
     @classmethod
-    def _strip(cls, value: str) -> str:
+    def _valid(cls, value: str) -> str:
         value = value.strip()
-        if not value:
-            raise ValueError("badge must not be blank")
+        problem = badge_problem(value)
+        if problem is not None:
+            raise ValueError(f"badge {problem}")
         return value

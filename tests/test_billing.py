@@ -449,6 +449,11 @@ def test_hotel_block_is_validated(tmp_path: Path, hotel: dict[str, Any], message
             "--kwh-per-night: only with --policy allowance, not flat",
         ),
         (["--point", "cp9"], "--point: no meter 'cp9' in the site file (cp1, cp2)"),
+        (["--badge", "room\n12"], "--badge: contains '\\n': control characters and backslash"),
+        (["--room", "1\t2"], "--room: contains '\\t'"),
+        (["--badge", "a\\b"], "--badge: contains '\\\\'"),
+        (["--badge", "x" * 65], "--badge: has 65 characters, at most 64 allowed"),
+        (["--room", "   "], "--room: must not be blank"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_field(
@@ -608,6 +613,15 @@ def test_allowance_without_kwh_per_night_says_the_default(
     assert allowance[-2][-6:] == ["28,000", "16,000", "12,000", "", "2,56", ""]
     err = capsys.readouterr().err
     assert "--kwh-per-night not given: 8 kWh per night (the default)" in err
+
+
+def test_bill_takes_badge_and_room_as_the_collector_keeps_them(
+    billed_site: Path, tmp_path: Path
+) -> None:
+    """Surrounding spaces (and a pasted line end) are removed, as the collector does."""
+    padded = bill(billed_site, tmp_path, "--room", " 12\r\n")
+    assert padded == bill(billed_site, tmp_path, "--room", "12")
+    assert padded[-2][0] == "Total TTC" and "5,96" in padded[-2]
 
 
 def test_bill_by_point_and_printable_html(billed_site: Path, tmp_path: Path) -> None:

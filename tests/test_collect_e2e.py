@@ -442,11 +442,51 @@ def test_badges_ticks_and_home_assistant_restart(
     asyncio.run(with_app(app, Quiet(), body))
     sub.close()
     logged = caplog.text
-    assert f"bad badge message on irve/{SITE}/cp1/badge: payload: Invalid JSON" in logged
+    assert f"bad badge message on 'irve/{SITE}/cp1/badge': payload: Invalid JSON" in logged
     assert "badge: Value error, badge must not be blank" in logged
-    assert f"badge on irve/{SITE}/nope/badge: no meter 'nope'" in logged
+    assert f"badge on 'irve/{SITE}/nope/badge': no meter 'nope'" in logged
     assert "processor Broken failed" in logged
     assert "energy" in observed and "state" not in observed
+
+
+def test_badges_that_could_forge_logs_or_never_be_billed_are_refused_with_an_event(
+    tmp_path: Path, broker: Server
+) -> None:
+    """`irve collect` as a process, badges from the front desk on the real broker: a newline
+    (a forged log line), a tab, a backslash and 65 characters are
+    refused, logged escaped on one line each, and said once on the point's `event` topic
+    (a flood of them would be journaled otherwise); a padded good badge is taken stripped.
+    (A newline in the topic never reaches the collector: mosquitto refuses such a topic.)"""
+    path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)],
+                     discovery=False)  # fmt: skip
+    sub = Recorder(broker.port)
+    events = f"irve/{SITE}/cp1/event"
+    process = collect_process(path)
+    try:
+        sub.wait(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online", 20)
+        bad = ["room-1\nINFO forged on cp9", "room\t2", "room\\3", "x" * 65]
+        for badge in bad:
+            payload = json.dumps({"badge": badge}).encode()
+            sub.client.publish(f"irve/{SITE}/cp1/badge", payload, qos=1).wait_for_publish()
+        sub.client.publish(f"irve/{SITE}/cp1/badge", b'{"badge": "  room-5 "}', qos=1)
+        sub.wait(lambda: sub.on(events) != [], "the badge_refused event")
+        time.sleep(1)  # the other refusals would have been said by now
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=15)[0].decode()
+        sub.close()
+    lines = output.splitlines()
+    assert not [line for line in lines if "forged" in line and "bad badge" not in line], output
+    refused = [line for line in lines if "bad badge message on" in line]
+    assert len(refused) == 4, output
+    assert "badge contains '\\n': control characters and backslashes" in refused[0]
+    assert "'room-1\\nINFO" not in output  # the badge itself is never echoed raw
+    assert "badge contains '\\t'" in refused[1] and "badge contains '\\\\'" in refused[2]
+    assert "badge has 65 characters, at most 64 allowed" in refused[3]
+    assert "badge 'room-5' on cp1" in output
+    (event,) = [json.loads(p) for p in sub.on(events)]
+    assert event["event"] == "badge_refused"
+    assert event["message"].startswith("badge refused: badge: Value error, badge contains '\\n'")
 
 
 def test_badge_published_while_the_collector_restarts_is_delivered(

@@ -27,7 +27,7 @@ import pytest
 
 from collector.collect import Collector, build_processors
 from collector.commands.check import load_site
-from collector.meters.poller import Poller
+from collector.meters.poller import Poller, utc_now
 from collector.pipeline import Outgoing
 from collector.schema import EnergyMessage, EventMessage, SessionMessage, StateMessage
 from collector.simulator.model import MeterControl, SiteModel
@@ -320,3 +320,47 @@ def test_restart_mid_charge_neither_loses_nor_double_counts(tmp_path: Path, brok
     (session,) = session_ends(sub)
     assert session.energy_wh == pytest.approx(truth_wh, abs=1e-5)
     assert session.duration_s == drawn_s + END_AFTER_S
+
+
+def test_overcurrent_socket_read_late_loses_no_energy(tmp_path: Path, broker: Server) -> None:
+    """`overcurrent:cp1:40`: a 32 A socket drawing 40 A (its rating plus the over-current
+    margin), its energy register refreshed every 5 s simulator step, polled every second by a
+    poller whose timestamps lag every other read by most of a poll (a bus busy with other
+    meters; the timestamp is taken before the read). No rise is rejected as a jump and the
+    windows add up exactly to the index difference."""
+    path = write_site(
+        tmp_path,
+        buses=[tcp_bus("board")],
+        meters=[socket_meter(POINT, "board", 1)],
+        mqtt={"host": "127.0.0.1", "port": broker.port, "discovery": False},
+        poll_interval_s=1.0,
+        state_dir=str(tmp_path / "state"),
+        energy={"window_s": 10},
+    )
+    site, profiles = load_site(str(path))
+    sub = Recorder(broker.port, (f"irve/{SITE}/{POINT}/#",))
+    polls = 0
+
+    def lagging_clock() -> datetime:
+        nonlocal polls
+        polls += 1
+        return utc_now() - timedelta(seconds=0.95 if polls % 2 else 0.0)
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=3, scenarios=["overcurrent:cp1:40"]):
+            app = Collector(site, profiles)
+
+            async def body() -> None:
+                await until(lambda: len(windows(sub)) >= 2, "two 10 s windows", timeout=40)
+
+            await with_app(app, Poller(site, profiles, app, clock=lagging_clock), body)
+
+    asyncio.run(scenario())
+    energy = windows(sub)
+    sub.close()
+    assert events(sub) == []
+    assert all(w.energy_wh > 0 and not w.estimated for w in energy)
+    first, last = energy[0].index_start_wh, energy[-1].index_end_wh
+    assert first is not None and last is not None
+    assert sum(w.energy_wh for w in energy) == pytest.approx(last - first, abs=1e-3)
+    assert last - first > 2 * 40 * 230 * 5 / 3600  # several register refreshes at 40 A

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -178,8 +179,22 @@ def test_impossible_jump_is_dropped_and_estimated(caplog: pytest.LogCaptureFixtu
     run.feed(T0 + timedelta(seconds=2), 90_000.0, 7000.0)  # 80 kWh in a second: a glitch
     run.feed(T0 + timedelta(seconds=3), 90_002.0, 7000.0)
     assert [e.event for e in run.events] == ["index_jump"]
-    assert "cp1: energy index jumped 79998 Wh in 1 s" in caplog.text
+    # Allowed from the reading before the index's last change: 2 s.
+    assert "cp1: energy index jumped 79998 Wh in 2 s" in caplog.text
     assert run.emitted + run.open_wh == pytest.approx(2 + 7000 / 3600 + 2)
+
+
+def test_estimate_for_a_rejected_jump_covers_the_time_the_index_stood_still() -> None:
+    """The polls while the index stood still counted nothing: the estimate replacing the
+    jump covers all of them, not only the last poll's interval."""
+    run = Run(meter())
+    run.feed(T0, 10_000.0, 7000.0)
+    for second in range(1, 6):
+        run.feed(T0 + timedelta(seconds=second), 10_002.0, 7000.0)
+    run.feed(T0 + timedelta(seconds=6), 90_000.0, 7000.0)
+    assert [e.event for e in run.events] == ["index_jump"]
+    assert run.events[0].details["estimated_wh"] == pytest.approx(7000 * 5 / 3600, abs=1e-6)
+    assert run.emitted + run.open_wh == pytest.approx(2 + 7000 * 5 / 3600)
 
 
 def test_register_refreshed_every_few_seconds_is_not_a_jump() -> None:
@@ -320,7 +335,8 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
     run = Run(meter(t))
     run.feed(ts, index, 3000.0 if powered else None)
     expected = 0.0
-    changed = ts  # when the index last changed: a rise is judged against the time since
+    # The reading before the index last changed: a rise is judged against the time since.
+    before_change = previous = ts
     for kind, seconds, value in steps:
         if kind == "restart":
             resumed = meter(t)
@@ -333,7 +349,7 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
         if kind == "reset" and target < index - 1:  # a reset takes the index down
             index = target
         elif kind == "jump":  # more than the socket can draw since the last change: not energy
-            possible = SOCKET_W * 1.25 * (ts - changed).total_seconds() / 3600
+            possible = SOCKET_W * 1.25 * (ts - before_change).total_seconds() / 3600
             index += math.ceil((possible + 1002 + value) / 100) * 100
         elif kind != "reset":
             drawn = value * SOCKET_W * seconds / 3600
@@ -342,7 +358,8 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
             index += drawn
             expected += drawn
         if index != before:
-            changed = ts
+            before_change = previous
+        previous = ts
         run.feed(ts, index, 3000.0 if powered else None)
     estimates = sum(
         float(e.details.get("estimated_wh") or 0)
@@ -362,6 +379,51 @@ def test_property_sum_of_windows_equals_consistent_index_difference(
         if not w.estimated:
             span_h = (w.end - w.start).total_seconds() / 3600
             assert w.energy_wh <= SOCKET_W * 1.25 * (span_h + 120 / 3600) + quantum + 1
+
+
+@settings(max_examples=150, deadline=None)
+@example(  # 40 A on a 32 A socket at 230 V, polled every second, register refreshed every 5 s
+    refresh_ms=5000,
+    phase_ms=300,
+    polls=[(1000, 9200 / (SOCKET_W * 1.25))] * 40 + [(1300, 9200 / (SOCKET_W * 1.25))] * 20,
+)
+@given(
+    refresh_ms=st.integers(1000, 30_000),
+    phase_ms=st.integers(0, 30_000),
+    polls=st.lists(st.tuples(st.integers(200, 10_000), st.floats(0, 1)), min_size=2, max_size=80),
+)
+def test_property_register_refreshed_between_polls_loses_nothing(
+    refresh_ms: int, phase_ms: int, polls: list[tuple[int, float]]
+) -> None:
+    """A socket drawing anything up to its rating plus the margin, read by polls that do not
+    see when the meter refreshes its energy register: no rise is rejected, and the windows add
+    up exactly to the index difference."""
+    start = 1_000_000.0
+    run = Run(meter(gap_s=3600))
+    drawn: list[tuple[int, float]] = [(0, start)]  # (ms, true energy) at every poll
+    t_ms, energy = 0, start
+
+    def register(at_ms: int) -> float:
+        """The index the meter shows at `at_ms`: the true energy at its last refresh."""
+        if at_ms < phase_ms:
+            return start
+        refreshed = at_ms - (at_ms - phase_ms) % refresh_ms
+        for (t0, e0), (t1, e1) in reversed(list(pairwise(drawn))):
+            if t0 <= refreshed:
+                return e0 + (e1 - e0) * (refreshed - t0) / (t1 - t0)
+        return start
+
+    run.feed(T0, start, 0.0)
+    for interval_ms, share in polls:
+        power = share * SOCKET_W * 1.25
+        t_ms += interval_ms
+        energy += power * interval_ms / 3_600_000
+        drawn.append((t_ms, energy))
+        run.feed(T0 + timedelta(milliseconds=t_ms), register(t_ms), power)
+    assert run.events == []
+    # Until the index shows it is not a whole-kWh counter, power fills in provisionally.
+    counted = run.emitted + run.open_wh - run.m.provisional_wh
+    assert counted == pytest.approx(register(t_ms) - start, abs=1e-6 * 80)
 
 
 def test_a_month_of_equal_window_costs_adds_up_to_the_cent() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -245,6 +247,71 @@ def test_short_and_garbled_answers_fail_the_poll_without_a_bogus_number(
     assert "bus board unit 1 input 0+14" in str(short) and "7 registers, expected 14" in str(short)
     assert isinstance(garbled, NoAnswer)
     assert "bus board unit 2" in str(garbled)
+
+
+class LyingGateway:
+    """A Modbus TCP gateway whose every answer claims more data bytes than it carries."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                tid, proto, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                function, _, count = struct.unpack(">BHH", await reader.readexactly(length - 1))
+                self.requests += 1
+                body = bytes([unit, function, 2 * count + 10]) + b"\x00\x01" * count
+                writer.write(struct.pack(">HHH", tid, proto, len(body)) + body)
+                await writer.drain()
+        writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def test_gateway_lying_about_its_byte_count_gives_one_warning_and_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pymodbus cannot decode such a frame and raised inside the transport, where asyncio
+    logged a 'Fatal error' traceback at every poll. Now: the meter goes offline with one
+    warning naming a garbled answer, and is retried with backoff."""
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    caplog.set_level(logging.INFO)
+    gateway = LyingGateway()
+    interval = 0.1
+
+    async def scenario() -> Sink:
+        port = await gateway.start()
+        bus = {**tcp_bus("board", timeout_s=0.5), "port": port}
+        path = write_site(
+            tmp_path, [bus], [socket_meter("cp1", "board", 1)], poll_interval_s=interval
+        )
+        site, profiles = load_site(str(path))
+        sink = Sink()
+        started = time.monotonic()
+        try:
+            await poll_until(Poller(site, profiles, sink), lambda: time.monotonic() > started + 3)
+        finally:
+            await gateway.stop()
+        return sink
+
+    sink = run(scenario())
+    assert "Traceback" not in caplog.text and "Fatal error" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "meter cp1 (bus board, unit 1): offline" in warnings[0]
+    assert "garbled answer" in warnings[0]
+    assert sink.events("cp1") == [False]
+    assert 2 <= gateway.requests <= 10  # backoff, not one request every 0.1 s (30)
 
 
 def test_exception_code_marks_meter_offline(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from collector.billing.statement import (
 )
 from collector.commands.check import add_config_argument
 from collector.config import ConfigError, SiteConfig, load
+from collector.schema import badge_problem
 from collector.store.influxql import InfluxQL, InfluxQLError
 
 POLICIES = {"at-cost": "at_cost", "flat": "flat", "allowance": "allowance"}
@@ -115,6 +116,18 @@ def hotel_of(site: SiteConfig) -> Hotel:
     return Hotel(site.site.name, h.address, h.siret, h.vat_number, Decimal(repr(h.vat_rate)))
 
 
+def badge_arg(text: str | None, option: str) -> str | None:
+    """A badge as the collector keeps it (surrounding spaces removed); characters it refuses
+    could never be found, so they are a usage error naming the option."""
+    if text is None:
+        return None
+    value = text.strip()
+    problem = badge_problem(value)
+    if problem is not None:
+        raise ConfigError([f"--{option}: {problem}"])
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     site = load(SiteConfig, args.config)
     tz = site.site.tz
@@ -130,11 +143,12 @@ def run(args: argparse.Namespace) -> int:
     if end <= start:
         raise ConfigError(["--departure: must be after --arrival"])
     policy = make_policy(args)
-    badges = [b for b in (args.badge,) if b]
-    if args.room:
-        badges += [args.room, f"room-{args.room}", f"chambre-{args.room}"]
-    kind: StayKind = "room" if args.room else "badge" if args.badge else "point"
-    label = args.room or args.badge or args.point
+    badge, room = badge_arg(args.badge, "badge"), badge_arg(args.room, "room")
+    badges = [b for b in (badge,) if b]
+    if room:
+        badges += [room, f"room-{room}", f"chambre-{room}"]
+    kind: StayKind = "room" if room else "badge" if badge else "point"
+    label = room or badge or args.point
     client = InfluxQL.from_settings(site.influx)
     try:
         sessions, warnings = load_sessions(client, site.site.id, start, end, badges, args.point)

@@ -12,9 +12,13 @@ Index anomalies (policy, see docs/energy-and-billing.md):
   elapsed, capped at what the socket could draw) and the index is rebased.
 - index up by more than the socket could physically draw in the elapsed time (rated current x
   voltage x phases, with margin): the jump is dropped, the step is estimated from power, and
-  the index rebased. The elapsed time counts from the reading where the index last changed
-  (meters refresh their energy register every few seconds), but at most REFRESH_MAX_S before
-  the previous reading: an idle socket's still index must not make a later glitch possible.
+  the index rebased. Meters refresh their energy register every few seconds, at moments the
+  polls do not see: a rise holds the energy drawn since the register's previous refresh, which
+  happened after the last reading that still showed the older index. So the time allowed
+  counts from that reading (one poll before the index last changed), but at most
+  REFRESH_MAX_S before the previous reading: an idle socket's still index must not make a
+  later glitch possible. An estimate replacing a rejected step covers the same stretch the
+  index stood still (counted as nothing so far), not only the last poll's interval.
 - readings further apart than `gap_s` (restart, outage): the index difference is real but its
   timing is not, so it is shared in proportion to time and every window it touches is flagged.
 Each anomaly is logged and returned as an EventMessage.
@@ -139,9 +143,10 @@ class PointEnergy:
         self.gap_s = gap_s
         self.last_ts: datetime | None = None
         self.last_index: float | None = None
-        # First reading that showed last_index: many meters refresh their energy register
-        # every few seconds, so a rise is judged against the time since the last one.
+        # First reading that showed last_index, and the reading just before it (the register's
+        # refresh happened between the two): a rise is judged against the time since then.
         self.changed_ts: datetime | None = None
+        self.before_change_ts: datetime | None = None
         self.last_power: float | None = None
         self.window: Window | None = None
         self.provisional_wh = 0.0  # emitted from power, not yet covered by an index tick
@@ -163,9 +168,10 @@ class PointEnergy:
             return step
         self._observe_quantum(index_wh)
         elapsed = (ts - self.last_ts).total_seconds()
-        since_change = (ts - (self.changed_ts or self.last_ts)).total_seconds()
-        unchanged_s = min(since_change, elapsed + REFRESH_MAX_S)
+        since_refresh = (ts - (self.before_change_ts or self.last_ts)).total_seconds()
+        unchanged_s = min(since_refresh, elapsed + REFRESH_MAX_S)
         limit = self.max_power_w * MARGIN * unchanged_s / 3600 + self._quantum() + 1.0
+        still_s = min((ts - (self.changed_ts or self.last_ts)).total_seconds(), unchanged_s)
         delta = index_wh - self.last_index
         estimated = elapsed > self.gap_s
         interpolate = True
@@ -176,7 +182,7 @@ class PointEnergy:
                 energy = wrapped
                 self._event(step, ts, "index_wrap", "energy counter wrapped around", index_wh)
             else:
-                energy = self._estimate(power_w, elapsed, limit)
+                energy = self._estimate(power_w, still_s, limit)
                 estimated, interpolate = True, False
                 self._event(
                     step,
@@ -190,7 +196,7 @@ class PointEnergy:
         elif delta < 0:
             energy, new_index = 0.0, self.last_index  # jitter: keep the higher index
         elif delta > limit:
-            energy = self._estimate(power_w, elapsed, limit)
+            energy = self._estimate(power_w, still_s, limit)
             estimated, interpolate = True, False
             self._event(
                 step,
@@ -217,7 +223,7 @@ class PointEnergy:
         index_b = new_index if interpolate else None
         self._spread(self.last_ts, ts, energy, estimated, index_a, index_b, step)
         if new_index != self.last_index:
-            self.changed_ts = ts
+            self.changed_ts, self.before_change_ts = ts, self.last_ts
         self.last_ts, self.last_index, self.last_power = ts, new_index, power_w
         return step
 
@@ -227,6 +233,9 @@ class PointEnergy:
             "last_ts": self.last_ts.isoformat() if self.last_ts else None,
             "last_index": self.last_index,
             "changed_ts": self.changed_ts.isoformat() if self.changed_ts else None,
+            "before_change_ts": self.before_change_ts.isoformat()
+            if self.before_change_ts
+            else None,
             "last_power": self.last_power,
             "provisional_wh": self.provisional_wh,
             "quantum_wh": self.quantum_wh,
@@ -249,6 +258,8 @@ class PointEnergy:
         self.last_index = data.get("last_index")
         changed = data.get("changed_ts")
         self.changed_ts = datetime.fromisoformat(changed) if changed else self.last_ts
+        before = data.get("before_change_ts")
+        self.before_change_ts = datetime.fromisoformat(before) if before else self.changed_ts
         self.last_power = data.get("last_power")
         self.provisional_wh = float(data.get("provisional_wh", 0.0))
         self.quantum_wh = float(data.get("quantum_wh", QUANTA_WH[0]))
@@ -272,7 +283,7 @@ class PointEnergy:
 
     def _restart_at(self, ts: datetime, index_wh: float, power_w: float | None) -> None:
         self.last_ts, self.last_index, self.last_power = ts, index_wh, power_w
-        self.changed_ts = ts
+        self.changed_ts = self.before_change_ts = ts
         self.window = self._open(ts, index_wh)
 
     def _open(self, start: datetime, index_wh: float | None) -> Window:
@@ -297,11 +308,13 @@ class PointEnergy:
                 return wrapped
         return None
 
-    def _estimate(self, power_w: float | None, elapsed: float, limit: float) -> float:
+    def _estimate(self, power_w: float | None, still_s: float, limit: float) -> float:
+        """Energy drawn while the index stood still, less what power already filled in."""
         powers = [p for p in (self.last_power, power_w) if p is not None and p > 0]
         if not powers:
             return 0.0
-        return min(sum(powers) / len(powers) * elapsed / 3600, limit)
+        drawn = sum(powers) / len(powers) * still_s / 3600
+        return max(0.0, min(drawn - self.provisional_wh, limit))
 
     def _rebase(self, estimated_wh: float) -> dict[str, float | str | bool | None]:
         """Forget the old index's phase; the details say what was estimated or written off."""

@@ -103,7 +103,7 @@ class EnergyProcessor(Processor):
         self._save_if_dirty()
         tracker = self.sessions.get(point)
         if tracker is None:
-            log.warning("badge %s on %s ignored: not a socket of this site", badge, point)
+            log.warning("badge %r on %s ignored: not a socket of this site", badge, point)
             return []
         out = self._wrap(point, tracker.on_badge(badge, now))
         self._dirty = True

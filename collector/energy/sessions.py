@@ -144,7 +144,7 @@ class SessionTracker:
     def on_badge(self, badge: str, now: datetime) -> list[Message]:
         if self.session is not None:
             if self.session.badge not in (None, badge):
-                log.info("%s: badge %s replaces %s", self.point, badge, self.session.badge)
+                log.info("%s: badge %r replaces %r", self.point, badge, self.session.badge)
             self.session.badge = badge
             # Re-announce so the running session carries its badge before it ends.
             return [self.session.message("start", now)]
@@ -175,7 +175,7 @@ class SessionTracker:
             session.badge = usable[-1]
         self.badges = []
         self.session, self.low_since, self.tail = session, None, Totals()
-        log.info("%s: session %s started (badge %s)", self.point, session.session_id, session.badge)
+        log.info("%s: session %s started (badge %r)", self.point, session.session_id, session.badge)
         out.append(session.message("start", ts))
         return out
 
@@ -197,7 +197,7 @@ class SessionTracker:
         self.badges = [(b, at) for b, at in self.badges if now - at <= window]
         out: list[Message] = []
         for badge, at in expired:
-            log.warning("%s: badge %s matched no session", self.point, badge)
+            log.warning("%s: badge %r matched no session", self.point, badge)
             out.append(
                 EventMessage(
                     ts=now,

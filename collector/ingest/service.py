@@ -160,7 +160,7 @@ class Ingestor:
             self._dead_letter(msg, exc.site, exc.kind, exc.reason)
             return
         except Exception as exc:  # a bug of ours must not stop the stream; the letter keeps it
-            log.exception("could not decode %s", topic)
+            log.exception("could not decode %r", topic)
             site = site_of(self.prefix, topic)
             self._dead_letter(msg, site, kind_of(self.prefix, topic), f"internal error: {exc!r}")
             return
@@ -170,7 +170,7 @@ class Ingestor:
 
     def _dead_letter(self, msg: mqtt.MQTTMessage, site: str, kind: str, reason: str) -> None:
         """On the network thread: republish with the reason, acknowledge at once."""
-        log.warning("dead letter from %s: %s", msg.topic, reason)
+        log.warning("dead letter from %r: %r", msg.topic, reason)
         self._publish_letter(msg.topic, msg.payload, site, kind, reason)
         self.client.ack(msg.mid, msg.qos)
 

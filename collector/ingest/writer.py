@@ -263,7 +263,7 @@ class Writer:
         dropped: list[Dropped] = []
         self._write_part(batch, 0, len(batch), dropped)
         for item in dropped:
-            log.error("the database refused a point (%s): %s", item.reason, item.line)
+            log.error("the database refused a point (%r): %r", item.reason, item.line)
         with self.stats.lock:
             self.stats.points_written += len(batch) - len(dropped)
             self.stats.points_dropped += len(dropped)

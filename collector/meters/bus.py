@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from tenacity import RetryCallState, Retrying, wait_exponential
@@ -63,6 +63,10 @@ class NoAnswer(BusError):
 
 class BadAnswer(BusError):
     """A well-formed frame with the wrong content (e.g. fewer registers than asked)."""
+
+
+class GarbledFrame(ModbusIOException):
+    """Raised into a pending request when its answer frame cannot be decoded."""
 
 
 class BusDown(BusError):
@@ -149,7 +153,27 @@ class Bus:
             )
         # A silent meter must not make pymodbus drop the connection every other meter uses.
         client.set_max_no_responses(1_000_000)
+        self._guard_frames(client)
         return client
+
+    def _guard_frames(self, client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+        """A frame pymodbus cannot decode (a gateway lying about its byte count) raises inside
+        the transport's data callback, where asyncio logs a 'Fatal error' traceback and drops
+        the connection. Caught here instead: the bytes received are discarded and the pending
+        request fails at once as a garbled answer."""
+        manager = client.ctx
+        decode = manager.callback_data
+
+        def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+            try:
+                return decode(data, addr)
+            except ModbusIOException:
+                future = manager.response_future
+                if not future.done():
+                    future.set_exception(GarbledFrame())
+                return len(data)
+
+        manager.callback_data = callback_data  # type: ignore[method-assign]
 
     async def _ensure_connected(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         if self._client is not None and self._client.connected:
@@ -202,6 +226,12 @@ class Bus:
             except (ConnectionException, OSError):
                 self.stats.errors += 1
                 raise NoAnswer(f"{where}: connection lost") from None
+            except GarbledFrame:
+                self.stats.errors += 1
+                raise NoAnswer(
+                    f"{where}: garbled answer (its length or byte count does not match "
+                    "the registers asked)"
+                ) from None
             except (TimeoutError, ModbusException):
                 self.stats.errors += 1
                 timeout = self.config.timeout_s

@@ -16,13 +16,17 @@ All link state lives in the asyncio thread; paho callbacks only post events into
 ours there could deadlock with a `publish()` in progress).
 
 Reconnect: paho's own `reconnect_delay_set` (exponential, RECONNECT_MIN_S .. RECONNECT_MAX_S),
-also for the first connection (loop_start retries it).
+also for the first connection (loop_start retries it). Every failed attempt is logged with its
+reason (refused, name resolution, TLS, authentication); the same reason again only every
+FAILURE_SUMMARY_S, with the number of attempts, so an outage of hours stays readable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,6 +52,9 @@ WINDOW = 64  # messages with paho at once, lowered to the broker's Receive Maxim
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 # MQTT 5: the broker keeps our session (and the badges sent to us) over a short outage.
 SESSION_EXPIRY_S = 300
+FAILURE_SUMMARY_S = 300  # an unchanged connection failure is logged again at most this often
+# CONNACK reasons that mean the credentials: the fix is in the site file or the password file.
+AUTH_REASONS = ("Bad user name or password", "Not authorized")
 
 MessageHandler = Callable[[str, bytes], None]
 
@@ -71,6 +78,40 @@ def tls_problems(settings: MqttSettings) -> list[str]:
     if settings.key_file is not None and settings.cert_file is None:
         problems.append("mqtt.key_file: needs mqtt.cert_file")
     return problems
+
+
+def connect_failure(exc: OSError | None, host: str, port: int, tls: bool) -> str:
+    """Why a connection attempt failed, as an installer would look for it."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host {host!r} ({exc.strerror})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {host}:{port} (no broker listening on that port?)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: the broker's certificate is not trusted: {exc.verify_message} (mqtt.ca_file)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc})"
+    if tls and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return f"TLS handshake failed ({exc.strerror}; is {host}:{port} a TLS listener?)"
+    if isinstance(exc, TimeoutError):
+        return f"no answer from {host}:{port} (timed out)"
+    if exc is None:
+        return "connection failed"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed: its
+    `on_connect_fail` callback does not say."""
+
+    connect_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        self.connect_error = None
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.connect_error = exc
+            raise
 
 
 class MqttLink:
@@ -106,6 +147,12 @@ class MqttLink:
         self._closing = False
         self._resuming = False  # waiting for paho to re-send what it held before a reconnect
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Failed connection attempts since the last connection, and what was last logged.
+        self._failures = 0
+        self._failing_since = 0.0
+        self._failure_logged: tuple[str, float] | None = None
+        # Messages waiting when the link came back, and the acknowledgement count then.
+        self._backlog: tuple[int, int] | None = None
         self._client = self._build_client(client_id)
 
     @property
@@ -121,10 +168,10 @@ class MqttLink:
     def pending(self) -> int:
         return len(self.outbox) + len(self._inflight)
 
-    def _build_client(self, client_id: str) -> mqtt.Client:
+    def _build_client(self, client_id: str) -> _Client:
         s = self.settings
         v5 = s.protocol == "5"
-        client = mqtt.Client(
+        client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -135,6 +182,7 @@ class MqttLink:
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(self._max_window)
         client.on_connect = self._paho_connect
+        client.on_connect_fail = self._paho_connect_fail
         client.on_disconnect = self._paho_disconnect
         client.on_publish = self._paho_publish
         client.on_message = self._paho_message
@@ -237,12 +285,20 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self._post(log.error, "MQTT: broker refused the connection: %s", reason)
+            why = f"the broker refused the connection: {reason}"
+            if str(reason) in AUTH_REASONS:
+                why += " (check mqtt.username and its password)"
+            self._post(self._attempt_failed, why)
             return
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties else None
         for topic in self.subscriptions:
             client.subscribe(topic, qos=QOS)
         self._post(self._connected_event, receive_max)
+
+    def _paho_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        s = self.settings
+        why = connect_failure(self._client.connect_error, s.host, s.port, s.tls)
+        self._post(self._attempt_failed, why)
 
     def _paho_disconnect(
         self,
@@ -272,11 +328,55 @@ class MqttLink:
     def _paho_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._post(self._message_event, message.topic, bytes(message.payload))
 
+    def _attempt_failed(self, reason: str) -> None:
+        now = time.monotonic()
+        if not self._failures:
+            self._failing_since = now
+        self._failures += 1
+        where = f"{self.settings.host}:{self.settings.port}"
+        last = self._failure_logged
+        if last is not None and last[0] == reason and now - last[1] < FAILURE_SUMMARY_S:
+            log.debug("MQTT: cannot connect to %s: %s", where, reason)
+            return
+        if last is not None and last[0] == reason:
+            log.warning(
+                "MQTT: still cannot connect to %s: %s (%d failed attempts in %.0f s); "
+                "%d message(s) waiting",
+                where,
+                reason,
+                self._failures,
+                now - self._failing_since,
+                self.pending,
+            )
+        else:
+            log.warning(
+                "MQTT: cannot connect to %s: %s; retrying with backoff (%d to %d s)",
+                where,
+                reason,
+                RECONNECT_MIN_S,
+                RECONNECT_MAX_S,
+            )
+        self._failure_logged = (reason, now)
+
     def _connected_event(self, receive_max: int | None) -> None:
         self._connected = True
         self.stats.connects += 1
         self._window = min(self._max_window, receive_max or self._max_window)
         self._resuming = bool(self._inflight)
+        waiting = len(self._inflight) + len(self.outbox)
+        if self._failures:
+            log.info(
+                "MQTT: connected to %s:%s after %d failed attempt(s) over %.0f s; "
+                "%d message(s) waiting to be sent",
+                self.settings.host,
+                self.settings.port,
+                self._failures,
+                time.monotonic() - self._failing_since,
+                waiting,
+            )
+        self._failures, self._failure_logged = 0, None
+        # The status message below is acknowledged with them.
+        self._backlog = (waiting + 1, self.stats.acked) if waiting else None
         log.info(
             "MQTT: connected (window %d, %d to re-send, %d queued)",
             self._window,
@@ -291,6 +391,7 @@ class MqttLink:
         self._drain()
 
     def _disconnected_event(self, reason: str) -> None:
+        self._backlog = None
         if self._connected:
             self.stats.disconnects += 1
             (log.info if self._closing else log.warning)(
@@ -303,6 +404,9 @@ class MqttLink:
         self._acks_posted = False
         while self._acks:
             self._acked(*self._acks.popleft())
+        if self._backlog is not None and self.stats.acked - self._backlog[1] >= self._backlog[0]:
+            log.info("MQTT: the %d message(s) queued while away are sent", self._backlog[0] - 1)
+            self._backlog = None
         self._drain()
 
     def _acked(self, mid: int, failed: bool, reason: str) -> None:
@@ -322,4 +426,4 @@ class MqttLink:
         try:
             self.on_message(topic, payload)
         except Exception:
-            log.exception("MQTT: handling a message on %s failed", topic)
+            log.exception("MQTT: handling a message on %r failed", topic)
