@@ -13,14 +13,13 @@ presents the room card at the socket's RFID reader during the charge.
 from __future__ import annotations
 
 import random
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
+from collector.energy.state import MemoryStateStore
 from collector.ingest import lines
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing
@@ -29,14 +28,6 @@ from collector.simulator.model import SiteModel
 
 DEFAULT_STEP_S = 60.0
 ROOMS = tuple(f"chambre-{floor}{room:02d}" for floor in (1, 2, 3) for room in range(1, 13))
-
-
-class _BatchEnergy(EnergyProcessor):
-    """The live energy stage without its state file: a one-shot batch has nothing to resume,
-    and it must not touch the running collector's state."""
-
-    def save(self) -> None:
-        self._dirty = False
 
 
 @dataclass
@@ -67,8 +58,9 @@ def history_lines(
     model = SiteModel(site, phases_of, seed=seed, start=start, step_s=step_s)
     rooms = random.Random(seed)
     site_id = site.site.id
-    with tempfile.TemporaryDirectory() as scratch:
-        energy = _BatchEnergy(site, state_file=Path(scratch) / "unused.json")
+    # The live energy stage without its state file: a one-shot batch has nothing to resume,
+    # and it must not touch the running collector's state.
+    energy = EnergyProcessor(site, store=MemoryStateStore())
     step = timedelta(seconds=step_s)
     while model.now + step <= end:
         model.step()
