@@ -49,7 +49,8 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 # MQTT 5: the broker keeps our session (and the badges sent to us) over a short outage.
 SESSION_EXPIRY_S = 300
 
-MessageHandler = Callable[[str, bytes], None]
+# topic, payload, retained (a message the broker kept, sent because we (re)subscribed)
+MessageHandler = Callable[[str, bytes, bool], None]
 
 
 @dataclass
@@ -94,7 +95,7 @@ class MqttLink:
         self.outbox = Outbox(settings.buffer_max_messages)
         self.spool = spool
         self.stats = LinkStats()
-        self.on_message: MessageHandler = lambda topic, payload: None
+        self.on_message: MessageHandler = lambda topic, payload, retained: None
         self.on_connected: Callable[[], None] = lambda: None
         self._max_window = window
         self._window = window
@@ -270,7 +271,7 @@ class MqttLink:
             self._post(self._acks_event)
 
     def _paho_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._post(self._message_event, message.topic, bytes(message.payload))
+        self._post(self._message_event, message.topic, bytes(message.payload), bool(message.retain))
 
     def _connected_event(self, receive_max: int | None) -> None:
         self._connected = True
@@ -318,8 +319,8 @@ class MqttLink:
         if self._resuming and not self._inflight:
             self._resuming = False
 
-    def _message_event(self, topic: str, payload: bytes) -> None:
+    def _message_event(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
-            self.on_message(topic, payload)
+            self.on_message(topic, payload, retained)
         except Exception:
             log.exception("MQTT: handling a message on %s failed", topic)
