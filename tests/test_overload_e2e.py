@@ -241,3 +241,46 @@ def test_badge_flood_never_delays_polling_or_the_overload_alert(
     assert "badges on irve/test-site/cp1/badge faster than 2 a second" in caplog.text
     # Only the few badges the rate lets through re-announce cp1's session.
     assert 2 <= len(sub.payloads("cp1/session")) <= 25
+
+
+def test_retained_badge_is_never_applied_at_start_or_restart(
+    tmp_path: Path, broker: Server, ntfy: NtfyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A badge published retained would come back at every (re)subscription: the collector
+    ignores it (logged once per topic and run), while a live badge still attaches."""
+    site, profiles = overload_site(tmp_path, broker.port, ntfy.url, sessions={"start_after_s": 0})
+    sub = Subscriber(broker.port)
+    badge_topic = f"irve/{SITE}/cp1/badge"
+    sub.client.publish(
+        badge_topic, b'{"badge": "retained-1"}', qos=1, retain=True
+    ).wait_for_publish()
+
+    def badges() -> list[str | None]:
+        return [p["badge"] for p in sub.payloads("cp1/session")]
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=9) as sim:
+            sim.meter("main").force_power(15_000)
+            sim.meter("cp1").force_current(16.0)
+            sim.meter("cp2").force_current(0.0)
+
+            async def first(app: Collector) -> None:
+                await until(lambda: badges() != [], "cp1's session")
+                await asyncio.sleep(1.0)
+                sub.client.publish(badge_topic, b'{"badge": "room-5"}', qos=1)
+                await until(lambda: "room-5" in badges(), "the live badge")
+
+            async def restarted(app: Collector) -> None:
+                await asyncio.sleep(2.0)
+
+            await run_collector(site, profiles, first)
+            await run_collector(site, profiles, restarted)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.client.publish(badge_topic, b"", qos=1, retain=True).wait_for_publish()
+        sub.close()
+    assert badges()[0] is None and "retained-1" not in badges()
+    ignored = f"ignoring retained badges on {badge_topic}"
+    assert caplog.text.count(ignored) == 2  # once per run
