@@ -65,7 +65,7 @@ def overload_site(
             "retry_initial_s": 0.1,
             "retry_max_s": 0.2,
         },
-        **({"sessions": sessions} if sessions else {}),
+        sessions=sessions or {},
     )
     return load_site(str(path))
 
