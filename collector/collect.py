@@ -3,7 +3,8 @@
 The input (H2's Poller, or anything with `async run()`) calls `reading` and `availability`
 on the app (it is the poller's sink). Each reading becomes a retained `state` message and is
 fed to the processors (energy, sessions, alerts); what they return is published too. A 1 s tick
-drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`.
+drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`, at most
+BADGE_RATE_PER_S per socket and never a retained one.
 """
 
 from __future__ import annotations

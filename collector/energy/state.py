@@ -71,10 +71,6 @@ def write_state(path: Path, payload: str) -> None:
         os.close(directory)
 
 
-def save_state(path: Path, data: dict[str, Any]) -> None:
-    write_state(path, encode_state(data))
-
-
 class StateStore(Protocol):
     """Where the energy processor keeps its state (see the module docstring)."""
 
