@@ -47,7 +47,7 @@ def test_windows_held_on_a_full_disk_are_never_published_with_other_numbers(
         sim.meter("main").force_power(10_000)
         first = collect_process(path)
         try:
-            wait_until(lambda: len(windows(sub)) >= 2, 40, "two windows")
+            wait_until(lambda: len(windows(sub)) >= 1, 40, "a first window")
             tiny_disk.fill()
             published = len(windows(sub))
             for amps in (30.0, 8.0, 24.0):  # the energy differs from window to window
@@ -63,9 +63,9 @@ def test_windows_held_on_a_full_disk_are_never_published_with_other_numbers(
         second = collect_process(path)
         try:
             wait_until(
-                lambda: sum(w["start"] > _iso(killed_at) for w in windows(sub)) >= 2,
+                lambda: any(w["start"] > _iso(killed_at) for w in windows(sub)),
                 40,
-                "windows after the restart",
+                "a window after the restart",
             )
         finally:
             second.send_signal(signal.SIGTERM)
