@@ -26,7 +26,7 @@ from typing import Any
 from collector.config import MeterSettings, SiteConfig
 from collector.energy.intervals import GUESSED_SPANS_WH, VOLTAGE_MAX_V, PointEnergy
 from collector.energy.sessions import SessionTracker
-from collector.energy.state import FileStateStore, StateStore, default_path
+from collector.energy.state import RETRY_S, FileStateStore, StateStore, default_path
 from collector.energy.tariff import Tariff
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
@@ -101,6 +101,7 @@ class EnergyProcessor(Processor):
         self._dirty = False
         self._saved_at: datetime | None = None
         self._failure_logged_at: float | None = None
+        self._retried_at: datetime | None = None
 
     def charging(self, point: str) -> bool | None:
         """Is a session running on this socket? None for a point that is not a socket."""
@@ -119,7 +120,7 @@ class EnergyProcessor(Processor):
             out += self._wrap(
                 reading.point, tracker.update(reading.ts, reading.power_w, step.pieces)
             )
-        return self._emit(out)
+        return self._emit(out, reading.ts)
 
     def on_badge(self, point: str, badge: str, now: datetime) -> Iterable[Outgoing]:
         tracker = self.sessions.get(point)
@@ -141,7 +142,7 @@ class EnergyProcessor(Processor):
         out: list[Outgoing] = []
         for point, tracker in self.sessions.items():
             out += self._wrap(point, tracker.on_tick(now))
-        return self._emit(out)
+        return self._emit(out, now)
 
     def close(self) -> None:
         """Save the state now (orderly shutdown): nothing since the last window is lost. What
@@ -160,13 +161,15 @@ class EnergyProcessor(Processor):
         """Messages emitted and waiting for their state to be saved."""
         return len(self._held)
 
-    def _emit(self, out: list[Outgoing]) -> list[Outgoing]:
+    def _emit(self, out: list[Outgoing], now: datetime) -> list[Outgoing]:
+        failure = self.store.failure
         if out:
             self._hold(out)
-        elif self._dirty or (self._held and self.store.failure is not None):
-            # (A failing store is given the newest state to try again.)
+        elif self._dirty or (failure is not None and self._retry_due(now)):
+            # (A failing store is given the newest state to try again, at most every RETRY_S.)
             self._dirty = False
             self.store.submit(self._snapshot())
+        self._report(failure)
         return self._release()
 
     def _hold(self, out: list[Outgoing]) -> None:
@@ -176,26 +179,30 @@ class EnergyProcessor(Processor):
         generation = self.store.submit(self._snapshot())
         self._held = [(generation if g < 0 else g, o) for g, o in self._held]
 
+    def _retry_due(self, now: datetime) -> bool:
+        if self._retried_at is not None and (now - self._retried_at).total_seconds() < RETRY_S:
+            return False
+        self._retried_at = now
+        return True
+
     def _release(self) -> list[Outgoing]:
         if not self._held:
             return []
         durable = self.store.durable
         ready = [o for g, o in self._held if g <= durable]
-        if len(ready) < len(self._held):
-            self._log_failure()
-        if not ready:
-            return []
-        self._held = [(g, o) for g, o in self._held if g > durable]
-        if self._failure_logged_at is not None and not self._held:
-            self._failure_logged_at = None
-            log.warning("energy state %s saved again: held messages sent", self.path)
-        # The next snapshot no longer lists them as unsent.
-        self._dirty = True
+        if ready:
+            self._held = [(g, o) for g, o in self._held if g > durable]
+            # The next snapshot no longer lists them as unsent.
+            self._dirty = True
         return ready
 
-    def _log_failure(self) -> None:
-        failure = self.store.failure
+    def _report(self, failure: str | None) -> None:
+        """An ERROR while the state cannot be saved (at most every FAILURE_LOG_EVERY_S), and a
+        line when it can again."""
         if failure is None:
+            if self._failure_logged_at is not None:
+                self._failure_logged_at = None
+                log.warning("energy state %s saved again: held messages go out", self.path)
             return
         now = time.monotonic()
         if self._failure_logged_at is None or now - self._failure_logged_at >= FAILURE_LOG_EVERY_S:
