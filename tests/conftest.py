@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,8 +72,11 @@ def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
     root (or CAP_SYS_ADMIN), so the test is skipped, saying so, where that is not permitted."""
     path = tmp_path / "tiny"
     path.mkdir()
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("no `mount` command: cannot make a small filesystem for a full-disk test")
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
+        [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
         capture_output=True,
         text=True,
         check=False,
