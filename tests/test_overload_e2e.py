@@ -183,7 +183,8 @@ def test_badge_flood_never_delays_polling_or_the_overload_alert(
 ) -> None:
     """2,000 badges (each a different one) on both sockets while cp1 charges: every meter is
     still read on time (no gap over 1.5 poll intervals) and the site overload that starts
-    during the flood is alerted within two polls; the flood is cut by the per-socket rate."""
+    during the flood is alerted and shed within two polls; the flood is cut by the per-socket
+    rate."""
     poll_s = 0.5
     site, profiles = overload_site(
         tmp_path, broker.port, ntfy.url, poll_interval_s=poll_s, sessions={"start_after_s": 0}
@@ -220,6 +221,9 @@ def test_badge_flood_never_delays_polling_or_the_overload_alert(
                     at for a, at in sub.arrivals("alert") if a["alert"] == "site_overload"
                 )
                 assert alerted - overload_at < 2 * poll_s + 0.3
+                await until(lambda: sub.payloads("shed")[-1]["active"], "active shed request")
+                shed_at = next(at for p, at in sub.arrivals("shed") if p["active"])
+                assert shed_at - overload_at < 2 * poll_s + 0.3
                 await asyncio.sleep(3 * poll_s)  # the tail of the flood reaching the collector
                 for point in ("main", "cp1", "cp2"):
                     times = sorted(
