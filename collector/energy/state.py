@@ -145,6 +145,8 @@ class FileStateStore:
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
+            if thread.is_alive():  # still writing (a very slow disk)
+                return False
         else:
             self._write_pending()
         return self._pending is None and self._failure is None
