@@ -3,7 +3,8 @@
 The input (H2's Poller, or anything with `async run()`) calls `reading` and `availability`
 on the app (it is the poller's sink). Each reading becomes a retained `state` message and is
 fed to the processors (energy, sessions, alerts); what they return is published too. A 1 s tick
-drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`.
+drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`, at most
+BADGE_RATE_PER_S per socket and never a retained one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 STOP_FLUSH_S = 5.0
+# A badge reader shows a few badges a second at most: beyond that (a stuck reader, a script),
+# badges are dropped before they cost the polling loop anything. A burst of BADGE_BURST passes.
+BADGE_RATE_PER_S = 2.0
+BADGE_BURST = 5
+FLOOD_LOG_EVERY_S = 10.0
 
 Charging = Callable[[str], bool | None]
 Observer = Callable[[Outgoing], None]
@@ -65,6 +72,33 @@ def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
     return stages
 
 
+@dataclass
+class BadgeLimit:
+    """A token bucket per socket (monotonic seconds), and what it dropped since it last said so."""
+
+    tokens: float = BADGE_BURST
+    at: float | None = None
+    dropped: int = 0
+    logged_at: float | None = None
+
+    def allow(self, now: float) -> bool:
+        if self.at is not None:
+            self.tokens = min(BADGE_BURST, self.tokens + (now - self.at) * BADGE_RATE_PER_S)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.dropped += 1
+        return False
+
+    def report_due(self, now: float) -> bool:
+        """Time for a log line about the dropped badges (then counted from zero again)."""
+        if self.logged_at is not None and now - self.logged_at < FLOOD_LOG_EVERY_S:
+            return False
+        self.logged_at = now
+        return True
+
+
 class Source(Protocol):
     async def run(self) -> None: ...
 
@@ -90,6 +124,8 @@ class Collector:
         self._roles = {m.id: m.role for m in site.meters}
         self._state_keys = {m.id: state_keys(site, m) for m in site.meters}
         self._ha_status = f"{site.mqtt.discovery_prefix}/status"
+        self._badge_limits = {m.id: BadgeLimit() for m in site.meters}
+        self._retained_logged: set[str] = set()
         self._discovery = (
             [
                 Envelope(topic, json.dumps(config).encode(), retain=True, kind="discovery")
@@ -169,7 +205,7 @@ class Collector:
         for envelope in self._discovery:
             self.link.send(envelope)
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         if topic == self._ha_status:
             if payload.strip() == b"online":
                 log.info("Home Assistant is online: re-sending discovery")
@@ -181,6 +217,23 @@ class Collector:
             return
         if parsed.point not in self._roles:
             log.warning("badge on %r: no meter %r on this site", topic, parsed.point)
+            return
+        if retained:
+            # A badge is shown once; a retained one would be applied again at every reconnect.
+            if topic not in self._retained_logged:
+                self._retained_logged.add(topic)
+                log.warning("ignoring retained badges on %r: a badge must not be retained", topic)
+            return
+        limit, now = self._badge_limits[parsed.point], time.monotonic()
+        if not limit.allow(now):
+            if limit.report_due(now):
+                log.warning(
+                    "badges on %r faster than %g a second: %d dropped",
+                    topic,
+                    BADGE_RATE_PER_S,
+                    limit.dropped,
+                )
+                limit.dropped = 0
             return
         point = parsed.point
         try:

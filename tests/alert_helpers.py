@@ -30,6 +30,7 @@ def overload_site(
     broker_port: int,
     ntfy_url: str,
     poll_interval_s: float = 0.2,
+    sessions: dict[str, Any] | None = None,
     **alerts: Any,
 ) -> tuple[SiteConfig, dict[str, Profile]]:
     """A 36 kVA site: the main meter and two 32 A sockets labelled like the hotel's."""
@@ -50,6 +51,7 @@ def overload_site(
         meters=[main_meter("main", "board", 10), *sockets],
         mqtt={"host": "127.0.0.1", "port": broker_port, "discovery": False},
         poll_interval_s=poll_interval_s,
+        state_dir=str(tmp_path / "state"),  # never the repository's var/
         alerts={
             "overcurrent_for_s": 0,
             "overload_for_s": 0,
@@ -63,6 +65,7 @@ def overload_site(
             "retry_initial_s": 0.1,
             "retry_max_s": 0.2,
         },
+        sessions=sessions or {},
     )
     return load_site(str(path))
 

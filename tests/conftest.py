@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +42,48 @@ def victoria(tmp_path: Path) -> Iterator[servers.Server]:
     server.start()
     yield server
     server.stop()
+
+
+class TinyDisk:
+    """A 64 KiB tmpfs: `fill()` takes every free byte, `free()` gives them back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._filler = path / "filler"
+
+    def fill(self) -> None:
+        chunk = b"\0" * 512
+        with self._filler.open("ab", buffering=0) as handle:
+            while True:
+                try:
+                    handle.write(chunk)
+                except OSError:
+                    if len(chunk) == 1:
+                        return
+                    chunk = chunk[: len(chunk) // 2]
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
+    """A real full-disk fault (ENOSPC) needs a small filesystem of its own: mounting one takes
+    root (or CAP_SYS_ADMIN), so the test is skipped, saying so, where that is not permitted."""
+    path = tmp_path / "tiny"
+    path.mkdir()
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("no `mount` command: cannot make a small filesystem for a full-disk test")
+    mounted = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for a full-disk test: {mounted.stderr.strip()}")
+    try:
+        yield TinyDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

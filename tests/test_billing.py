@@ -36,12 +36,13 @@ from collector.billing.statement import (
 )
 from collector.cli import main
 from collector.config import ConfigError, InfluxSettings, SiteConfig, load
+from collector.energy.processor import EnergyProcessor
+from collector.energy.state import MemoryStateStore
 from collector.ingest import lines
 from collector.ingest.writer import HttpV1Backend
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing
 from collector.schema import EnergyMessage, SessionMessage
-from collector.simulator.history import _BatchEnergy
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string, time_literal
 from tests import servers
 from tests.test_ingest_e2e import create_database, rows
@@ -119,7 +120,7 @@ def scripted_messages(
     """Readings every 30 s on every socket through the live energy stage (without its state
     file, as for demo history), index = integral of power; yields what it produces, and each
     reading (as a `state` item) so callers can store the index too."""
-    energy = _BatchEnergy(site, state_file=Path(site.state_dir) / "unused.json")
+    energy = EnergyProcessor(site, store=MemoryStateStore())
     index = dict.fromkeys((m.id for m in site.meters), 1_000_000.0)
     badges = sorted((c.badge_at, c.point, c.badge) for c in charges if c.badge and c.badge_at)
     t = start.astimezone(UTC)

@@ -4,14 +4,20 @@ poller -> real mosquitto -> a subscriber, and phone notifications at a local ntf
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.collect import Collector
 from collector.simulator.server import SimulatedSite
-from tests.alert_helpers import Subscriber, notifiers, overload_site, run_collector, until
+from tests.alert_helpers import SITE, Subscriber, notifiers, overload_site, run_collector, until
 from tests.ntfy_server import NtfyServer
 from tests.servers import Server
 
@@ -170,3 +176,115 @@ def test_notification_endpoint_down_does_not_hold_back_polling_or_mqtt(
         asyncio.run(scenario())
     finally:
         sub.close()
+
+
+def test_badge_flood_never_delays_polling_or_the_overload_alert(
+    tmp_path: Path, broker: Server, ntfy: NtfyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2,000 badges (each a different one) on both sockets while cp1 charges: every meter is
+    still read on time (no gap over 1.5 poll intervals) and the site overload that starts
+    during the flood is alerted and shed within two polls; the flood is cut by the per-socket
+    rate."""
+    poll_s = 0.5
+    site, profiles = overload_site(
+        tmp_path, broker.port, ntfy.url, poll_interval_s=poll_s, sessions={"start_after_s": 0}
+    )
+    sub = Subscriber(broker.port)
+    reader = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    reader.connect("127.0.0.1", broker.port)
+    reader.loop_start()
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=8) as sim:
+            main = sim.meter("main")
+            main.force_power(15_000)
+            sim.meter("cp1").force_current(16.0)
+            sim.meter("cp2").force_current(0.0)
+
+            async def body(app: Collector) -> None:
+                await until(lambda: sub.payloads("cp1/session") != [], "cp1's session")
+
+                def flood() -> None:
+                    for n in range(2000):
+                        point = ("cp1", "cp2")[n % 2]
+                        payload = json.dumps({"badge": f"flood-{n}"})
+                        reader.publish(f"irve/{SITE}/{point}/badge", payload, qos=1)
+
+                flooding_from = time.time()
+                flooder = asyncio.create_task(asyncio.to_thread(flood))
+                await asyncio.sleep(0.5)
+                overload_at = time.time()
+                main.force_power(40_000)
+                await flooder
+                await until(lambda: sub.alerts("site_overload") != [], "overload alert")
+                alerted = next(
+                    at for a, at in sub.arrivals("alert") if a["alert"] == "site_overload"
+                )
+                assert alerted - overload_at < 2 * poll_s + 0.3
+                await until(lambda: sub.payloads("shed")[-1]["active"], "active shed request")
+                shed_at = next(at for p, at in sub.arrivals("shed") if p["active"])
+                assert shed_at - overload_at < 2 * poll_s + 0.3
+                await asyncio.sleep(3 * poll_s)  # the tail of the flood reaching the collector
+                for point in ("main", "cp1", "cp2"):
+                    times = sorted(
+                        datetime.fromisoformat(p["ts"]).timestamp()
+                        for p in sub.payloads(f"{point}/state")
+                    )
+                    during = [t for t in times if t >= flooding_from - poll_s]
+                    gaps = [b - a for a, b in itertools.pairwise(during)]
+                    assert len(during) >= 5 and max(gaps) <= 1.5 * poll_s, (point, max(gaps))
+
+            await run_collector(site, profiles, body)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.close()
+        reader.disconnect()
+        reader.loop_stop()
+    assert "badges on irve/test-site/cp1/badge faster than 2 a second" in caplog.text
+    # Only the few badges the rate lets through re-announce cp1's session.
+    assert 2 <= len(sub.payloads("cp1/session")) <= 25
+
+
+def test_retained_badge_is_never_applied_at_start_or_restart(
+    tmp_path: Path, broker: Server, ntfy: NtfyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A badge published retained would come back at every (re)subscription: the collector
+    ignores it (logged once per topic and run), while a live badge still attaches."""
+    site, profiles = overload_site(tmp_path, broker.port, ntfy.url, sessions={"start_after_s": 0})
+    sub = Subscriber(broker.port)
+    badge_topic = f"irve/{SITE}/cp1/badge"
+    sub.client.publish(
+        badge_topic, b'{"badge": "retained-1"}', qos=1, retain=True
+    ).wait_for_publish()
+
+    def badges() -> list[str | None]:
+        return [p["badge"] for p in sub.payloads("cp1/session")]
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=9) as sim:
+            sim.meter("main").force_power(15_000)
+            sim.meter("cp1").force_current(16.0)
+            sim.meter("cp2").force_current(0.0)
+
+            async def first(app: Collector) -> None:
+                await until(lambda: badges() != [], "cp1's session")
+                await asyncio.sleep(1.0)
+                sub.client.publish(badge_topic, b'{"badge": "room-5"}', qos=1)
+                await until(lambda: "room-5" in badges(), "the live badge")
+
+            async def restarted(app: Collector) -> None:
+                await asyncio.sleep(2.0)
+
+            await run_collector(site, profiles, first)
+            await run_collector(site, profiles, restarted)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.client.publish(badge_topic, b"", qos=1, retain=True).wait_for_publish()
+        sub.close()
+    assert badges()[0] is None and "retained-1" not in badges()
+    ignored = f"ignoring retained badges on {badge_topic}"
+    assert caplog.text.count(ignored) == 2  # once per run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import yaml
 from collector.config import SessionSettings, SiteConfig, TariffSettings, load
 from collector.energy.intervals import PointEnergy
 from collector.energy.processor import EnergyProcessor
-from collector.energy.sessions import SessionTracker
+from collector.energy.sessions import MAX_WAITING_BADGES, SessionTracker
+from collector.energy.state import FileStateStore, default_path
 from collector.energy.tariff import Tariff
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing
@@ -212,6 +214,12 @@ def write_site(tmp_path: Path, **extra: Any) -> SiteConfig:
     return load(SiteConfig, path)
 
 
+def processor(site: SiteConfig) -> EnergyProcessor:
+    """The energy stage saving in the caller's thread: what it emits comes out at once."""
+    path = default_path(site.state_dir, site.site.id)
+    return EnergyProcessor(site, store=FileStateStore(path, background=False))
+
+
 def feed(
     p: EnergyProcessor, point: str, ts: datetime, index: float, power: float
 ) -> list[Outgoing]:
@@ -220,7 +228,7 @@ def feed(
 
 def test_two_sockets_badges_and_restart_through_the_processor(tmp_path: Path) -> None:
     site = write_site(tmp_path)
-    p = EnergyProcessor(site)
+    p = processor(site)
     out: list[Outgoing] = []
     idx = {"cp1": 0.0, "cp2": 0.0}
     power = {"cp1": 7000.0, "cp2": 0.0}
@@ -238,7 +246,7 @@ def test_two_sockets_badges_and_restart_through_the_processor(tmp_path: Path) ->
     p.close()
 
     # Restart: a new processor picks the running session up from the state file.
-    p = EnergyProcessor(site)
+    p = processor(site)
     assert p.charging("cp1") is True
     power = {"cp1": 0.0, "cp2": 7000.0}
     for _ in range(120):
@@ -259,21 +267,24 @@ def test_two_sockets_badges_and_restart_through_the_processor(tmp_path: Path) ->
     assert energy == pytest.approx(7000 * 600 / 3600)
 
 
-def test_crash_repeats_the_last_window_never_loses_or_doubles_it(tmp_path: Path) -> None:
-    """Killed right after emitting a window (its state not saved yet), the collector restarts
-    from the previous state and emits that window again, with the same start: the store keeps
-    one point per start (the ingestor's overwrite), so the energy adds up exactly."""
+def test_crash_after_a_window_sends_that_same_window_again_never_another(tmp_path: Path) -> None:
+    """Killed right after a window went out, the collector restarts from the state that
+    recorded it as emitted (and still lists it as unsent): the same message, byte for byte, is
+    sent again, and the energy adds up exactly."""
     site = write_site(tmp_path)
-    p = EnergyProcessor(site)
-    stored: dict[tuple[str | None, datetime], float] = {}
+    p = processor(site)
+    stored: dict[tuple[str | None, datetime], bytes] = {}
     repeated = 0
 
     def store(out: list[Outgoing]) -> None:
         nonlocal repeated
         for o in out:
             if o.kind == "energy" and isinstance(o.message, EnergyMessage):
-                repeated += (o.point, o.message.start) in stored
-                stored[o.point, o.message.start] = o.message.energy_wh
+                key = (o.point, o.message.start)
+                if key in stored:
+                    repeated += 1
+                    assert o.message.to_json() == stored[key]
+                stored[key] = o.message.to_json()
 
     index, ts = 5_000.0, T0 + timedelta(seconds=5)
     store(feed(p, "cp1", ts, index, 7000.0))
@@ -284,11 +295,100 @@ def test_crash_repeats_the_last_window_never_loses_or_doubles_it(tmp_path: Path)
         store(out)
         if any(o.kind == "energy" for o in out) and ts > T0 + timedelta(minutes=3):
             break
-    p = EnergyProcessor(site)  # SIGKILL: no close(), the state file is one reading old
+    p = processor(site)  # SIGKILL: no close()
     for _ in range(30):
         ts += timedelta(seconds=10)
         index += 7000 * 10 / 3600
         store(feed(p, "cp1", ts, index, 7000.0))
     assert repeated == 1
     open_wh = p.points["cp1"].window.energy_wh  # type: ignore[union-attr]
-    assert sum(stored.values()) + open_wh == pytest.approx(index - 5_000.0)
+    total = sum(EnergyMessage.model_validate_json(m).energy_wh for m in stored.values())
+    assert total + open_wh == pytest.approx(index - 5_000.0)
+
+
+def test_windows_wait_while_the_state_cannot_be_saved(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The state folder unwritable: windows are held back (ERROR), none is published; once it
+    is writable again they all go out, in order, and nothing is lost."""
+    site = write_site(tmp_path)
+    p = processor(site)
+    state_dir, saved = Path(site.state_dir), tmp_path / "saved"
+    out: list[Outgoing] = []
+    index, ts = 5_000.0, T0
+    out += feed(p, "cp1", ts, index, 7000.0)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.rename(saved)
+    state_dir.write_text("")  # a file where the folder was: every save fails
+    for _ in range(30):
+        ts += timedelta(seconds=10)
+        index += 7000 * 10 / 3600
+        out += feed(p, "cp1", ts, index, 7000.0)
+    assert out == [] and p.held >= 4
+    assert "energy/session message(s) held back until it can be saved" in caplog.text
+    assert [r.levelname for r in caplog.records if "held back" in r.message] == ["ERROR"]
+    state_dir.unlink()
+    saved.rename(state_dir)
+    ts += timedelta(seconds=10)
+    index += 7000 * 10 / 3600
+    out += feed(p, "cp1", ts, index, 7000.0)
+    windows = [o.message for o in out if isinstance(o.message, EnergyMessage)]
+    assert len(windows) >= 5 and p.held == 0
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
+    open_wh = p.points["cp1"].window.energy_wh  # type: ignore[union-attr]
+    assert sum(w.energy_wh for w in windows) + open_wh == pytest.approx(index - 5_000.0)
+
+
+def test_a_crash_while_the_state_cannot_be_saved_recomputes_what_was_held(
+    tmp_path: Path,
+) -> None:
+    """Held windows were never published: after a crash they are computed again from the last
+    state saved, and the energy still adds up exactly."""
+    site = write_site(tmp_path)
+    p = processor(site)
+    state_dir, saved = Path(site.state_dir), tmp_path / "saved"
+    published: list[EnergyMessage] = []
+    index, ts = 5_000.0, T0
+
+    def read(p: EnergyProcessor, minutes: int) -> None:
+        nonlocal index, ts
+        for _ in range(minutes * 6):
+            ts += timedelta(seconds=10)
+            index += 7000 * 10 / 3600
+            out = feed(p, "cp1", ts, index, 7000.0)
+            published.extend(o.message for o in out if isinstance(o.message, EnergyMessage))
+
+    feed(p, "cp1", ts, index, 7000.0)
+    read(p, 3)
+    before = len(published)
+    state_dir.rename(saved)
+    state_dir.write_text("")
+    read(p, 3)
+    assert len(published) == before and p.held > 0
+    state_dir.unlink()
+    saved.rename(state_dir)
+    p = processor(site)  # SIGKILL while held: restart from the last state saved
+    read(p, 3)
+    by_start: dict[datetime, bytes] = {}
+    for window in published:  # the last one sent before the failure may come again, same bytes
+        assert by_start.setdefault(window.start, window.to_json()) == window.to_json()
+    open_wh = p.points["cp1"].window.energy_wh  # type: ignore[union-attr]
+    total = sum(EnergyMessage.model_validate_json(m).energy_wh for m in by_start.values())
+    assert total + open_wh == pytest.approx(index - 5_000.0)
+
+
+def test_same_badge_again_sends_nothing_and_waiting_badges_are_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Socket()
+    for n in range(MAX_WAITING_BADGES + 5):
+        s.badge(f"room-{n}")
+    assert [b for b, _ in s.tracker.badges] == [f"room-{n}" for n in range(5, 15)]
+    assert "the oldest ('room-4') is dropped" in caplog.text
+    s.draw(7000, 600)
+    assert [m.badge for m in s.sessions("start")] == ["room-14"]
+    for _ in range(100):
+        s.badge("room-14")
+    assert len(s.sessions("start")) == 1
+    s.badge("room-15")
+    assert [m.badge for m in s.sessions("start")] == ["room-14", "room-15"]

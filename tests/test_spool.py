@@ -8,6 +8,7 @@ import pytest
 
 from collector.mqtt.envelope import Envelope
 from collector.mqtt.spool import Spool
+from tests.conftest import TinyDisk
 
 
 def energy(n: int) -> Envelope:
@@ -67,3 +68,25 @@ def test_a_journal_that_cannot_be_written_never_stops_a_message(
     kept = spool.add(energy(1))
     assert kept == energy(1) and kept.spool_id is None  # sent all the same, from memory
     assert "cannot journal this energy message" in caplog.text
+
+
+def test_a_full_disk_journals_nothing_half_and_the_journal_stays_readable(
+    tiny_disk: TinyDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a full disk a message is sent from memory (ERROR, no journal id); a line cut short by
+    the disk filling never swallows the entries written once there is room again."""
+    path = tiny_disk.path / "outbox.jsonl"
+    spool = Spool(path)
+    spool.recover()
+    first = spool.add(energy(0))
+    tiny_disk.fill()
+    big = Envelope("irve/s/cp1/energy", b'{"n": 1, "pad": "' + b"x" * 8000 + b'"}', False,
+                   "energy", True)  # fmt: skip
+    assert spool.add(big).spool_id is None  # cut short where the disk filled up
+    assert "cannot journal this energy message" in caplog.text
+    tiny_disk.free()
+    last = spool.add(energy(3))
+    assert (first.spool_id, last.spool_id) == (0, 2)
+    spool.close()
+    back = Spool(path).recover()  # after a crash: exactly what was journaled, none lost
+    assert [e.payload for e in back] == [energy(0).payload, energy(3).payload]

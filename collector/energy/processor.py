@@ -1,32 +1,50 @@
 """The energy stage of `irve collect`: windows, index events and sessions for every meter.
 
-State is saved when something was emitted, at the start of the NEXT call (tick or reading),
-i.e. once the previous messages are in the MQTT stage's hands (it keeps energy, session and
-event messages through broker outages). A crash can therefore only repeat the last window,
-never lose it, and a repeated window has the same start and tags, so the ingestor overwrites
-it: nothing is counted twice.
+Every message it emits (energy window, session start or end, event) is held back until the
+state that records it as emitted is saved (collector.energy.state: a saver thread, so the
+polling loop never waits for the disk). A crash therefore restarts from a state that either
+never emitted the message (it is computed again from the next readings, and was never
+published) or emitted it: such a state also lists it under `unsent` until it is in the MQTT
+stage's hands (its journal), and a restart sends those again, byte for byte. A window once
+published is thus never published again with different numbers. While the state cannot be
+saved (full or read-only disk), the messages wait in memory, an ERROR says so every
+FAILURE_LOG_EVERY_S, and they go out as soon as a save succeeds.
+
+Badges, and the open windows' progress every SAVE_EVERY_S, only mark the state for the next
+snapshot: snapshots are coalesced, never one write per badge.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from collector.config import MeterSettings, SiteConfig
 from collector.energy.intervals import GUESSED_SPANS_WH, VOLTAGE_MAX_V, PointEnergy
 from collector.energy.sessions import SessionTracker
-from collector.energy.state import default_path, load_state, save_state
+from collector.energy.state import RETRY_S, FileStateStore, StateStore, default_path
 from collector.energy.tariff import Tariff
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
 from collector.pipeline import Outgoing, Processor
-from collector.schema import EventMessage, Message, SessionMessage
+from collector.schema import EnergyMessage, EventMessage, Message, SessionMessage
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 10.0
+FAILURE_LOG_EVERY_S = 30.0
+CLOSE_SAVE_S = 5.0
+
+# The kinds this stage emits, and how a held one is read back from the state file.
+HELD_MODELS: dict[str, type[Message]] = {
+    "energy": EnergyMessage,
+    "session": SessionMessage,
+    "event": EventMessage,
+}
 
 
 def max_power_w(meter: MeterSettings, site: SiteConfig) -> float:
@@ -48,11 +66,13 @@ class EnergyProcessor(Processor):
         site: SiteConfig,
         state_file: Path | None = None,
         profiles: Mapping[str, Profile] | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.tariff = Tariff(site.tariff, site.site.tz)
         self.path = (
             state_file or site.energy.state_file or default_path(site.state_dir, site.site.id)
         )
+        self.store: StateStore = store if store is not None else FileStateStore(self.path)
         gap_s = max(float(site.energy.window_s), 5 * site.poll_interval_s)
         self.points = {
             m.id: PointEnergy(
@@ -68,15 +88,20 @@ class EnergyProcessor(Processor):
         self.sessions = {
             m.id: SessionTracker(m.id, site.sessions) for m in site.meters if m.role == "socket"
         }
-        saved = load_state(self.path)
+        saved = self.store.load()
         for point, data in saved.get("energy", {}).items():
             if point in self.points:
                 self.points[point].restore(data)
         for point, data in saved.get("sessions", {}).items():
             if point in self.sessions:
                 self.sessions[point].restore(data)
+        # Emitted, each with the snapshot that records it: out once that one is durable. Those
+        # of the state just loaded are durable already (snapshot 0).
+        self._held: list[tuple[int, Outgoing]] = [(0, o) for o in _unsent(saved)]
         self._dirty = False
         self._saved_at: datetime | None = None
+        self._failure_logged_at: float | None = None
+        self._retried_at: datetime | None = None
 
     def charging(self, point: str) -> bool | None:
         """Is a session running on this socket? None for a point that is not a socket."""
@@ -84,10 +109,9 @@ class EnergyProcessor(Processor):
         return None if tracker is None else tracker.charging
 
     def on_reading(self, reading: Reading) -> Iterable[Outgoing]:
-        self._save_if_dirty()
         meter = self.points.get(reading.point)
         if meter is None:
-            return []
+            return self._release()
         step = meter.update(reading.ts, reading.energy_wh, reading.power_w)
         out = [Outgoing("energy", reading.point, w) for w in step.windows]
         out += [Outgoing("event", reading.point, e) for e in step.events]
@@ -96,52 +120,111 @@ class EnergyProcessor(Processor):
             out += self._wrap(
                 reading.point, tracker.update(reading.ts, reading.power_w, step.pieces)
             )
-        self._dirty = self._dirty or bool(out)
-        return out
+        return self._emit(out, reading.ts)
 
     def on_badge(self, point: str, badge: str, now: datetime) -> Iterable[Outgoing]:
-        self._save_if_dirty()
         tracker = self.sessions.get(point)
         if tracker is None:
             log.warning("badge %r on %s ignored: not a socket of this site", badge, point)
             return []
         out = self._wrap(point, tracker.on_badge(badge, now))
+        # A waiting badge is saved with the next snapshot (coalesced), not one write each.
         self._dirty = True
-        return out
+        if out:
+            self._hold(out)
+        return self._release()
 
     def on_tick(self, now: datetime) -> Iterable[Outgoing]:
         # The open windows' progress is saved every few seconds too, so a restart after a
         # crash or a stop shares little over a gap.
         if self._saved_at is None or (now - self._saved_at).total_seconds() >= SAVE_EVERY_S:
             self._dirty, self._saved_at = True, now
-        self._save_if_dirty()
         out: list[Outgoing] = []
         for point, tracker in self.sessions.items():
             out += self._wrap(point, tracker.on_tick(now))
-        self._dirty = self._dirty or bool(out)
-        return out
+        return self._emit(out, now)
 
     def close(self) -> None:
-        """Save the state now (orderly shutdown): nothing since the last window is lost."""
-        self.save()
+        """Save the state now (orderly shutdown): nothing since the last window is lost. What
+        is still held is saved as `unsent` and goes out at the next start."""
+        self.store.submit(self._snapshot())
+        if not self.store.close(CLOSE_SAVE_S):
+            log.error(
+                "cannot save energy state to %s on stopping (%s): the next start resumes "
+                "from the last state saved",
+                self.path,
+                self.store.failure or "timed out",
+            )
 
-    def save(self) -> None:
-        save_state(
-            self.path,
-            {
-                "energy": {p: m.to_dict() for p, m in self.points.items()},
-                "sessions": {p: t.to_dict() for p, t in self.sessions.items()},
-            },
-        )
+    @property
+    def held(self) -> int:
+        """Messages emitted and waiting for their state to be saved."""
+        return len(self._held)
+
+    def _emit(self, out: list[Outgoing], now: datetime) -> list[Outgoing]:
+        failure = self.store.failure
+        if out:
+            self._hold(out)
+        elif self._dirty or (failure is not None and self._retry_due(now)):
+            # (A failing store is given the newest state to try again, at most every RETRY_S.)
+            self._dirty = False
+            self.store.submit(self._snapshot())
+        self._report(failure)
+        return self._release()
+
+    def _hold(self, out: list[Outgoing]) -> None:
         self._dirty = False
+        # The snapshot lists these as unsent: it must be taken once they are in _held.
+        self._held += [(-1, o) for o in out]
+        generation = self.store.submit(self._snapshot())
+        self._held = [(generation if g < 0 else g, o) for g, o in self._held]
 
-    def _save_if_dirty(self) -> None:
-        if not self._dirty:
+    def _retry_due(self, now: datetime) -> bool:
+        if self._retried_at is not None and (now - self._retried_at).total_seconds() < RETRY_S:
+            return False
+        self._retried_at = now
+        return True
+
+    def _release(self) -> list[Outgoing]:
+        if not self._held:
+            return []
+        durable = self.store.durable
+        ready = [o for g, o in self._held if g <= durable]
+        if ready:
+            self._held = [(g, o) for g, o in self._held if g > durable]
+            # The next snapshot no longer lists them as unsent.
+            self._dirty = True
+        return ready
+
+    def _report(self, failure: str | None) -> None:
+        """An ERROR while the state cannot be saved (at most every FAILURE_LOG_EVERY_S), and a
+        line when it can again."""
+        if failure is None:
+            if self._failure_logged_at is not None:
+                self._failure_logged_at = None
+                log.warning("energy state %s saved again: held messages go out", self.path)
             return
-        try:
-            self.save()
-        except OSError as exc:
-            log.error("cannot save energy state to %s: %s", self.path, exc)
+        now = time.monotonic()
+        if self._failure_logged_at is None or now - self._failure_logged_at >= FAILURE_LOG_EVERY_S:
+            self._failure_logged_at = now
+            log.error(
+                "cannot save energy state to %s (%s): %d energy/session message(s) held back "
+                "until it can be saved",
+                self.path,
+                failure,
+                len(self._held),
+            )
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "energy": {p: m.to_dict() for p, m in self.points.items()},
+            "sessions": {p: t.to_dict() for p, t in self.sessions.items()},
+            "unsent": [
+                {"kind": o.kind, "point": o.point, "message": o.message.to_json().decode()}
+                for _, o in self._held
+                if isinstance(o.message, Message)
+            ],
+        }
 
     @staticmethod
     def _wrap(point: str, messages: list[Message]) -> list[Outgoing]:
@@ -152,3 +235,15 @@ class EnergyProcessor(Processor):
             elif isinstance(message, EventMessage):
                 out.append(Outgoing("event", point, message))
         return out
+
+
+def _unsent(saved: dict[str, Any]) -> list[Outgoing]:
+    out: list[Outgoing] = []
+    for entry in saved.get("unsent", []):
+        try:
+            model = HELD_MODELS[entry["kind"]]
+            message = model.model_validate_json(entry["message"])
+            out.append(Outgoing(entry["kind"], entry["point"], message))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("energy state: an unsent message cannot be read back (%s)", exc)
+    return out

@@ -11,7 +11,9 @@ Badges (`irve/{site}/{point}/badge`): a badge attaches to the session running on
 (the latest badge wins), or is kept for the next session starting on that socket within
 `badge_window_s`. A badge never rewrites a session that already ended: a badge shown after
 the end waits for the next session and, if none starts in time, is reported as an
-`badge_unmatched` event (the front desk then bills with `irve bill --point`).
+`badge_unmatched` event (the front desk then bills with `irve bill --point`). The same badge
+shown again on a running session changes nothing and sends nothing; at most
+MAX_WAITING_BADGES wait per socket (the oldest is dropped, logged).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from collector.energy.intervals import Piece
 from collector.schema import EventMessage, Message, Period, PeriodTotal, SessionMessage
 
 log = logging.getLogger(__name__)
+
+# Only the latest waiting badge is used; a few older ones are kept for the logs' sake, never
+# an unbounded list (a flood of badges must not grow the state saved on every change).
+MAX_WAITING_BADGES = 10
 
 
 @dataclass
@@ -143,12 +149,22 @@ class SessionTracker:
 
     def on_badge(self, badge: str, now: datetime) -> list[Message]:
         if self.session is not None:
-            if self.session.badge not in (None, badge):
+            if self.session.badge == badge:
+                return []  # shown again: nothing to announce
+            if self.session.badge is not None:
                 log.info("%s: badge %r replaces %r", self.point, badge, self.session.badge)
             self.session.badge = badge
             # Re-announce so the running session carries its badge before it ends.
             return [self.session.message("start", now)]
         self.badges.append((badge, now))
+        if len(self.badges) > MAX_WAITING_BADGES:
+            dropped, _ = self.badges.pop(0)
+            log.warning(
+                "%s: more than %d badges waiting for a session: the oldest (%r) is dropped",
+                self.point,
+                MAX_WAITING_BADGES,
+                dropped,
+            )
         return []
 
     def on_tick(self, now: datetime) -> list[Message]:

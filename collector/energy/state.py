@@ -1,7 +1,14 @@
-"""The energy state file: last index, open windows and open sessions per point (JSON).
+"""The energy state file: last index, open windows, open sessions and the messages emitted but
+not yet handed to MQTT, per point (JSON).
 
-Written atomically (temporary file, fsync, rename) so a crash leaves the old or the new state,
-never half of one.
+Written atomically (temporary file, fsync, rename, directory fsync) so a crash leaves the old or
+the new state, never half of one.
+
+`FileStateStore` writes from its own thread, so a slow or full disk never holds up polling:
+`submit` hands over a snapshot and returns at once; snapshots submitted while a write is in
+progress are coalesced (only the newest is written). Each snapshot gets a number (its
+generation) and `durable` is the newest one known to be on disk, which is how the energy
+processor knows when the messages a snapshot records as emitted may go out.
 """
 
 from __future__ import annotations
@@ -10,12 +17,15 @@ import json
 import logging
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+RETRY_S = 1.0  # a failed write (full or read-only disk) is tried again this often
 
 
 def default_path(state_dir: Path, site_id: str) -> Path:
@@ -37,9 +47,12 @@ def load_state(path: Path) -> dict[str, Any]:
     return data
 
 
-def save_state(path: Path, data: dict[str, Any]) -> None:
+def encode_state(data: dict[str, Any]) -> str:
+    return json.dumps({"version": VERSION, **data}, indent=1, sort_keys=True)
+
+
+def write_state(path: Path, payload: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps({"version": VERSION, **data}, indent=1, sort_keys=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -50,3 +63,152 @@ def save_state(path: Path, data: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    # The rename itself survives a power loss only once the folder is synced.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class StateStore(Protocol):
+    """Where the energy processor keeps its state (see the module docstring)."""
+
+    def load(self) -> dict[str, Any]: ...
+
+    def submit(self, data: dict[str, Any]) -> int:
+        """Hand over a snapshot (encoded at once: `data` may change afterwards); its number."""
+        ...
+
+    @property
+    def durable(self) -> int:
+        """The newest snapshot known to be saved (0: none yet, or the state loaded at start)."""
+        ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the last write failed, while saving fails."""
+        ...
+
+    def close(self, timeout: float) -> bool:
+        """Save the last snapshot submitted (within `timeout`) and stop; False if it is not."""
+        ...
+
+
+class FileStateStore:
+    """The state file, written by a saver thread (or in the caller's thread: `background=False`,
+    for batch computations and tests)."""
+
+    def __init__(self, path: Path, background: bool = True) -> None:
+        self.path = path
+        self._background = background
+        self._cond = threading.Condition()
+        self._pending: tuple[int, str] | None = None
+        self._generation = 0
+        self._durable = 0
+        self._failure: str | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def durable(self) -> int:
+        return self._durable
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    def load(self) -> dict[str, Any]:
+        return load_state(self.path)
+
+    def submit(self, data: dict[str, Any]) -> int:
+        payload = encode_state(data)
+        with self._cond:
+            self._generation += 1
+            self._pending = (self._generation, payload)
+            generation = self._generation
+            if self._background:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="energy-state", daemon=True
+                    )
+                    self._thread.start()
+                self._cond.notify_all()
+                return generation
+        self._write_pending()
+        return generation
+
+    def close(self, timeout: float) -> bool:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():  # still writing (a very slow disk)
+                return False
+        else:
+            self._write_pending()
+        return self._pending is None and self._failure is None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closing:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+            if self._write_pending():
+                continue
+            if self._closing:
+                return
+            # Newer snapshots wait too: never a busy loop on a full disk.
+            deadline = time.monotonic() + RETRY_S
+            with self._cond:
+                while not self._closing and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+
+    def _write_pending(self) -> bool:
+        with self._cond:
+            if self._pending is None:
+                return True
+            generation, payload = self._pending
+            self._pending = None
+        try:
+            write_state(self.path, payload)
+        except OSError as exc:
+            with self._cond:
+                if self._pending is None:  # nothing newer: this one is tried again
+                    self._pending = (generation, payload)
+                self._failure = f"{type(exc).__name__}: {exc}"
+            return False
+        with self._cond:
+            self._durable = max(self._durable, generation)
+            self._failure = None
+        return True
+
+
+class MemoryStateStore:
+    """No file: for a batch computation that has nothing to resume (every snapshot counts as
+    saved at once, nothing is loaded)."""
+
+    def __init__(self) -> None:
+        self._generation = 0
+
+    @property
+    def durable(self) -> int:
+        return self._generation
+
+    @property
+    def failure(self) -> str | None:
+        return None
+
+    def load(self) -> dict[str, Any]:
+        return {}
+
+    def submit(self, data: dict[str, Any]) -> int:
+        self._generation += 1
+        return self._generation
+
+    def close(self, timeout: float) -> bool:
+        return True

@@ -56,7 +56,8 @@ FAILURE_SUMMARY_S = 300  # an unchanged connection failure is logged again at mo
 # CONNACK reasons that mean the credentials: the fix is in the site file or the password file.
 AUTH_REASONS = ("Bad user name or password", "Not authorized")
 
-MessageHandler = Callable[[str, bytes], None]
+# topic, payload, retained (a message the broker kept, sent because we (re)subscribed)
+MessageHandler = Callable[[str, bytes, bool], None]
 
 
 @dataclass
@@ -135,7 +136,7 @@ class MqttLink:
         self.outbox = Outbox(settings.buffer_max_messages)
         self.spool = spool
         self.stats = LinkStats()
-        self.on_message: MessageHandler = lambda topic, payload: None
+        self.on_message: MessageHandler = lambda topic, payload, retained: None
         self.on_connected: Callable[[], None] = lambda: None
         self._max_window = window
         self._window = window
@@ -326,7 +327,7 @@ class MqttLink:
             self._post(self._acks_event)
 
     def _paho_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._post(self._message_event, message.topic, bytes(message.payload))
+        self._post(self._message_event, message.topic, bytes(message.payload), bool(message.retain))
 
     def _attempt_failed(self, reason: str) -> None:
         now = time.monotonic()
@@ -422,8 +423,8 @@ class MqttLink:
         if self._resuming and not self._inflight:
             self._resuming = False
 
-    def _message_event(self, topic: str, payload: bytes) -> None:
+    def _message_event(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
-            self.on_message(topic, payload)
+            self.on_message(topic, payload, retained)
         except Exception:
             log.exception("MQTT: handling a message on %r failed", topic)

@@ -7,6 +7,12 @@ is queued, `{"done": id}` when the broker acknowledges it. The file is emptied w
 is outstanding, which is most of the time: critical messages are a few per minute per socket.
 A message re-sent after a crash may reach the broker twice; every critical payload is keyed by
 its timestamps, so the ingestor writes the same point again rather than a second one.
+
+A full or read-only disk: the message still goes out, from memory only (ERROR); such a message
+is lost only if the collector also stops before the broker acknowledges it. Energy and session
+messages reach the journal only once the energy state that emitted them is saved (see
+collector.energy.processor), so on a full disk they wait there rather than here. Writes are
+unbuffered, whole lines: a line cut by the disk filling up is skipped alone on recovery.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import IO
 
 from collector.mqtt.envelope import Envelope
 
@@ -27,7 +32,8 @@ class Spool:
         self.path = path
         self._outstanding: set[int] = set()
         self._next_id = 0
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        self._torn = False  # the last write failed: the file may end in a cut line
 
     def recover(self) -> list[Envelope]:
         """The messages a previous run queued and the broker never acknowledged, in order."""
@@ -40,6 +46,8 @@ class Spool:
             log.error("%s: cannot read the journal: %s", self.path, exc)
             lines = []
         for number, line in enumerate(lines, 1):
+            if not line:  # the separator written after a failed write
+                continue
             try:
                 entry = json.loads(line)
                 if "done" in entry:
@@ -96,19 +104,26 @@ class Spool:
             log.error("%s: %s", self.path, exc)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _write(self, line: str) -> None:
-        if self._file is None:
+        if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(line + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # After a failed write (full disk) the file may end in a cut line: a newline first
+        # keeps it apart, so it is skipped alone and never swallows the next entry.
+        data = ("\n" if self._torn else "") + line + "\n"
+        self._torn = True
+        view = memoryview(data.encode())
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fsync(self._fd)
+        self._torn = False
 
     def _truncate(self) -> None:
         self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
+        self._torn = False

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import random
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
+from collector.energy.state import MemoryStateStore
 from collector.ingest import lines
 from collector.meters.reading import Reading, state_keys
 from collector.pipeline import Outgoing
@@ -37,14 +36,6 @@ DEMO_TAG = ("demo", "1")
 # The end of a line's tags: its first space not escaped (tag values escape spaces as `\ `).
 _TAGS_END = re.compile(r"(?<!\\) ")
 ROOMS = tuple(f"chambre-{floor}{room:02d}" for floor in (1, 2, 3) for room in range(1, 13))
-
-
-class _BatchEnergy(EnergyProcessor):
-    """The live energy stage without its state file: a one-shot batch has nothing to resume,
-    and it must not touch the running collector's state."""
-
-    def save(self) -> None:
-        self._dirty = False
 
 
 @dataclass
@@ -75,8 +66,9 @@ def history_lines(
     model = SiteModel(site, phases_of, seed=seed, start=start, step_s=step_s)
     rooms = random.Random(seed)
     site_id = site.site.id
-    with tempfile.TemporaryDirectory() as scratch:
-        energy = _BatchEnergy(site, state_file=Path(scratch) / "unused.json")
+    # The live energy stage without its state file: a one-shot batch has nothing to resume,
+    # and it must not touch the running collector's state.
+    energy = EnergyProcessor(site, store=MemoryStateStore())
     step = timedelta(seconds=step_s)
     while model.now + step <= end:
         model.step()
