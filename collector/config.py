@@ -277,7 +277,8 @@ class InfluxSettings(Strict):
 
 
 class IngestSettings(Strict):
-    client_id: str = "irve-ingest"
+    # None: the MQTT username, else irve-ingest (collector.mqtt.auth.default_client_id).
+    client_id: str | None = None
     # Off by default: mosquitto 2.0 restores a persistent session's plain subscriptions after a
     # restart but not its $share ones, so a lone ingestor on a shared subscription loses what is
     # published before it resubscribes (docs/ingest.md). Set a group to run several ingestors.

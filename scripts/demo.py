@@ -214,7 +214,8 @@ class Viewer:
     """Read-only MQTT subscriber (the `building` user) feeding the board."""
 
     def __init__(self, board: Board, port: int, password: str) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="irve-demo-viewer")
+        # The demo's broker binds client ids to usernames (mosquitto.conf): say it as it is.
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="building")
         self.client.username_pw_set("building", password)
         base = f"{board.prefix}/{board.site.site.id}"
         topics = [f"{base}/status", f"{base}/+/state", f"{base}/+/availability"]
@@ -333,7 +334,6 @@ class Demo:
                     IRVE_INFLUX__URL=self.influx_url,
                     IRVE_INFLUX__API_VERSION="1",
                     IRVE_INFLUX__DATABASE=DATABASE,
-                    IRVE_INGEST__CLIENT_ID="irve-demo-ingest",
                     IRVE_INGEST__HTTP_HOST="127.0.0.1",
                     IRVE_INGEST__HTTP_PORT=str(ingest_port),
                 ),

@@ -181,7 +181,7 @@ def test_tcp_end_to_end(tmp_path: Path, broker: Server) -> None:
     assert retained[f"irve/{SITE}/status"] == b"offline"
     assert retained[f"irve/{SITE}/cp1/availability"] == b"online"
     assert json.loads(retained[f"irve/{SITE}/cp1/state"]) == sub.states("cp1")[-1]
-    energy = json.loads(retained[f"homeassistant/sensor/irve_{SITE}_cp1/energy/config"])
+    energy = json.loads(retained[f"homeassistant/sensor/{SITE}/cp1_energy/config"])
     assert energy["state_topic"] == f"irve/{SITE}/cp1/state"
     assert (energy["device_class"], energy["state_class"]) == ("energy", "total_increasing")
 
@@ -417,7 +417,7 @@ def test_badges_ticks_and_home_assistant_restart(
     stages = Stages([Broken(), recording], observers=[lambda out: observed.append(out.kind)])
     app = Collector(site, profiles, stages)
     sub = Recorder(broker.port)
-    discovery = f"homeassistant/sensor/irve_{SITE}_cp1/power/config"
+    discovery = f"homeassistant/sensor/{SITE}/cp1_power/config"
 
     async def body() -> None:
         await until(lambda: len(sub.on(discovery)) == 1, "discovery")

@@ -42,7 +42,7 @@ from collector.ingest.decode import Rejected, decode, subscriptions
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
 from collector.ingest.writer import Backend, WriteAborted, Writer, backend_for
-from collector.mqtt.auth import apply_credentials
+from collector.mqtt.auth import apply_credentials, default_client_id
 from collector.schema import format_ts
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,9 @@ class Ingestor:
         settings = self.config.mqtt
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=self.config.ingest.client_id,
+            client_id=default_client_id(
+                self.config.ingest.client_id, settings.username, "irve-ingest"
+            ),
             protocol=mqtt.MQTTv5,
         )
         client.manual_ack_set(True)

@@ -9,7 +9,9 @@ whenever Home Assistant announces `online` on `<discovery_prefix>/status`.
 
 Format: https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery (per-entity configs
 on `<prefix>/<component>/<node_id>/<object_id>/config`, which every HA version since 2021
-understands).
+understands). The node id is the site id, so that the broker's ACL confines each site's
+collector to its own configs (`pattern write homeassistant/+/%u/#`); the object id is
+`<meter id>_<quantity>` (`collector` for the site's connectivity sensor).
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def discovery_messages(
     }
     messages: list[tuple[str, dict[str, Any]]] = [
         (
-            f"{prefix}/binary_sensor/{node}/collector/config",
+            f"{prefix}/binary_sensor/{site_id}/collector/config",
             {
                 "name": "Collector",
                 "unique_id": f"{node}_collector",
@@ -192,7 +194,7 @@ def _meter_messages(
         }
         if q.unit is not None:
             config["unit_of_measurement"] = q.unit
-        messages.append((f"{prefix}/sensor/{node}/{q.key}/config", config))
+        messages.append((f"{prefix}/sensor/{topics.site}/{meter.id}_{q.key}/config", config))
     if with_charging and meter.role == "socket":
         config = {
             "name": "Charging",
@@ -203,5 +205,7 @@ def _meter_messages(
             "payload_off": "OFF",
             **common,
         }
-        messages.append((f"{prefix}/binary_sensor/{node}/charging/config", config))
+        messages.append(
+            (f"{prefix}/binary_sensor/{topics.site}/{meter.id}_charging/config", config)
+        )
     return messages
