@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from collector import __version__
+from collector import __version__, redact
 from collector.config import ConfigError
 from collector.meters.profile import ProfileError
 
@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # an unknown level name
         print(f"irve: --log-level / IRVE_LOG_LEVEL: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    redact.install(logging.getLogger().level)
     try:
         return int(args.run(args))
     except (ConfigError, ProfileError) as exc:

@@ -37,6 +37,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from collector import redact
+
 ENV_PREFIX = "IRVE_"
 ENV_DELIMITER = "__"
 
@@ -560,6 +562,7 @@ def load(cls: type[RootT], path: Path | str | None) -> RootT:
         config: RootT = bound()
     except ValidationError as exc:
         raise ConfigError(error_lines(exc)) from None
+    redact.register_settings(config)
     if "log_level" in config.model_fields_set:  # `--log-level` reaches here as IRVE_LOG_LEVEL
         logging.getLogger().setLevel(config.log_level)
     return config

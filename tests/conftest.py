@@ -7,6 +7,7 @@ import pytest
 from hypothesis import settings
 
 from tests import servers
+from tests.ntfy_server import NtfyServer
 
 # `make test` and CI run the same examples every time (a red build is reproducible); explore
 # new ones with `pytest --hypothesis-profile=explore`.
@@ -37,6 +38,15 @@ def influx(tmp_path: Path) -> Iterator[servers.Server]:
 @pytest.fixture
 def victoria(tmp_path: Path) -> Iterator[servers.Server]:
     server = servers.victoria_metrics(tmp_path / "vm")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ntfy() -> Iterator[NtfyServer]:
+    """A local ntfy endpoint (tests/ntfy_server.py)."""
+    server = NtfyServer()
     server.start()
     yield server
     server.stop()

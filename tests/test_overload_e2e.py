@@ -4,7 +4,6 @@ poller -> real mosquitto -> a subscriber, and phone notifications at a local ntf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,6 @@ from collector.simulator.server import SimulatedSite
 from tests.alert_helpers import Subscriber, notifiers, overload_site, run_collector, until
 from tests.ntfy_server import NtfyServer
 from tests.servers import Server
-
-
-@pytest.fixture
-def ntfy() -> Iterator[NtfyServer]:
-    server = NtfyServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def texts(ntfy: NtfyServer) -> list[str]:
