@@ -211,12 +211,14 @@ def say(text: str) -> None:
 
 
 class Viewer:
-    """Read-only MQTT subscriber (the `building` user) feeding the board."""
+    """MQTT subscriber feeding the board, as the `homeassistant` user (which reads irve/#).
+
+    Not `building`: the broker gives each connection its username as client id, so a
+    `mosquitto_sub -u building` of the user's (the footer suggests it) would replace ours."""
 
     def __init__(self, board: Board, port: int, password: str) -> None:
-        # The demo's broker binds client ids to usernames (mosquitto.conf): say it as it is.
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="building")
-        self.client.username_pw_set("building", password)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="homeassistant")
+        self.client.username_pw_set("homeassistant", password)
         base = f"{board.prefix}/{board.site.site.id}"
         topics = [f"{base}/status", f"{base}/+/state", f"{base}/+/availability"]
 
@@ -243,7 +245,9 @@ class Demo:
         self.run_dir = run_dir
         self.servers: list[Server] = []
         self.viewer: Viewer | None = None
-        self.passwords = {user: random_secret() for user in ("collector", "ingestor", "building")}
+        self.passwords = {
+            user: random_secret() for user in ("collector", "ingestor", "building", "homeassistant")
+        }
         self.mqtt_port = free_port()
         self.influx_port = free_port()
         self.ingest_port = free_port()
@@ -278,6 +282,7 @@ class Demo:
             site_id: self.passwords["collector"],
             "ingestor": self.passwords["ingestor"],
             "building": self.passwords["building"],
+            "homeassistant": self.passwords["homeassistant"],
         }
         conf = local_broker.prepare(self.run_dir / "mosquitto", self.mqtt_port, users)
         influx_conf = local_influxd.prepare(
@@ -303,7 +308,7 @@ class Demo:
             ),
         )
         InfluxQL(self.influx_url, DATABASE).query(f"CREATE DATABASE {DATABASE}")
-        self.viewer = Viewer(board, mqtt_port, self.passwords["building"])
+        self.viewer = Viewer(board, mqtt_port, self.passwords["homeassistant"])
 
         bus_ports = [bus.port for bus in site.buses if isinstance(bus, TcpBus)]
         simulate_args = self.opts.simulate_args
