@@ -273,6 +273,26 @@ def test_building_user_reads_but_cannot_publish(connect: Connect) -> None:
         assert (topic, b"forbidden?") not in seen, topic
 
 
+def test_healthcheck_user_reads_the_sites_status_only(connect: Connect) -> None:
+    health, collector, observer = connect("healthcheck"), connect(SITE), connect("observer")
+    health.subscribe("irve/#")  # accepted; the ACL filters each delivery
+    observer.subscribe("#")
+    collector.publish(f"irve/{SITE}/cp1/state", b"reading")
+    collector.publish(f"irve/{SITE}/status", b"online")
+    seen = health.wait_for(f"irve/{SITE}/status", b"online")
+    assert seen == [(f"irve/{SITE}/status", b"online")]
+    for topic in (
+        f"irve/{SITE}/status",
+        f"irve/{SITE}/cp1/badge",
+        "irve/healthcheck/status",
+        "homeassistant/sensor/healthcheck/x/config",
+    ):
+        health.publish(topic, b"forbidden?")
+        sentinel = f"sentinel-{next(_ids)}".encode()
+        collector.publish(f"irve/{SITE}/alert", sentinel)
+        assert (topic, b"forbidden?") not in observer.wait_for(f"irve/{SITE}/alert", sentinel)
+
+
 def test_ingestor_reads_by_shared_subscription_and_writes_only_dead_letters(
     connect: Connect,
 ) -> None:
