@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (ConfigError, ProfileError) as exc:
-        print(f"irve {args.command}: invalid configuration:\n{exc}", file=sys.stderr)
+        message = redact.redact(str(exc))  # a rejected value may be a URL with a password
+        print(f"irve {args.command}: invalid configuration:\n{message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK

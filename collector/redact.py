@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
+import traceback
 import urllib.parse
 from collections.abc import Iterable
+from types import TracebackType
 
 from pydantic import BaseModel, SecretStr
 
@@ -110,8 +113,14 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, value, tb))))
+
+
 def install(level: int) -> None:
-    """Redact on every root handler; libraries that print credentials log WARNING and up."""
+    """Redact on every root handler and in uncaught tracebacks; libraries that print
+    credentials log WARNING and up."""
+    sys.excepthook = _excepthook
     for handler in logging.getLogger().handlers:
         current = handler.formatter
         handler.setFormatter(

@@ -190,3 +190,14 @@ def test_registered_secrets_and_the_token_parts_of_secret_urls_are_masked() -> N
     )
     line = f"POST https://api.telegram.org/bot{TELEGRAM_TOKEN}/sendMessage {{'token': '{PUSHOVER_TOKEN}', 'user': '{PUSHOVER_USER}'}}"
     assert not leaked(redact.redact(line))
+
+
+def test_an_uncaught_traceback_is_redacted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    redact.register([INFLUX_TOKEN])
+    try:
+        raise RuntimeError(f"write to http://irve:{URL_PASSWORD}@db:8086 with {INFLUX_TOKEN}")
+    except RuntimeError as exc:
+        redact._excepthook(RuntimeError, exc, exc.__traceback__)
+    err = capsys.readouterr().err
+    assert "RuntimeError: write to http://irve:***@db:8086 with ***" in err
+    assert not leaked(err)
