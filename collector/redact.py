@@ -27,8 +27,11 @@ from types import TracebackType
 from pydantic import BaseModel, SecretStr
 
 MASK = "***"
-# Shorter registered values would mask ordinary words; real secrets are longer.
+# Shorter registered values would mask ordinary words; real secrets are longer. The parts of a
+# secret URL other than its password (a topic, a host, a path) must be longer still, so that
+# an ntfy topic such as `alerts` does not mask the word in every logger name.
 MIN_SECRET_LEN = 6
+MIN_URL_PART_LEN = 10
 # Libraries that write credentials into their own DEBUG/INFO lines.
 NOISY_LOGGERS = ("apprise",)
 
@@ -81,13 +84,16 @@ def _url_parts(value: str) -> set[str]:
         parsed = urllib.parse.urlsplit(value)
     except ValueError:
         return set()
-    parts = {parsed.username or "", parsed.password or ""}
+    parts = {parsed.username or ""}
     host = parsed.netloc.rpartition("@")[2]
     if "." not in host:
         parts.add(host)
     parts.update(urllib.parse.unquote(seg) for seg in parsed.path.split("/"))
     parts.update(v for _, v in urllib.parse.parse_qsl(parsed.query))
-    return {part for part in parts if part}
+    found = {part for part in parts if len(part) >= MIN_URL_PART_LEN}
+    if parsed.password:
+        found.add(urllib.parse.unquote(parsed.password))
+    return found
 
 
 def redact_url(url: str) -> str:

@@ -201,3 +201,12 @@ def test_an_uncaught_traceback_is_redacted_too(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "RuntimeError: write to http://irve:***@db:8086 with ***" in err
     assert not leaked(err)
+
+
+def test_short_url_parts_are_not_masked_in_ordinary_words() -> None:
+    url = f"ntfy://irve:{NTFY_PASSWORD}@127.0.0.1:8080/alerts"
+    redact.register([url])
+    assert redact.redact(f"collector.alerts.notify: {url} failed") == (
+        "collector.alerts.notify: *** failed"
+    )
+    assert redact.redact(f"password {NTFY_PASSWORD}") == "password ***"
