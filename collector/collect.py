@@ -24,7 +24,6 @@ from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
-from collector.mqtt.auth import default_client_id
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages, former_discovery_topics
 from collector.mqtt.envelope import Envelope, envelope_for
@@ -113,9 +112,9 @@ class Collector:
             subscriptions.append(self._ha_status)
         self.link = MqttLink(
             site.mqtt,
-            client_id=default_client_id(
-                site.mqtt.client_id, site.mqtt.username, f"irve-collect-{site.site.id}"
-            ),
+            # The site id: unique per site even where several sites share a broker user,
+            # and the id a broker binding client ids to users gives it (username = site id).
+            client_id=site.mqtt.client_id or site.site.id,
             status_topic=self.topics.site_topic("status"),
             subscriptions=subscriptions,
             spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),

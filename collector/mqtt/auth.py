@@ -1,5 +1,5 @@
 """Credentials, client ids and TLS from the site file, the same for every MQTT client of the
-product (collector, ingestor, recompute, healthcheck)."""
+product (collector, ingestor, healthcheck)."""
 
 from __future__ import annotations
 
