@@ -22,10 +22,11 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 
-# The Docker stack. `up` first creates .env (random secrets), config/site.yaml and
-# mosquitto/passwd when missing (scripts/init_env.py, standard library only).
+# The Docker stack. `up` first checks Docker Engine 25+ and Compose 2.20+ (writing nothing
+# without them), then creates .env (random secrets), config/site.yaml and mosquitto/passwd
+# when missing (scripts/init_env.py, standard library only).
 up:
-	$(PYTHON) scripts/init_env.py
+	$(PYTHON) scripts/init_env.py --require-docker
 	docker compose up -d --build
 
 down:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from collector import __version__
+from collector import __version__, redact
 from collector.config import LOG_LEVELS, ConfigError
 from collector.meters.profile import ProfileError
 
@@ -74,10 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    redact.install(logging.getLogger().level)
     try:
         return int(args.run(args))
     except (ConfigError, ProfileError) as exc:
-        print(f"irve {args.command}: invalid configuration:\n{exc}", file=sys.stderr)
+        message = redact.redact(str(exc))  # a rejected value may be a URL with a password
+        print(f"irve {args.command}: invalid configuration:\n{message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK

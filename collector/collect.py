@@ -28,7 +28,7 @@ from collector.energy.processor import EnergyProcessor
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading, state_keys
 from collector.mqtt.client import MqttLink
-from collector.mqtt.discovery import discovery_messages
+from collector.mqtt.discovery import discovery_messages, former_discovery_topics
 from collector.mqtt.envelope import Envelope, envelope_for
 from collector.mqtt.spool import Spool
 from collector.pipeline import Outgoing, Processor
@@ -126,22 +126,33 @@ class Collector:
         self._ha_status = f"{site.mqtt.discovery_prefix}/status"
         self._badge_limits = {m.id: BadgeLimit() for m in site.meters}
         self._retained_logged: set[str] = set()
+        with_charging = self.stages.charging is not None
         self._discovery = (
             [
                 Envelope(topic, json.dumps(config).encode(), retain=True, kind="discovery")
                 for topic, config in discovery_messages(
-                    site, profiles, self.topics, with_charging=self.stages.charging is not None
+                    site, profiles, self.topics, with_charging=with_charging
                 )
             ]
             if site.mqtt.discovery
             else []
         )
+        # The configs of the former topic layout are cleared (empty retained payload) once
+        # per installation; the marker file says it was done.
+        self._former_discovery = (
+            former_discovery_topics(site, profiles, self.topics, with_charging)
+            if site.mqtt.discovery
+            else []
+        )
+        self._former_cleared = site.state_dir / f"discovery-layout-2-{site.site.id}"
         subscriptions = [self.topics.point("+", "badge")]
         if site.mqtt.discovery:
             subscriptions.append(self._ha_status)
         self.link = MqttLink(
             site.mqtt,
-            client_id=site.mqtt.client_id or f"irve-collect-{site.site.id}",
+            # The site id: unique per site even where several sites share a broker user,
+            # and the id a broker binding client ids to users gives it (username = site id).
+            client_id=site.mqtt.client_id or site.site.id,
             status_topic=self.topics.site_topic("status"),
             subscriptions=subscriptions,
             spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),
@@ -202,6 +213,18 @@ class Collector:
     # -- input from MQTT -----------------------------------------------------------------
 
     def _send_discovery(self) -> None:
+        if self._former_discovery and not self._former_cleared.exists():
+            log.info(
+                "clearing %d Home Assistant discovery config(s) of the former topic layout",
+                len(self._former_discovery),
+            )
+            for topic in self._former_discovery:
+                self.link.send(Envelope(topic, b"", retain=True, kind="discovery"))
+            try:
+                self._former_cleared.parent.mkdir(parents=True, exist_ok=True)
+                self._former_cleared.touch()
+            except OSError as exc:  # cleared again next start: harmless
+                log.warning("cannot record the discovery clean-up: %s", exc)
         for envelope in self._discovery:
             self.link.send(envelope)
 

@@ -38,6 +38,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from collector import redact
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -332,7 +334,8 @@ class InfluxSettings(Strict):
 
 
 class IngestSettings(Strict):
-    client_id: str = "irve-ingest"
+    # None: the MQTT username, else irve-ingest (collector.mqtt.auth.default_client_id).
+    client_id: str | None = None
     # Off by default: mosquitto 2.0 restores a persistent session's plain subscriptions after a
     # restart but not its $share ones, so a lone ingestor on a shared subscription loses what is
     # published before it resubscribes (docs/ingest.md). Set a group to run several ingestors.
@@ -793,6 +796,7 @@ def load(cls: type[RootT], path: Path | str | None) -> RootT:
         config: RootT = bound()
     except ValidationError as exc:
         raise ConfigError(error_lines(exc)) from None
+    redact.register_settings(config)
     if "log_level" in config.model_fields_set:  # `--log-level` reaches here as IRVE_LOG_LEVEL
         logging.getLogger().setLevel(config.log_level)
     return config

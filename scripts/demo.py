@@ -219,11 +219,14 @@ def say(text: str) -> None:
 
 
 class Viewer:
-    """Read-only MQTT subscriber (the `building` user) feeding the board."""
+    """MQTT subscriber feeding the board, as the `homeassistant` user (which reads irve/#).
+
+    Not `building`: the broker gives each connection its username as client id, so a
+    `mosquitto_sub -u building` of the user's (the footer suggests it) would replace ours."""
 
     def __init__(self, board: Board, port: int, password: str) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="irve-demo-viewer")
-        self.client.username_pw_set("building", password)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="homeassistant")
+        self.client.username_pw_set("homeassistant", password)
         base = f"{board.prefix}/{board.site.site.id}"
         topics = [
             f"{base}/status",
@@ -256,7 +259,9 @@ class Demo:
         self.run_dir = run_dir
         self.servers: list[Server] = []
         self.viewer: Viewer | None = None
-        self.passwords = {user: random_secret() for user in ("collector", "ingestor", "building")}
+        self.passwords = {
+            user: random_secret() for user in ("collector", "ingestor", "building", "homeassistant")
+        }
         self.mqtt_port = free_port()
         self.influx_port = free_port()
         self.ingest_port = free_port()
@@ -291,6 +296,7 @@ class Demo:
             site_id: self.passwords["collector"],
             "ingestor": self.passwords["ingestor"],
             "building": self.passwords["building"],
+            "homeassistant": self.passwords["homeassistant"],
         }
         conf = local_broker.prepare(self.run_dir / "mosquitto", self.mqtt_port, users)
         influx_conf = local_influxd.prepare(
@@ -316,7 +322,7 @@ class Demo:
             ),
         )
         InfluxQL(self.influx_url, DATABASE).query(f"CREATE DATABASE {DATABASE}")
-        self.viewer = Viewer(board, mqtt_port, self.passwords["building"])
+        self.viewer = Viewer(board, mqtt_port, self.passwords["homeassistant"])
 
         bus_ports = [bus.port for bus in site.buses if isinstance(bus, TcpBus)]
         simulate_args = self.opts.simulate_args
@@ -347,7 +353,6 @@ class Demo:
                     IRVE_INFLUX__URL=self.influx_url,
                     IRVE_INFLUX__API_VERSION="1",
                     IRVE_INFLUX__DATABASE=DATABASE,
-                    IRVE_INGEST__CLIENT_ID="irve-demo-ingest",
                     IRVE_INGEST__HTTP_HOST="127.0.0.1",
                     IRVE_INGEST__HTTP_PORT=str(ingest_port),
                 ),

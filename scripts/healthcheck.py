@@ -7,7 +7,8 @@ checks what that service promises:
                    (broker connected and database reachable);
 - `irve collect`:  the retained `<prefix>/<site>/status` on the broker is `online` (the
                    collector is connected; its last will turns it `offline`), read with the
-                   collector's own settings (its site file and IRVE_MQTT__* environment);
+                   collector's own settings (its site file and IRVE_MQTT__* environment),
+                   as the user HEALTHCHECK_MQTT_USERNAME/_PASSWORD when set (the stack);
 - `irve simulate`: every TCP bus of the site file accepts connections.
 Explicit checks: `irve-healthcheck http URL`, `irve-healthcheck tcp HOST PORT`,
 `irve-healthcheck mqtt-status SITE_FILE`.
@@ -59,6 +60,7 @@ def retained_status_online(site_file: str) -> bool:
     """Is the retained status of the site `online`? Same settings (file + env) as the collector."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
+    from pydantic import SecretStr
 
     from collector.config import SiteConfig, load
     from collector.mqtt.auth import apply_credentials
@@ -68,7 +70,18 @@ def retained_status_online(site_file: str) -> bool:
     topic = f"{settings.topic_prefix}/{site.site.id}/status"
     result: list[bytes] = []
     done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv311)
+    # A broker that binds client ids to usernames (the stack's) gives a connection with the
+    # collector's user the collector's id: it would disconnect the collector. The stack gives
+    # the healthcheck a user of its own; elsewhere a random client id is enough.
+    username = os.environ.get("HEALTHCHECK_MQTT_USERNAME")
+    if username:
+        password = os.environ.get("HEALTHCHECK_MQTT_PASSWORD")
+        settings = settings.model_copy(
+            update={"username": username, "password": SecretStr(password) if password else None}
+        )
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=username or "", protocol=mqtt.MQTTv311
+    )
     apply_credentials(client, settings)
 
     def on_connect(c: mqtt.Client, u: object, f: object, reason: object, p: object) -> None:

@@ -4,12 +4,13 @@
 1. `.env`: created from `.env.example` on the first run, every password and token of the
    stack (GENERATED) filled with a fresh random value. An existing `.env` is kept as it is,
    except that `IRVE_SITE_ID` follows the site file (the collector's MQTT username is its
-   site id).
+   site id) and a GENERATED variable it lacks (added by a later version) gets a value.
 2. `config/site.yaml`: created on the first run from the Villeneuve d'Ascq example, its Modbus
    bus pointed at the `simulator` container. Pointing the stack at real meters is an edit of
    this one file (and COMPOSE_PROFILES= in .env to stop the simulator).
-3. `mosquitto/passwd`: the broker's password file (mosquitto 2 `$7$` PBKDF2-SHA512 hashes)
-   for the collector, ingestor, building and homeassistant users, rewritten from `.env` on
+3. `mosquitto/passwd`: the broker's password file (mosquitto 2 `$7$` PBKDF2-SHA512 hashes,
+   mode 0600) for the collector, ingestor, building, homeassistant and healthcheck users,
+   rewritten from `.env` on
    every run so that changing a password in `.env` is enough. Lines for other users (e.g.
    the sites of a central broker, added with `mosquitto_passwd`) are kept.
 
@@ -24,6 +25,7 @@ import hashlib
 import os
 import re
 import secrets
+import subprocess
 import sys
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -36,6 +38,7 @@ GENERATED = (
     "MQTT_INGESTOR_PASSWORD",
     "MQTT_BUILDING_PASSWORD",
     "MQTT_HOMEASSISTANT_PASSWORD",
+    "MQTT_HEALTHCHECK_PASSWORD",
     "INFLUXDB_ADMIN_PASSWORD",
     "INFLUXDB_ADMIN_TOKEN",
     "GRAFANA_ADMIN_PASSWORD",
@@ -44,12 +47,16 @@ GENERATED = (
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 SIMULATOR_HOST = "simulator"
+# The compose file uses `start_interval` (Engine 25) and `depends_on.required` (Compose 2.20).
+MIN_ENGINE = (25, 0)
+MIN_COMPOSE = (2, 20)
 
 # Service users; a site's collector is the fourth kind, named after its site id.
 SERVICE_USERS = {
     "ingestor": "MQTT_INGESTOR_PASSWORD",
     "building": "MQTT_BUILDING_PASSWORD",
     "homeassistant": "MQTT_HOMEASSISTANT_PASSWORD",
+    "healthcheck": "MQTT_HEALTHCHECK_PASSWORD",
 }
 COLLECTOR_PASSWORD = "MQTT_COLLECTOR_PASSWORD"
 SITE_ID = "IRVE_SITE_ID"
@@ -61,6 +68,44 @@ _SITE_ID = re.compile(r"^[a-z0-9-]+$")
 
 class SetupError(Exception):
     """Something the installer must fix; the message says what."""
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def check_docker() -> None:
+    """Docker Engine 25+ and its Compose plugin 2.20+ are there; SetupError says what is not."""
+    need = (
+        f"the stack needs Docker Engine {MIN_ENGINE[0]}+ with the Compose plugin "
+        f"{'.'.join(map(str, MIN_COMPOSE))}+ (`docker compose`, not `docker-compose`): "
+        "https://docs.docker.com/engine/install/"
+    )
+    try:
+        compose = _docker("compose", "version", "--short")
+    except FileNotFoundError:
+        raise SetupError(f"no `docker` command; {need}") from None
+    except subprocess.TimeoutExpired:
+        raise SetupError(f"`docker compose version` did not answer; {need}") from None
+    found = _version(compose.stdout) if compose.returncode == 0 else None
+    if found is None:
+        raise SetupError(f"`docker compose` is not available (no Compose plugin); {need}")
+    if found < MIN_COMPOSE:
+        raise SetupError(f"Docker Compose {compose.stdout.strip()} is too old; {need}")
+    engine = _docker("version", "--format", "{{.Server.Version}}")
+    found = _version(engine.stdout) if engine.returncode == 0 else None
+    if found is None:
+        detail = engine.stderr.strip().splitlines()[-1:] or ["no answer"]
+        raise SetupError(f"cannot reach the Docker Engine ({detail[0]}); {need}")
+    if found < MIN_ENGINE:
+        raise SetupError(f"Docker Engine {engine.stdout.strip()} is too old; {need}")
 
 
 def random_secret() -> str:
@@ -82,14 +127,18 @@ def parse_env(text: str) -> dict[str, str]:
 
 
 def fill_secrets(template: str, make_secret: Callable[[], str] = random_secret) -> str:
-    """The template with every empty GENERATED variable given a random value."""
+    """The template with every empty or missing GENERATED variable given a random value."""
     lines = []
     for line in template.splitlines():
         match = _ASSIGNMENT.match(line)
         if match and not match.group(2).strip() and match.group(1) in GENERATED:
             line = f"{match.group(1)}={make_secret()}"
         lines.append(line)
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    for name in GENERATED:
+        if not parse_env(text).get(name):
+            text = set_variable(text, name, make_secret())
+    return text
 
 
 def set_variable(text: str, name: str, value: str) -> str:
@@ -196,6 +245,11 @@ def prepare(root: Path, site_file: Path, env_file: Path, passwd_file: Path) -> l
 
     if env_file.exists():
         env_text = env_file.read_text(encoding="utf-8")
+        filled = fill_secrets(env_text)
+        if filled != env_text:
+            added = sorted(set(parse_env(filled).items()) - set(parse_env(env_text).items()))
+            done.append(f"added {', '.join(name for name, _ in added)} to {env_file}")
+            env_text = filled
     else:
         template = (root / ".env.example").read_text(encoding="utf-8")
         env_text = fill_secrets(template)
@@ -208,11 +262,11 @@ def prepare(root: Path, site_file: Path, env_file: Path, passwd_file: Path) -> l
 
     existing = passwd_file.read_text(encoding="utf-8") if passwd_file.exists() else ""
     users = mqtt_users(parse_env(env_text))
-    # 0644: the mosquitto container reads it as its own user (uid 1883), not as the file's
-    # owner. The passwords are 192-bit random strings, so the hashes give nothing away.
+    # 0600 like .env: the mosquitto container starts as root and installs a copy owned by its
+    # own user (docker-compose.yml), which is the only one mosquitto reads.
     # The collector user of a renamed site goes; other users (a central broker's sites) stay.
     stale = [previous_site] if previous_site not in ("", site_id) else []
-    write_private(passwd_file, password_file(users, existing, stale), mode=0o644)
+    write_private(passwd_file, password_file(users, existing, stale))
     done.append(f"wrote {passwd_file} ({', '.join(users)})")
     return done
 
@@ -223,9 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", type=Path, help="site file (default ROOT/config/site.yaml)")
     parser.add_argument("--env-file", type=Path, help="default ROOT/.env")
     parser.add_argument("--passwd", type=Path, help="default ROOT/mosquitto/passwd")
+    parser.add_argument(
+        "--require-docker",
+        action="store_true",
+        help="first check Docker Engine and Compose versions; write nothing if they fall short",
+    )
     args = parser.parse_args(argv)
     root: Path = args.root
     try:
+        if args.require_docker:
+            check_docker()
         done = prepare(
             root,
             args.site or root / "config" / "site.yaml",

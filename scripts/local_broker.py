@@ -47,7 +47,9 @@ def prepare(
     (config_dir / "conf.d").mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source / "acl", config_dir / "acl")
-    (config_dir / "passwd").write_text(password_file(users), encoding="utf-8")
+    # mosquitto.conf reads the password file from the data folder (the container installs
+    # a copy there owned by the broker's user).
+    (data_dir / "passwd").write_text(password_file(users), encoding="utf-8")
     conf = config_dir / "mosquitto.conf"
     conf.write_text(
         local_conf(

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import settings
 
 from tests import servers
+from tests.ntfy_server import NtfyServer
 
 # `make test` and CI run the same examples every time (a red build is reproducible); explore
 # new ones with `pytest --hypothesis-profile=explore`.
@@ -87,3 +88,12 @@ def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
         yield TinyDisk(path)
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def ntfy() -> Iterator[NtfyServer]:
+    """A local ntfy endpoint (tests/ntfy_server.py)."""
+    server = NtfyServer()
+    server.start()
+    yield server
+    server.stop()

@@ -112,7 +112,9 @@ def test_site_credentials_cannot_write_another_sites_prefix(pair: Pair) -> None:
     ingestor = connected(central.port, "ingestor", CENTRAL_USERS)
     local_own = connected(site.port, SITE, SITE_USERS)
     local_other = connected(site.port, OTHER_SITE, SITE_USERS)
-    direct = connected(central.port, SITE, CENTRAL_USERS)
+    # The other site's own credentials: hotel-vda's are the bridge's connection, which a
+    # second connection with them would replace (client id = username on the central broker).
+    direct = connected(central.port, OTHER_SITE, CENTRAL_USERS)
     try:
         ingestor.subscribe("irve/#")
         wait_for_bridge(local_own, ingestor, f"irve/{SITE}/status")
@@ -120,10 +122,12 @@ def test_site_credentials_cannot_write_another_sites_prefix(pair: Pair) -> None:
         local_other.publish(f"irve/{OTHER_SITE}/cp1/state", b"forged via bridge")
         local_own.publish(f"irve/{SITE}/cp1/state", b"sentinel-1")
         seen = ingestor.wait_for(f"irve/{SITE}/cp1/state", b"sentinel-1")
-        # Straight to the central broker with the site's credentials: refused as well.
-        direct.publish(f"irve/{OTHER_SITE}/cp1/state", b"forged direct")
-        direct.publish(f"irve/{SITE}/cp1/state", b"sentinel-2")
-        seen += ingestor.wait_for(f"irve/{SITE}/cp1/state", b"sentinel-2")
+        # Straight to the central broker with a site's credentials: refused as well.
+        direct.publish(f"irve/{SITE}/cp1/state", b"forged direct")
+        direct.publish(f"irve/{OTHER_SITE}/cp1/state", b"sentinel-2")
+        seen += ingestor.wait_for(f"irve/{OTHER_SITE}/cp1/state", b"sentinel-2")
+        assert (f"irve/{SITE}/cp1/state", b"forged direct") not in seen, seen
+        seen.remove((f"irve/{OTHER_SITE}/cp1/state", b"sentinel-2"))
         assert not [m for m in seen if m[0].startswith(f"irve/{OTHER_SITE}/")], seen
     finally:
         for probe in (ingestor, local_own, local_other, direct):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import pwd
 import signal
@@ -188,7 +189,7 @@ def test_tcp_end_to_end(tmp_path: Path, broker: Server) -> None:
     assert retained[f"irve/{SITE}/status"] == b"offline"
     assert retained[f"irve/{SITE}/cp1/availability"] == b"online"
     assert json.loads(retained[f"irve/{SITE}/cp1/state"]) == sub.states("cp1")[-1]
-    energy = json.loads(retained[f"homeassistant/sensor/irve_{SITE}_cp1/energy/config"])
+    energy = json.loads(retained[f"homeassistant/sensor/{SITE}/cp1_energy/config"])
     assert energy["state_topic"] == f"irve/{SITE}/cp1/state"
     assert (energy["device_class"], energy["state_class"]) == ("energy", "total_increasing")
 
@@ -424,7 +425,7 @@ def test_badges_ticks_and_home_assistant_restart(
     stages = Stages([Broken(), recording], observers=[lambda out: observed.append(out.kind)])
     app = Collector(site, profiles, stages)
     sub = Recorder(broker.port)
-    discovery = f"homeassistant/sensor/irve_{SITE}_cp1/power/config"
+    discovery = f"homeassistant/sensor/{SITE}/cp1_power/config"
 
     async def body() -> None:
         await until(lambda: len(sub.on(discovery)) == 1, "discovery")
@@ -546,3 +547,52 @@ def test_energy_queued_during_an_outage_survives_a_collector_restart(
     assert numbers(sub, "state", "power_w") == []  # readings are not journaled: stale by then
     journal = tmp_path / "state" / f"outbox-{SITE}.jsonl"
     assert journal.read_text() == ""  # everything acknowledged: emptied
+
+
+def test_discovery_configs_of_the_former_layout_are_cleared_once(
+    tmp_path: Path, broker: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upgrade: the broker still holds the configs of the former topic layout
+    (`irve_<site>_<meter>/<quantity>`); the collector clears them (empty retained payload)
+    before announcing the new ones, so Home Assistant keeps one copy of each entity. Once:
+    the next start does not send the clears again."""
+    caplog.set_level(logging.INFO, "collector.collect")
+    path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)])
+    site, profiles = load_site(str(path))
+    former = [
+        f"homeassistant/binary_sensor/irve_{SITE}/collector/config",
+        f"homeassistant/sensor/irve_{SITE}_cp1/power/config",
+        f"homeassistant/sensor/irve_{SITE}_cp1/energy/config",
+    ]
+    old = Recorder(broker.port, ("none",))
+    for topic in former:
+        old.client.publish(topic, b'{"old": true}', qos=1, retain=True).wait_for_publish(5)
+    old.close()
+    new = f"homeassistant/sensor/{SITE}/cp1_power/config"
+
+    def run_once() -> Recorder:
+        sub = Recorder(broker.port, ("homeassistant/#",))
+
+        async def body() -> None:
+            await until(lambda: len(sub.on(new)) >= 1, "the new discovery configs")
+
+        asyncio.run(with_app(Collector(site, profiles, Stages()), Quiet(), body))
+        sub.close()
+        return sub
+
+    first = run_once()
+    for topic in former:
+        assert first.on(topic)[-1] == b"", topic  # cleared after the retained old config
+    late = Recorder(broker.port, ("homeassistant/#",))
+    late.wait(lambda: new in late.retained(), "retained new config")
+    late.close()
+    assert not set(former) & set(late.retained())
+    # The collector's config and cp1's seven sensors (an SDM120 measures seven quantities).
+    assert "clearing 8 Home Assistant discovery config(s) of the former topic layout" in (
+        caplog.text
+    )
+
+    caplog.clear()
+    second = run_once()
+    assert not [t for t in former if second.on(t)]
+    assert "former topic layout" not in caplog.text

@@ -189,8 +189,10 @@ def test_first_run_creates_secrets_site_and_password_file(root: Path) -> None:
     assert env["IRVE_ALERT_NTFY_TOKEN"] == ""  # optional channels stay off
     site = (root / "config" / "site.yaml").read_text()
     assert "host: simulator" in site and "127.0.0.1" not in site
-    users = [line.split(":")[0] for line in (root / "mosquitto" / "passwd").read_text().split()]
-    assert users == ["hotel-vda", "ingestor", "building", "homeassistant"]
+    passwd = root / "mosquitto" / "passwd"
+    users = [line.split(":")[0] for line in passwd.read_text().split()]
+    assert users == ["hotel-vda", "ingestor", "building", "homeassistant", "healthcheck"]
+    assert passwd.stat().st_mode & 0o777 == 0o600
 
 
 def test_second_run_keeps_secrets_follows_the_site_and_keeps_other_users(root: Path) -> None:
@@ -208,8 +210,106 @@ def test_second_run_keeps_secrets_follows_the_site_and_keeps_other_users(root: P
     }
     users = [line.split(":")[0] for line in passwd.read_text().split()]
     assert sorted(users) == sorted(
-        ["gite-des-tilleuls", "hotel-lille", "ingestor", "building", "homeassistant"]
+        ["gite-des-tilleuls", "hotel-lille", "ingestor", "building", "homeassistant", "healthcheck"]
     )
+
+
+def test_an_env_from_an_older_version_gets_the_passwords_it_lacks(root: Path) -> None:
+    assert run_init(root) == 0
+    env_file = root / ".env"
+    older = re.sub(r"^MQTT_HEALTHCHECK_PASSWORD=.*\n", "", env_file.read_text(), flags=re.M)
+    env_file.write_text(older)
+    assert run_init(root) == 0
+    env = init_env.parse_env(env_file.read_text())
+    assert re.fullmatch(r"[0-9a-f]{48}", env["MQTT_HEALTHCHECK_PASSWORD"])
+    assert {k: v for k, v in env.items() if k != "MQTT_HEALTHCHECK_PASSWORD"} == (
+        init_env.parse_env(older)
+    )
+    assert "healthcheck:" in (root / "mosquitto" / "passwd").read_text()
+
+
+def test_the_broker_reads_its_private_password_file_as_its_own_user() -> None:
+    """mosquitto/passwd is 0600 and owned by whoever ran `make up`: the container installs a
+    copy owned by mosquitto where mosquitto.conf reads it, then runs the image's entrypoint."""
+    service = SERVICES["mosquitto"]
+    script = " ".join(service["entrypoint"])
+    conf = (REPO / "mosquitto" / "mosquitto.conf").read_text()
+    assert "password_file /mosquitto/data/passwd" in conf.splitlines()
+    assert "install -m 0600 -o mosquitto -g mosquitto /mosquitto/config/passwd" in script
+    assert "/mosquitto/data/passwd && exec /docker-entrypoint.sh" in script
+    assert service["command"] == ["/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]
+
+
+# --- `make up` checks Docker first ------------------------------------------------------------
+# Docker cannot run here: a fake `docker` on PATH answers the two version questions.
+
+
+def fake_docker(bin_dir: Path, compose: str | None, engine: str | None) -> None:
+    """A `docker` script: `compose version --short` prints `compose` (or fails, like Docker
+    without the Compose plugin: "unknown shorthand flag"), `version` prints `engine`."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "docker"
+    compose_branch = (
+        f'echo "{compose}"' if compose else "echo \"unknown shorthand flag: 's'\" >&2; exit 1"
+    )
+    engine_branch = (
+        f'echo "{engine}"' if engine else 'echo "Cannot connect to the Docker daemon" >&2; exit 1'
+    )
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = compose ]; then {compose_branch}; exit 0; fi\n'
+        f'if [ "$1" = version ]; then {engine_branch}; exit 0; fi\n'
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("compose", "engine", "message"),
+    [
+        (None, "27.3.1", "no Compose plugin"),
+        ("2.17.2", "27.3.1", "Docker Compose 2.17.2 is too old"),
+        ("v2.29.7", "24.0.7", "Docker Engine 24.0.7 is too old"),
+        ("2.29.7", None, "cannot reach the Docker Engine"),
+    ],
+)
+def test_make_up_without_docker_compose_writes_nothing_and_says_what_is_missing(
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    compose: str | None,
+    engine: str | None,
+    message: str,
+) -> None:
+    fake_docker(root / "bin", compose, engine)
+    monkeypatch.setenv("PATH", f"{root / 'bin'}:/usr/bin:/bin")
+    before = sorted(root.rglob("*"))
+    assert init_env.main(["--root", str(root), "--require-docker"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Engine 25+" in err and "Compose plugin 2.20+" in err
+    assert sorted(root.rglob("*")) == before  # no .env, no site file, no password file
+
+
+def test_make_up_without_docker_at_all(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(root / "empty"))
+    assert init_env.main(["--root", str(root), "--require-docker"]) == 2
+    assert "no `docker` command" in capsys.readouterr().err
+    assert not (root / ".env").exists()
+
+
+def test_make_up_with_recent_docker_goes_on(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_docker(root / "bin", "2.29.7", "27.3.1")
+    monkeypatch.setenv("PATH", f"{root / 'bin'}:/usr/bin:/bin")
+    assert init_env.main(["--root", str(root), "--require-docker"]) == 0
+    assert (root / ".env").exists() and (root / "mosquitto" / "passwd").exists()
+
+
+def test_make_up_checks_docker_before_writing() -> None:
+    recipe = (REPO / "Makefile").read_text().split("\nup:\n", 1)[1].splitlines()
+    assert recipe[0].strip() == "$(PYTHON) scripts/init_env.py --require-docker"
+    assert recipe[1].strip().startswith("docker compose up")
 
 
 def test_reserved_or_invalid_site_ids_are_refused(root: Path) -> None:

@@ -58,7 +58,7 @@ def test_one_device_per_meter_via_the_site(hotel: tuple[SiteConfig, dict[str, Pr
     )
     for meter in ("main", "cp1", "cp2"):
         assert by_id[f"irve_hotel-vda_{meter}"]["via_device"] == "irve_hotel-vda"
-    collector = found["homeassistant/binary_sensor/irve_hotel-vda/collector/config"]
+    collector = found["homeassistant/binary_sensor/hotel-vda/collector/config"]
     assert collector["state_topic"] == "irve/hotel-vda/status"
     assert (collector["payload_on"], collector["payload_off"]) == ("online", "offline")
 
@@ -66,7 +66,7 @@ def test_one_device_per_meter_via_the_site(hotel: tuple[SiteConfig, dict[str, Pr
 def test_sensor_classes_units_and_templates(hotel: tuple[SiteConfig, dict[str, Profile]]) -> None:
     site, profiles = hotel
     found = configs(site, profiles)
-    main = {t.split("/")[3]: c for t, c in found.items() if "/irve_hotel-vda_main/" in t}
+    main = {t.split("/")[3].removeprefix("main_"): c for t, c in found.items() if "/main_" in t}
     for key, (device_class, state_class, unit) in EXPECTED.items():
         config = main[key]
         assert config["device_class"] == device_class, key
@@ -79,7 +79,7 @@ def test_sensor_classes_units_and_templates(hotel: tuple[SiteConfig, dict[str, P
     assert "currents_a" in main["current_l2"]["value_template"]
     assert "[1]" in main["current_l2"]["value_template"]
     # A single-phase SDM120 has no per-phase sensors.
-    cp1 = {t.split("/")[3] for t in found if "/irve_hotel-vda_cp1/" in t}
+    cp1 = {t.split("/")[3].removeprefix("cp1_") for t in found if "/cp1_" in t}
     assert cp1 == {"power", "energy", "export_energy", "current", "voltage", "frequency",
                    "power_factor"}  # fmt: skip
 
@@ -91,7 +91,7 @@ def test_availability_needs_collector_and_meter(
     for topic, config in configs(site, profiles).items():
         if "/collector/" in topic:
             continue
-        point = topic.split("/")[2].removeprefix("irve_hotel-vda_")
+        point = topic.split("/")[3].split("_")[0]
         assert config["availability"] == [
             {"topic": "irve/hotel-vda/status"},
             {"topic": f"irve/hotel-vda/{point}/availability"},
@@ -110,7 +110,7 @@ def test_unique_ids_are_stable_and_unique(hotel: tuple[SiteConfig, dict[str, Pro
     ids = [c["unique_id"] for c in first.values()]
     assert len(set(ids)) == len(ids)
     assert ids == [c["unique_id"] for c in again.values()]
-    assert first["homeassistant/sensor/irve_hotel-vda_cp1/energy/config"]["unique_id"] == (
+    assert first["homeassistant/sensor/hotel-vda/cp1_energy/config"]["unique_id"] == (
         "irve_hotel-vda_cp1_energy"
     )
 
@@ -123,9 +123,9 @@ def test_prefix_and_charging_sensor(tmp_path: Path) -> None:
     site, profiles = load_site(str(path))
     found = configs(site, profiles, charging=True)
     assert all(t.startswith("ha/") for t in found)
-    charging = {t for t in found if t.endswith("/charging/config")}
-    assert charging == {"ha/binary_sensor/irve_hotel-vda_cp1/charging/config",
-                        "ha/binary_sensor/irve_hotel-vda_cp2/charging/config"}  # fmt: skip
-    assert found["ha/binary_sensor/irve_hotel-vda_cp1/charging/config"]["device_class"] == (
+    charging = {t for t in found if t.endswith("_charging/config")}
+    assert charging == {"ha/binary_sensor/hotel-vda/cp1_charging/config",
+                        "ha/binary_sensor/hotel-vda/cp2_charging/config"}  # fmt: skip
+    assert found["ha/binary_sensor/hotel-vda/cp1_charging/config"]["device_class"] == (
         "battery_charging"
     )

@@ -90,7 +90,7 @@ def subprocess_env(cfg: IngestorConfig) -> dict[str, str]:
             "IRVE_MQTT__PORT": str(cfg.mqtt.port),
             "IRVE_INFLUX__URL": cfg.influx.url,
             "IRVE_INFLUX__API_VERSION": cfg.influx.api_version,
-            "IRVE_INGEST__CLIENT_ID": cfg.ingest.client_id,
+            "IRVE_INGEST__CLIENT_ID": cfg.ingest.client_id or "irve-ingest",
             "IRVE_INGEST__HTTP_HOST": "127.0.0.1",
             "IRVE_INGEST__HTTP_PORT": str(servers.free_port()),
             "IRVE_INGEST__FLUSH_INTERVAL_S": str(cfg.ingest.flush_interval_s),

@@ -28,10 +28,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from collector.mqtt.auth import default_client_id
 from collector.schema import EnergyMessage, StateMessage
-from scripts import local_broker
+from scripts import healthcheck, local_broker
 from scripts.init_env import mosquitto_hash
 from tests import servers
+from tests.sim_helpers import socket_meter, tcp_bus, write_site
 
 SITE, OTHER_SITE = "hotel-vda", "gite-des-tilleuls"
 USERS = {
@@ -40,6 +42,7 @@ USERS = {
     "ingestor": "pw-ingestor",
     "building": "pw-building",
     "homeassistant": "pw-ha",
+    "healthcheck": "pw-health",
     "observer": "pw-observer",
 }
 TIMEOUT = 5.0
@@ -186,8 +189,8 @@ def test_collector_writes_only_its_prefix_and_discovery(connect: Connect) -> Non
     own = f"irve/{SITE}/cp1/state"
     collector.publish(own, b"ok")
     observer.wait_for(own, b"ok")
-    collector.publish("homeassistant/sensor/irve_hotel-vda_cp1/power/config", b"{}")
-    observer.wait_for("homeassistant/sensor/irve_hotel-vda_cp1/power/config", b"{}")
+    collector.publish(f"homeassistant/sensor/{SITE}/cp1_power/config", b"{}")
+    observer.wait_for(f"homeassistant/sensor/{SITE}/cp1_power/config", b"{}")
     for topic in (
         f"irve/{OTHER_SITE}/cp1/state",
         f"irve/{SITE}x/cp1/state",
@@ -196,6 +199,33 @@ def test_collector_writes_only_its_prefix_and_discovery(connect: Connect) -> Non
         f"{SITE}/cp1/state",
     ):
         assert refused(collector, observer, topic, own), topic
+
+
+def test_collector_writes_only_its_own_home_assistant_discovery(connect: Connect) -> None:
+    """A site cannot overwrite another site's retained discovery configs (nor anything else
+    under homeassistant/); Home Assistant itself still owns the whole tree."""
+    collector, other, ha, observer = (
+        connect(SITE),
+        connect(OTHER_SITE),
+        connect("homeassistant"),
+        connect("observer"),
+    )
+    observer.subscribe("homeassistant/#")
+    theirs = f"homeassistant/sensor/{OTHER_SITE}/cp1_power/config"
+    other.publish(theirs, b"genuine")
+    observer.wait_for(theirs, b"genuine")
+    own = f"homeassistant/binary_sensor/{SITE}/collector/config"
+    for topic in (
+        theirs,
+        f"homeassistant/binary_sensor/{OTHER_SITE}/collector/config",
+        f"homeassistant/sensor/irve_{OTHER_SITE}_cp1/power/config",  # the former layout
+        "homeassistant/sensor/cp1_power/config",
+        f"homeassistant/sensor/{SITE}x/cp1_power/config",
+        "homeassistant/status",
+    ):
+        assert refused(collector, observer, topic, own), topic
+    ha.publish("homeassistant/status", b"online")
+    observer.wait_for("homeassistant/status", b"online")
 
 
 def test_collector_cannot_read_other_sites(connect: Connect) -> None:
@@ -241,6 +271,26 @@ def test_building_user_reads_but_cannot_publish(connect: Connect) -> None:
         collector.publish(f"irve/{SITE}/status", sentinel)
         seen = observer.wait_for(f"irve/{SITE}/status", sentinel)
         assert (topic, b"forbidden?") not in seen, topic
+
+
+def test_healthcheck_user_reads_the_sites_status_only(connect: Connect) -> None:
+    health, collector, observer = connect("healthcheck"), connect(SITE), connect("observer")
+    health.subscribe("irve/#")  # accepted; the ACL filters each delivery
+    observer.subscribe("#")
+    collector.publish(f"irve/{SITE}/cp1/state", b"reading")
+    collector.publish(f"irve/{SITE}/status", b"online")
+    seen = health.wait_for(f"irve/{SITE}/status", b"online")
+    assert seen == [(f"irve/{SITE}/status", b"online")]
+    for topic in (
+        f"irve/{SITE}/status",
+        f"irve/{SITE}/cp1/badge",
+        "irve/healthcheck/status",
+        "homeassistant/sensor/healthcheck/x/config",
+    ):
+        health.publish(topic, b"forbidden?")
+        sentinel = f"sentinel-{next(_ids)}".encode()
+        collector.publish(f"irve/{SITE}/alert", sentinel)
+        assert (topic, b"forbidden?") not in observer.wait_for(f"irve/{SITE}/alert", sentinel)
 
 
 def test_ingestor_reads_by_shared_subscription_and_writes_only_dead_letters(
@@ -332,12 +382,12 @@ def test_queue_limits_hold_one_hour_of_a_50_socket_site() -> None:
 def test_a_stopped_ingestor_gets_everything_queued_meanwhile(connect: Connect) -> None:
     """The limits of mosquitto.conf are the ones in force: 2 500 messages queued for an absent
     persistent session (2.5 times mosquitto's default max_queued_messages) all arrive."""
-    port = connect(SITE).port
+    port = connect("observer").port
     count = 2500
 
     def ingestor_session(received: queue.Queue[bytes]) -> tuple[mqtt.Client, threading.Event]:
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="queue-test-ingestor", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id="ingestor", protocol=mqtt.MQTTv5
         )
         client.username_pw_set("ingestor", USERS["ingestor"])
         subscribed = threading.Event()
@@ -378,3 +428,133 @@ def test_a_stopped_ingestor_gets_everything_queued_meanwhile(connect: Connect) -
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+# --- client ids: bound to usernames (use_username_as_clientid) -------------------------------
+
+# Every service's client id, as the product sets it by default now (its username) and as it
+# did before (so an attacker tries both); the healthcheck and the demo viewer included.
+SERVICE_CLIENT_IDS = {
+    SITE: (SITE, f"irve-collect-{SITE}", f"irve-recompute-{SITE}"),
+    OTHER_SITE: (OTHER_SITE, f"irve-collect-{OTHER_SITE}"),
+    "ingestor": ("ingestor", "irve-ingest", "irve-demo-ingest"),
+    "building": ("building", "irve-demo-viewer"),
+    "homeassistant": ("homeassistant",),
+    "healthcheck": ("healthcheck", ""),
+}
+
+
+class Session:
+    """A persistent MQTT 5 session (clean start off, one hour expiry) that records messages
+    and whether the broker disconnected it."""
+
+    def __init__(self, port: int, username: str, client_id: str) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(username, USERS[username])
+        self.received: queue.Queue[bytes] = queue.Queue()
+        self.dropped = threading.Event()
+        self.connected = threading.Event()
+        self.client.on_connect = lambda *args: self.connected.set()
+        self.client.on_disconnect = lambda *args: self.dropped.set()
+        self.client.on_message = lambda c, u, msg: self.received.put(bytes(msg.payload))
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        self.client.loop_start()
+        assert self.connected.wait(TIMEOUT), f"{username} as {client_id!r}: no CONNACK"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def attack(port: int, attacker: str, victims: dict[str, Session]) -> None:
+    """`attacker` connects with every client id of every other service; the services in
+    `victims` must stay connected and the attacker must receive nothing queued."""
+    for victim, client_ids in SERVICE_CLIENT_IDS.items():
+        for client_id in client_ids if victim != attacker else ():
+            intruder = Session(port, attacker, client_id)
+            time.sleep(0.05)
+            intruder.close()
+            assert intruder.received.empty(), (attacker, client_id)
+            for user, session in victims.items():
+                assert not session.dropped.is_set(), (user, attacker, client_id)
+
+
+def test_no_user_takes_over_or_disconnects_another_service_by_its_client_id(
+    stack_broker: servers.Server,
+) -> None:
+    """The ingestor's session holds 50 queued messages; every other service is connected.
+    Each user then connects, clean start off, with every client id of every other service:
+    no service is disconnected, no attacker receives a queued message, and the ingestor gets
+    all 50 when it comes back (then attacks the others itself)."""
+    port, count = stack_broker.port, 50
+    subscribed = threading.Event()
+    ingestor = Session(port, "ingestor", "irve-ingest")
+    ingestor.client.on_subscribe = lambda *args: subscribed.set()
+    ingestor.client.subscribe(f"irve/{SITE}/+/state", qos=1)
+    assert subscribed.wait(TIMEOUT), "no SUBACK"
+    ingestor.close()
+    collector = Probe(port, SITE, USERS[SITE])
+    assert collector.connect() == 0
+    for i in range(count):
+        collector.publish(f"irve/{SITE}/cp1/state", str(i).encode())
+    collector.close()
+
+    others = [user for user in SERVICE_CLIENT_IDS if user != "ingestor"]
+    victims = {user: Session(port, user, user) for user in others}
+    try:
+        for attacker in others:
+            # Its own connection is replaced by its attempts (same username, so the same
+            # client id): that is the rule, not a takeover. It is back once done.
+            victims.pop(attacker).close()
+            attack(port, attacker, victims)
+            victims[attacker] = Session(port, attacker, attacker)
+
+        again = Session(port, "ingestor", "ingestor")
+        servers.wait_until(lambda: again.received.qsize() >= count, TIMEOUT, "queued messages")
+        assert sorted(int(again.received.get()) for _ in range(count)) == list(range(count))
+        again.close()
+        attack(port, "ingestor", victims)
+    finally:
+        for session in victims.values():
+            session.close()
+
+
+def test_the_collector_healthcheck_has_its_own_user_and_leaves_the_collector_connected(
+    stack_broker: servers.Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the stack runs it: the healthcheck reads the collector's retained status with the
+    collector's site file and environment, as the `healthcheck` user; the collector stays
+    connected. With the collector's own user it would take the collector's client id."""
+    site_file = write_site(
+        tmp_path,
+        buses=[tcp_bus("board")],
+        meters=[socket_meter("cp1", "board", 1)],
+        site={"id": SITE, "name": "Test", "subscribed_power_kva": 36},
+        mqtt={"host": "127.0.0.1", "port": stack_broker.port, "username": SITE},
+    )
+    monkeypatch.setenv("IRVE_MQTT__PASSWORD", USERS[SITE])
+    monkeypatch.setattr(healthcheck, "TIMEOUT_S", 2.0)
+    collector = Session(stack_broker.port, SITE, f"irve-collect-{SITE}")
+    try:
+        collector.client.publish(f"irve/{SITE}/status", b"online", qos=1, retain=True)
+        monkeypatch.setenv("HEALTHCHECK_MQTT_USERNAME", "healthcheck")
+        monkeypatch.setenv("HEALTHCHECK_MQTT_PASSWORD", USERS["healthcheck"])
+        for _ in range(3):
+            assert healthcheck.retained_status_online(str(site_file))
+        assert not collector.dropped.is_set()
+
+        monkeypatch.delenv("HEALTHCHECK_MQTT_USERNAME")
+        assert healthcheck.retained_status_online(str(site_file))
+        assert collector.dropped.wait(TIMEOUT), "the collector's own user replaces it"
+    finally:
+        collector.close()
+
+
+def test_default_client_ids_follow_the_username() -> None:
+    assert default_client_id(None, "ingestor", "irve-ingest") == "ingestor"
+    assert default_client_id(None, None, "irve-ingest") == "irve-ingest"
+    assert default_client_id("ingest-a", "ingestor", "irve-ingest") == "ingest-a"

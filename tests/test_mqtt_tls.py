@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import queue
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +122,34 @@ def test_wrong_password_is_refused_and_reported(
         run_collector(tmp_path, tls_port, "wrong", timeout=3)
     assert seen.empty()
     assert "not authori" in caplog.text.lower() or "bad user name" in caplog.text.lower()
+
+
+def test_the_tls_listener_binds_client_ids_to_usernames_too(
+    tmp_path: Path, tls_broker: tuple[int, int]
+) -> None:
+    """use_username_as_clientid is a listener option: the TLS listener of the example sets it
+    as well, so the collector's credentials over TLS with the ingestor's client id do not
+    disconnect the ingestor connected on the plain port."""
+    port, tls_port = tls_broker
+    dropped = threading.Event()
+    ingestor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ingestor", protocol=mqtt.MQTTv5)
+    ingestor.username_pw_set("ingestor", USERS["ingestor"])
+    ingestor.on_disconnect = lambda *args: dropped.set()
+    ingestor.connect("127.0.0.1", port)
+    ingestor.loop_start()
+    servers.wait_until(ingestor.is_connected, 5, "ingestor connected")
+    try:
+        for client_id in ("ingestor", "irve-ingest"):
+            intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+            intruder.username_pw_set(SITE, USERS[SITE])
+            intruder.tls_set(ca_certs=str(tmp_path / "certs" / "ca.crt"))
+            intruder.connect("localhost", tls_port)
+            intruder.loop_start()
+            servers.wait_until(intruder.is_connected, 5, "intruder connected over TLS")
+            time.sleep(0.2)
+            intruder.disconnect()
+            intruder.loop_stop()
+            assert not dropped.is_set(), client_id
+    finally:
+        ingestor.disconnect()
+        ingestor.loop_stop()

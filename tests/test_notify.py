@@ -126,14 +126,6 @@ def test_full_queue_drops_the_oldest_pair_first() -> None:
 # Delivery through apprise to a local ntfy endpoint ------------------------------------------------
 
 
-@pytest.fixture
-def ntfy() -> Iterator[NtfyServer]:
-    server = NtfyServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 def site_with(urls: list[str], **notify: Any) -> SiteConfig:
     data: dict[str, Any] = yaml.safe_load((EXAMPLES / "hotel-vda.yaml").read_text())
     data["notify"] = {"urls": urls, "retry_initial_s": 0.1, "retry_max_s": 0.3, **notify}

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -20,14 +19,6 @@ from collector.simulator.server import SimulatedSite
 from tests.alert_helpers import SITE, Subscriber, notifiers, overload_site, run_collector, until
 from tests.ntfy_server import NtfyServer
 from tests.servers import Server
-
-
-@pytest.fixture
-def ntfy() -> Iterator[NtfyServer]:
-    server = NtfyServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def texts(ntfy: NtfyServer) -> list[str]:

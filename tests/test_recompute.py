@@ -104,6 +104,7 @@ def test_recompute_rewrites_costs_in_place(
     data["tariff"]["prices"] = [OLD_ROW, FIXED_ROW]
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     argv = ["recompute", "-c", str(path), "--from", "2026-02-01", "--to", "2026-02-02"]
+    argv += ["--client-id", "recompute-after-price-fix"]
     assert main([*argv, "--dry-run"]) == 0
     report = capsys.readouterr().out
     # Widened to the session that began on 31 January; its 60 HC windows of February change.

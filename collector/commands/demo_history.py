@@ -24,6 +24,7 @@ from typing import Any
 from collector.commands.check import add_config_argument, load_site
 from collector.config import ConfigError, InfluxSettings
 from collector.ingest.writer import WriteAborted, Writer, backend_for
+from collector.redact import redact_url
 from collector.simulator.history import DEFAULT_STEP_S, DEMO_TAG, HistoryCounts, history_lines
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string
 
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     phases_of = {m.id: profiles[m.profile].phases for m in site.meters}
     backend = backend_for(site.influx)
     if not backend.ping():
-        log.error("InfluxDB at %s does not answer: nothing written", site.influx.url)
+        log.error("InfluxDB at %s does not answer: nothing written", redact_url(site.influx.url))
         return 1
     if not args.force:
         try:

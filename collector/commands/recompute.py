@@ -51,6 +51,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--point", help="only this meter")
     parser.add_argument("--dry-run", action="store_true", help="count, publish nothing")
+    parser.add_argument(
+        "--client-id",
+        help="MQTT client id (default irve-recompute-<site>; never the collector's, which it "
+        "would disconnect; a broker binding client ids to users names it after the user)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         for s, message in zip(sessions, repriced, strict=True)
     ]
     try:
-        publish(site.mqtt, out, f"irve-recompute-{site.site.id}")
+        publish(site.mqtt, out, args.client_id or f"irve-recompute-{site.site.id}")
     except (OSError, RuntimeError) as exc:
         print(f"irve recompute: MQTT: {exc}", file=sys.stderr)
         return 1

@@ -43,7 +43,8 @@ from collector.ingest.decode import Rejected, decode, kind_of, site_of, subscrip
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
 from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
-from collector.mqtt.auth import apply_credentials
+from collector.mqtt.auth import apply_credentials, default_client_id
+from collector.redact import redact, redact_url
 from collector.schema import format_ts
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,9 @@ class Ingestor:
         settings = self.config.mqtt
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=self.config.ingest.client_id,
+            client_id=default_client_id(
+                self.config.ingest.client_id, settings.username, "irve-ingest"
+            ),
             protocol=mqtt.MQTTv5,
         )
         client.manual_ack_set(True)
@@ -265,7 +268,7 @@ class Ingestor:
             "backlog": self.metrics.received - self.metrics.settled,
         }
         if self.writer.stats.last_error and not self.writer.stats.database_up:
-            detail["last_error"] = self.writer.stats.last_error
+            detail["last_error"] = redact(self.writer.stats.last_error)
         return broker and database, detail
 
     def metrics_text(self) -> str:
@@ -289,7 +292,7 @@ class Ingestor:
             "ingesting %s/# into %s (API %s); batches of %d or every %g s; window %d; "
             "status on http://%s:%d/healthz",
             self.prefix,
-            self.config.influx.url,
+            redact_url(self.config.influx.url),
             self.config.influx.api_version,
             self.batcher.max_lines,
             self.batcher.max_age_s,

@@ -1,5 +1,5 @@
-"""Credentials and TLS from the site file, the same for every MQTT client of the product
-(collector, ingestor, healthcheck)."""
+"""Credentials, client ids and TLS from the site file, the same for every MQTT client of the
+product (collector, ingestor, healthcheck)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,13 @@ def apply_credentials(client: mqtt.Client, settings: MqttSettings) -> None:
         )
         # As mosquitto_pub --insecure: the certificate is still verified, not the host name.
         client.tls_insecure_set(settings.tls_insecure)
+
+
+def default_client_id(explicit: str | None, username: str | None, fallback: str) -> str:
+    """`explicit` when configured, else the username, else `fallback`.
+
+    The username first because a broker that binds client ids to users (the stack's
+    mosquitto: use_username_as_clientid) gives every connection its username as client id
+    anyway: the product then names its persistent session as the broker does, and two
+    programs sharing a user are visibly one client."""
+    return explicit or username or fallback

@@ -9,7 +9,9 @@ whenever Home Assistant announces `online` on `<discovery_prefix>/status`.
 
 Format: https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery (per-entity configs
 on `<prefix>/<component>/<node_id>/<object_id>/config`, which every HA version since 2021
-understands).
+understands). The node id is the site id, so that the broker's ACL confines each site's
+collector to its own configs (`pattern write homeassistant/+/%u/#`); the object id is
+`<meter id>_<quantity>` (`collector` for the site's connectivity sensor).
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def discovery_messages(
     }
     messages: list[tuple[str, dict[str, Any]]] = [
         (
-            f"{prefix}/binary_sensor/{node}/collector/config",
+            f"{prefix}/binary_sensor/{site_id}/collector/config",
             {
                 "name": "Collector",
                 "unique_id": f"{node}_collector",
@@ -151,13 +153,39 @@ def discovery_messages(
         )
     ]
     for meter in site.meters:
-        messages += _meter_messages(meter, profiles[meter.profile], topics, prefix, with_charging)
+        messages += [
+            (f"{prefix}/{component}/{site_id}/{meter.id}_{key}/config", config)
+            for component, key, config in _meter_entities(
+                meter, profiles[meter.profile], topics, with_charging
+            )
+        ]
     return messages
 
 
-def _meter_messages(
-    meter: MeterSettings, profile: Profile, topics: Topics, prefix: str, with_charging: bool
-) -> list[tuple[str, dict[str, Any]]]:
+def former_discovery_topics(
+    site: SiteConfig, profiles: dict[str, Profile], topics: Topics, with_charging: bool = False
+) -> list[str]:
+    """The config topics of the layout before the site id became the node id
+    (`<prefix>/<component>/irve_<site>_<meter>/<quantity>/config`): cleared once, so that Home
+    Assistant keeps no stale copy of an entity."""
+    prefix = site.mqtt.discovery_prefix
+    node = site_device_id(site.site.id)
+    found = [f"{prefix}/binary_sensor/{node}/collector/config"]
+    for meter in site.meters:
+        old_node = meter_device_id(site.site.id, meter.id)
+        found += [
+            f"{prefix}/{component}/{old_node}/{key}/config"
+            for component, key, _ in _meter_entities(
+                meter, profiles[meter.profile], topics, with_charging
+            )
+        ]
+    return found
+
+
+def _meter_entities(
+    meter: MeterSettings, profile: Profile, topics: Topics, with_charging: bool
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(component, quantity key, config) of each entity of a meter."""
     node = meter_device_id(topics.site, meter.id)
     device = {
         "identifiers": [node],
@@ -179,7 +207,7 @@ def _meter_messages(
         "device": device,
         "origin": ORIGIN,
     }
-    messages = []
+    entities: list[tuple[str, str, dict[str, Any]]] = []
     for q in quantities_of(profile):
         config = {
             "name": q.name,
@@ -192,7 +220,7 @@ def _meter_messages(
         }
         if q.unit is not None:
             config["unit_of_measurement"] = q.unit
-        messages.append((f"{prefix}/sensor/{node}/{q.key}/config", config))
+        entities.append(("sensor", q.key, config))
     if with_charging and meter.role == "socket":
         config = {
             "name": "Charging",
@@ -203,5 +231,5 @@ def _meter_messages(
             "payload_off": "OFF",
             **common,
         }
-        messages.append((f"{prefix}/binary_sensor/{node}/charging/config", config))
-    return messages
+        entities.append(("binary_sensor", "charging", config))
+    return entities

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.config import InfluxSettings
+from collector.redact import redact
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -114,11 +115,11 @@ class InfluxQL:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()
-            raise InfluxQLError(f"{self.url}/query: HTTP {exc.code}: {detail}") from None
+            raise InfluxQLError(redact(f"{self.url}/query: HTTP {exc.code}: {detail}")) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise InfluxQLError(f"{self.url}/query: cannot connect: {exc}") from None
+            raise InfluxQLError(redact(f"{self.url}/query: cannot connect: {exc}")) from None
         except ValueError as exc:
-            raise InfluxQLError(f"{self.url}/query: not JSON: {exc}") from None
+            raise InfluxQLError(redact(f"{self.url}/query: not JSON: {exc}")) from None
         return _series(body, statement)
 
 
