@@ -233,7 +233,7 @@ def test_badge_flood_never_delays_polling_or_the_overload_alert(
         sub.close()
         reader.disconnect()
         reader.loop_stop()
-    assert "badges on irve/test-site/cp1/badge faster than 2 a second" in caplog.text
+    assert "badges on 'irve/test-site/cp1/badge' faster than 2 a second" in caplog.text
     # Only the few badges the rate lets through re-announce cp1's session.
     assert 2 <= len(sub.payloads("cp1/session")) <= 25
 
@@ -277,5 +277,5 @@ def test_retained_badge_is_never_applied_at_start_or_restart(
         sub.client.publish(badge_topic, b"", qos=1, retain=True).wait_for_publish()
         sub.close()
     assert badges()[0] is None and "retained-1" not in badges()
-    ignored = f"ignoring retained badges on {badge_topic}"
+    ignored = f"ignoring retained badges on {badge_topic!r}"
     assert caplog.text.count(ignored) == 2  # once per run
