@@ -112,7 +112,7 @@ def test_queued_start_judged_at_its_own_time() -> None:
     c = core()
     now = T0 + timedelta(hours=3)
     late = (T0 - timedelta(hours=2)).isoformat()
-    tid, auth, events = c.start_transaction("borne-1", now, 1, "04DEAD00", 0, late)
+    _, auth, events = c.start_transaction("borne-1", now, 1, "04DEAD00", 0, late)
     assert auth.status == "Accepted"
     assert events[-1].ts == T0 - timedelta(hours=2)  # type: ignore[union-attr]
 

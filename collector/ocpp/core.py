@@ -283,11 +283,9 @@ class CentralCore:
         charger.online = True
         return [ChargerOnline(now, charger_id)]
 
-    def malformed(self, charger_id: str, now: datetime, text: str) -> list[Event]:
-        """A frame that is not OCPP (answered with a CALLERROR by the shell)."""
-        return self.heard(charger_id, now) + self._warn(
-            self.chargers[charger_id], now, "frame", f"malformed frame: {text}"
-        )
+    def malformed(self, charger_id: str, now: datetime, kind: str, text: str) -> list[Event]:
+        """A frame refused with a CALLERROR by the shell: said once per charger and kind."""
+        return self.heard(charger_id, now) + self._warn(self.chargers[charger_id], now, kind, text)
 
     def boot(
         self,
