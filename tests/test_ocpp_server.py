@@ -4,6 +4,7 @@ with the `ocpp` library's charge-point side, or raw frames for what a real charg
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
@@ -360,9 +362,12 @@ def test_wrong_password_and_unknown_id_refused_at_the_handshake(
             assert await refused(f"ws://127.0.0.1:{site.port}/borne-1") == 401
             assert await refused(site.url("borne-1", "other-pass")) == 401  # borne-2's password
 
-    with caplog.at_level(logging.WARNING, logger="collector.ocpp.server"):
+    with caplog.at_level(logging.DEBUG):  # websockets says the request headers at DEBUG
         asyncio.run(scenario())
-    text = caplog.text
+    # What the central system logs (the test's own client logs its request too).
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("collector"))
+    assert "< Authorization: [hidden]" in text
+    assert base64.b64encode(b"borne-1:guessed-pass").decode() not in text
     assert "charger 'borne-1' from 127.0.0.1:" in text and "wrong password" in text
     assert "charger 'borne-9' from 127.0.0.1:" in text and "unknown id" in text
     assert "no password (HTTP Basic) given" in text
@@ -570,5 +575,54 @@ def test_tls_listener(tmp_path: Path) -> None:
         async with site.system, connect(url, subprotocols=["ocpp1.6"], ssl=context) as ws:  # type: ignore[list-item]
             await ws.send('[2,"t1","Heartbeat",{}]')
             assert json.loads(await ws.recv())[:2] == [3, "t1"]
+
+    asyncio.run(scenario())
+
+
+def test_subprotocol_ocpp16_or_none_accepted_others_refused(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        site = Site(tmp_path)
+        async with site.system:
+            async with connect(site.url(), subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+                assert ws.subprotocol == "ocpp1.6"
+            async with connect(site.url()) as ws:  # older firmwares offer none
+                await ws.send('[2,"n1","Heartbeat",{}]')
+                assert json.loads(await ws.recv())[:2] == [3, "n1"]
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(site.url(), subprotocols=["ocpp2.0.1"]):  # type: ignore[list-item]
+                    pass
+            assert info.value.response.status_code == 400
+
+    asyncio.run(scenario())
+
+
+def test_start_refused_when_the_transaction_id_cannot_be_stored(tmp_path: Path) -> None:
+    """An id the state folder does not hold could be handed out again after a restart: the
+    charger gets an InternalError and retries, and nothing is said to have started."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path)
+        (tmp_path / "not-a-folder").write_text("")
+        site.system.state_file = tmp_path / "not-a-folder" / "ocpp-test.json"
+        async with site.system, station(site) as cp:
+            start = call.StartTransaction(
+                connector_id=1, id_tag="X1", meter_start=0, timestamp=iso(NOW)
+            )
+            with pytest.raises(InternalError):
+                await cp.call(start, suppress=False)
+            assert (await cp.call(call.Heartbeat())).current_time
+        assert not site.of(TransactionStarted)
+        assert not site.system.core.transactions
+
+    asyncio.run(scenario())
+
+
+def test_command_to_a_charger_not_connected_says_offline(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        site = Site(tmp_path)
+        async with site.system:
+            (result,) = await site.system.command("cp3", "unlock")
+        assert (result.status, result.charger, result.point) == ("Offline", "borne-2", "cp3")
+        assert site.of(CommandResult) == [result]
 
     asyncio.run(scenario())

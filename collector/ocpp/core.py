@@ -377,6 +377,14 @@ class CentralCore:
         )
         return transaction.id, authorization, events
 
+    def cancel_start(self, transaction_id: int) -> None:
+        """Forget a start whose answer could not be given (its id is not handed out again)."""
+        transaction = self.transactions.pop(transaction_id, None)
+        if transaction is not None and transaction.charger in self.chargers:
+            connector = self.chargers[transaction.charger].connector(transaction.connector)
+            if connector.transaction_id == transaction_id:
+                connector.transaction_id = None
+
     def meter_values(
         self,
         charger_id: str,

@@ -21,9 +21,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from ocpp.exceptions import (
+    InternalError,
     OccurenceConstraintViolationError,
     OCPPError,
     TypeConstraintViolationError,
+    UnknownCallErrorCodeError,
 )
 from ocpp.messages import CallError, MessageType, unpack
 from ocpp.routing import after, on
@@ -43,6 +45,20 @@ from collector.ocpp.events import ChargerWarning, CommandResult, Event
 
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("collector.ocpp.wire")
+ws_log = logging.getLogger("collector.ocpp.websockets")
+
+
+class _HideCredentials(logging.Filter):
+    """websockets logs the handshake's headers at DEBUG: never the charger's password."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], "[hidden]")
+        return True
+
+
+ws_log.addFilter(_HideCredentials())
 
 
 class _WireLog:
@@ -163,6 +179,7 @@ class CentralSystem:
             ping_interval=60,
             ping_timeout=60,
             ssl=tls,
+            logger=ws_log,
         )
         self._spawn(self._ticker())
         scheme = "wss" if tls else "ws"
@@ -241,17 +258,20 @@ class CentralSystem:
             except Exception:
                 log.exception("OCPP event %r not handled", event)
 
-    async def save(self) -> None:
-        """Store the core's state (transaction counter first of all) before answering."""
+    async def save(self) -> bool:
+        """Store the core's state (transaction counter first of all) before answering; False
+        when it could not be written (logged)."""
         async with self._save_lock:
             if not self.core.dirty:
-                return
+                return True
             self.core.dirty = False
             try:
                 await asyncio.to_thread(save_state, self.state_file, self.core.state())
             except OSError as exc:
                 self.core.dirty = True
                 log.error("OCPP state %s not written: %s", self.state_file, exc)
+                return False
+            return True
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -309,11 +329,11 @@ def _check_password(headers: Headers, charger_id: str, settings: ChargerSettings
     if header is None:
         return "no password (HTTP Basic) given"
     try:
-        username, password = parse_authorization_basic(header)
+        _, password = parse_authorization_basic(header)
     except InvalidHeader:
         return "credentials not HTTP Basic"
-    if username != charger_id:
-        return f"user name {username!r} is not the charger id"
+    # The user name should be the charger id; some firmwares send another: the password,
+    # which is the charger's own, is what counts.
     expected = settings.password.get_secret_value()
     if not hmac.compare_digest(password.encode(), expected.encode()):
         return "wrong password"
@@ -434,8 +454,13 @@ class Link(ChargePoint):
             return "Timeout", f"no answer within {self.system.call_timeout_s:g} s"
         except OCPPError as error:
             return "CallError", f"{error.code}: {error.description}"
+        except UnknownCallErrorCodeError as error:
+            return "CallError", str(error)[:200]
         except ConnectionClosed:
             return "Offline", "connection closed"
+        except Exception as error:  # an answer the library cannot read: said, not raised
+            log.warning("charger %s: %s answer not understood: %r", self.id, payload, error)
+            return "Error", str(error)[:200]
         return str(getattr(response, "status", "Accepted")), None
 
     async def push_local_list(self, force: bool = False) -> None:
@@ -541,7 +566,10 @@ class Link(ChargePoint):
             payload["meter_start"],
             payload["timestamp"],
         )
-        await self.system.save()  # the id is stored before the charger has it
+        if not await self.system.save():
+            # The id is stored before the charger has it, or not given: the charger retries.
+            self.core.cancel_start(transaction_id)
+            raise InternalError(details={"cause": "the central system cannot store the id"})
         self.system.emit(events)
         return call_result.StartTransaction(
             transaction_id=transaction_id, id_tag_info=authorization.id_tag_info()
