@@ -409,7 +409,7 @@ def _list_item_overrides(model: type[BaseModel]) -> list[tuple[str, list[str], A
     variables that reach into an item of a list, applied over the site file's list (the
     environment source alone would replace the whole list by a dict); secret files too
     (`IRVE_CHARGERS__0__PASSWORD_FILE`)."""
-    found = [item for item in _secret_files(model) if any(key.isdigit() for key in item[1])]
+    found = []
     for name, value in os.environ.items():
         if not name.startswith(ENV_PREFIX) or name.endswith("_FILE"):
             continue
@@ -420,6 +420,8 @@ def _list_item_overrides(model: type[BaseModel]) -> list[tuple[str, list[str], A
             except ValueError as exc:
                 raise ConfigError([f"{name}: not valid JSON: {exc}"]) from None
             found.append((name, keys, parsed))
+    # Applied last: a secret's file wins over its plain variable, as outside lists.
+    found += [item for item in _secret_files(model) if any(key.isdigit() for key in item[1])]
     return found
 
 

@@ -104,6 +104,7 @@ def test_password_from_the_environment_or_a_secret_file(
     secret.write_text("from-a-file\n")
     monkeypatch.setenv("IRVE_CHARGERS__0__PASSWORD", "from-env")
     monkeypatch.setenv("IRVE_CHARGERS__1__PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("IRVE_CHARGERS__1__PASSWORD", "the-file-wins")
     site = load(SiteConfig, write(tmp_path, data))
     assert [c.password.get_secret_value() for c in site.chargers] == ["from-env", "from-a-file"]
     assert [c.id for c in site.chargers] == ["borne-1", "borne-2"]  # the rest from the file

@@ -399,7 +399,7 @@ def test_malformed_frames_answered_with_callerror_and_connection_kept(tmp_path: 
             meter = '[2,"a5","MeterValues",{"connectorId":"x","meterValue":[]}]'
             assert (await exchange(ws, meter))[:3] == [4, "a5", "TypeConstraintViolation"]
             stop = '[2,"a6","StopTransaction",{"meterStop":1}]'
-            assert (await exchange(ws, stop))[:3] == [4, "a6", "OccurenceConstraintViolation"]
+            assert (await exchange(ws, stop))[:3] == [4, "a6", "ProtocolError"]
             big = json.dumps([2, "a7", "Authorize", {"idTag": "A" * 1_000_000}])
             answer = await exchange(ws, big)
             assert answer[:3] == [4, "a7", "TypeConstraintViolation"]
@@ -414,7 +414,7 @@ def test_malformed_frames_answered_with_callerror_and_connection_kept(tmp_path: 
             "ReserveNow NotImplemented",
             "StatusNotification TypeConstraintViolation",
             "MeterValues TypeConstraintViolation",
-            "StopTransaction OccurenceConstraintViolation",
+            "StopTransaction ProtocolError",
             "Authorize TypeConstraintViolation",
         ]
 

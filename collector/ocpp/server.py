@@ -22,8 +22,8 @@ from urllib.parse import unquote
 
 from ocpp.exceptions import (
     InternalError,
-    OccurenceConstraintViolationError,
     OCPPError,
+    ProtocolError,
     TypeConstraintViolationError,
     UnknownCallErrorCodeError,
 )
@@ -387,7 +387,7 @@ def _check_lenient(action: str, payload: Any) -> None:
         value = payload.get(name)
         if value is None:
             if required:
-                raise OccurenceConstraintViolationError(details={"cause": f"{name} is required"})
+                raise ProtocolError(details={"cause": f"{name} is required"})
         elif not isinstance(value, kind) or isinstance(value, bool):
             raise TypeConstraintViolationError(details={"cause": f"{name}: wrong type"})
     if len(payload.get("idTag") or "") > 20:
