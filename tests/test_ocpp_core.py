@@ -219,3 +219,31 @@ def test_local_list_versions_and_content() -> None:
     assert not c.set_badges([GUEST, GONE])  # same list: same version
     assert c.set_badges([GUEST])
     assert c.local_list_version == version + 1
+
+
+@pytest.mark.parametrize(
+    ("registers", "meter_stop", "energy"),
+    [
+        # meterStart 0 with a lifetime index: the first sample (10 min in) is far above what
+        # 10 minutes can deliver, so the count is meterStop minus it.
+        ([(10, "1234000"), (20, "1235500")], 1236000, 2000.0),
+        # meterStart 0 with a count from zero: meterStop is the energy.
+        ([(10, "1200"), (20, "2700")], 3000, 3000.0),
+        # ... and a meterStop of 0 (nothing counted at the stop): the last sample.
+        ([(10, "1.2"), (20, "2.7")], 0, 2700.0),
+    ],
+)
+def test_energy_from_register_samples_with_meter_start_zero(
+    registers: list[tuple[int, str]], meter_stop: int, energy: float
+) -> None:
+    c = core()
+    tid, _, _ = c.start_transaction("borne-1", T0, 1, "X", 0, ts(0))
+    unit = {"unit": "kWh"} if meter_stop == 0 else {}
+    values = [
+        {"timestamp": ts(m), "sampled_value": [sample(v, "Energy.Active.Import.Register", **unit)]}
+        for m, v in registers
+    ]
+    c.meter_values("borne-1", T0, 1, tid, values)
+    restored = core(state=c.state())  # the samples are in the stored state too
+    _, events = restored.stop_transaction("borne-1", T0, tid, meter_stop, ts(30), None, None, None)
+    assert events[-1].charger_energy_wh == pytest.approx(energy)  # type: ignore[union-attr]

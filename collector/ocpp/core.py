@@ -130,6 +130,9 @@ class Transaction:
     # Energy.Active.Import.Interval samples by (timestamp, phase): a message the charger sends
     # twice (its answer lost) is not counted twice.
     intervals: dict[str, float] = field(default_factory=dict)
+    # Energy.Active.Import.Register totals by timestamp: tell a lifetime index sent with
+    # `meterStart: 0` from a counter that starts at zero.
+    registers: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -150,6 +153,7 @@ class Transaction:
             start=start,
             meter_start_wh=int(data["meter_start_wh"]),
             intervals={str(k): float(v) for k, v in dict(data.get("intervals", {})).items()},
+            registers={str(k): float(v) for k, v in dict(data.get("registers", {})).items()},
         )
 
 
@@ -651,7 +655,7 @@ class CentralCore:
                     )
                     continue
                 kind = ENERGY_MEASURANDS.get(measurand)
-                if kind != "interval" or transaction is None:
+                if kind is None or transaction is None:
                     continue
                 wh = _sample_wh(sample)
                 if wh is None:
@@ -659,9 +663,15 @@ class CentralCore:
                         charger, now, "value", f"{sample.get('value')!r} {sample.get('unit')!r}"
                     )
                     continue
-                key = f"{format_ts(stamp) if stamp else len(transaction.intervals)}/{sample.get('phase', '')}"
-                if transaction.intervals.get(key) != wh:
-                    transaction.intervals[key] = wh
+                when = format_ts(stamp) if stamp else str(len(transaction.intervals))
+                if kind == "interval":
+                    store, key = transaction.intervals, f"{when}/{sample.get('phase', '')}"
+                elif stamp is not None and not sample.get("phase"):
+                    store, key = transaction.registers, when
+                else:
+                    continue
+                if store.get(key) != wh:
+                    store[key] = wh
                     self.dirty = True
         return events
 
@@ -678,16 +688,33 @@ def _sample_wh(sample: Mapping[str, Any]) -> float | None:
     return number * factor if number == number and abs(number) != float("inf") else None
 
 
+# Above any AC charge point: a first index sample larger than this power could have delivered
+# since the start is a lifetime index, not a count from zero.
+_MAX_POWER_W = 50_000
+
+
 def _charger_energy(transaction: Transaction | None, meter_stop: int) -> float | None:
-    """The charger's own count for a transaction: meterStop - meterStart; with `meterStart: 0`
-    (Legrand) the sum of its Energy.Active.Import.Interval samples when it sent some, else
-    meterStop (a counter that starts from zero at each transaction)."""
+    """The charger's own count for a transaction: meterStop - meterStart. With `meterStart: 0`
+    (Legrand): the sum of its Energy.Active.Import.Interval samples when it sent some; else,
+    when its first Register sample is a lifetime index, meterStop minus that sample (what came
+    before the first sample is not known); else meterStop (a count from zero)."""
     if transaction is None:
         return None
-    if transaction.meter_start_wh == 0 and transaction.intervals:
+    start = transaction.meter_start_wh
+    if start == 0 and transaction.intervals:
         # Per-phase samples add up to the total; a charger sending both is counted once.
         totals = [wh for key, wh in transaction.intervals.items() if key.endswith("/")]
         return round(sum(totals or transaction.intervals.values()), 3)
-    if meter_stop < transaction.meter_start_wh:
+    if start == 0 and transaction.registers:
+        first_ts = min(transaction.registers)
+        first = transaction.registers[first_ts]
+        stamp = parse_ts(first_ts)
+        hours = max(0.0, (stamp - transaction.start).total_seconds() / 3600) if stamp else 0.0
+        if first > _MAX_POWER_W * hours + 100:
+            last = max(meter_stop, transaction.registers[max(transaction.registers)])
+            return round(last - first, 3)
+        if meter_stop == 0:
+            return transaction.registers[max(transaction.registers)]
+    if meter_stop < start:
         return None
-    return float(meter_stop - transaction.meter_start_wh)
+    return float(meter_stop - start)
