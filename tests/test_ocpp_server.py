@@ -33,7 +33,7 @@ from collector.ocpp.events import (
     TransactionEnded,
     TransactionStarted,
 )
-from collector.ocpp.server import CentralSystem, state_path
+from collector.ocpp.server import CentralSystem, StartError, load_ocpp_state, state_path
 from tests.servers import free_port
 from tests.test_mqtt_tls import make_certificates
 
@@ -358,6 +358,7 @@ def test_wrong_password_and_unknown_id_refused_at_the_handshake(
         site = Site(tmp_path)
         async with site.system:
             assert await refused(site.url(password="guessed-pass")) == 401
+            assert await refused(site.url(password="guessed-pass")) == 401  # logged once
             assert await refused(site.url("borne-9", "whatever")) == 404
             assert await refused(f"ws://127.0.0.1:{site.port}/borne-1") == 401
             assert await refused(site.url("borne-1", "other-pass")) == 401  # borne-2's password
@@ -369,6 +370,9 @@ def test_wrong_password_and_unknown_id_refused_at_the_handshake(
     assert "< Authorization: [hidden]" in text
     assert base64.b64encode(b"borne-1:guessed-pass").decode() not in text
     assert "charger 'borne-1' from 127.0.0.1:" in text and "wrong password" in text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # Three wrong passwords from one address: one line (a charger retries every few seconds).
+    assert len([w for w in warnings if "wrong password" in w]) == 1
     assert "charger 'borne-9' from 127.0.0.1:" in text and "unknown id" in text
     assert "no password (HTTP Basic) given" in text
     assert "guessed-pass" not in text and "other-pass" not in text and PASSWORD not in text
@@ -626,3 +630,34 @@ def test_command_to_a_charger_not_connected_says_offline(tmp_path: Path) -> None
         assert site.of(CommandResult) == [result]
 
     asyncio.run(scenario())
+
+
+def test_cannot_start_names_the_key(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        tls = {"cert_file": tmp_path / "none.crt", "key_file": tmp_path / "none.key"}
+        with pytest.raises(StartError, match=r"^ocpp.tls: cannot use .*none.crt"):
+            await Site(tmp_path, ocpp={"tls": tls}).system.start()
+        site = Site(tmp_path)
+        async with site.system:
+            twin = CentralSystem(site.settings, site.chargers, tmp_path / "twin.json", print)
+            with pytest.raises(
+                StartError, match=rf"^ocpp.listen: cannot listen on 127.0.0.1:{site.port}"
+            ):
+                await twin.start()
+
+    asyncio.run(scenario())
+
+
+def test_unreadable_state_never_reuses_ids(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ocpp-test.json"
+    path.write_text("{not json")
+    now = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    assert load_ocpp_state(path, now) == {"next_transaction_id": int(now.timestamp())}
+    good = {"id": 4, "charger": "borne-1", "connector": 1, "badge": "X", "room": None,
+            "start": "2026-12-06T09:00:00Z", "meter_start_wh": 0}  # fmt: skip
+    path.write_text(json.dumps({"next_transaction_id": 9, "transactions": [good, {"id": 5}]}))
+    assert load_ocpp_state(path, now)["transactions"] == [good]
+    assert "unreadable (Expecting property name" in caplog.text
+    assert "transaction {'id': 5} unreadable" in caplog.text

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -40,7 +41,7 @@ from websockets.typing import Subprotocol
 
 from collector.config import ChargerSettings, OcppSettings
 from collector.energy.state import save_state
-from collector.ocpp.core import Badge, CentralCore, Outgoing, format_ts
+from collector.ocpp.core import Badge, CentralCore, Outgoing, Transaction, format_ts
 from collector.ocpp.events import ChargerWarning, CommandResult, Event
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ _ERROR_CODES_16 = {
     "FormatViolation": "FormationViolation",
     "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
 }
+REFUSAL_LOG_S = 600.0
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
 
 EventSink = Callable[[Event], None]
@@ -106,14 +108,18 @@ def state_path(state_dir: Path, site_id: str) -> Path:
     return state_dir / f"ocpp-{site_id}.json"
 
 
+class StartError(Exception):
+    """The central system cannot start; the message names the key to fix."""
+
+
 def load_ocpp_state(path: Path, now: datetime) -> dict[str, Any]:
     """The saved core state. Unreadable, ids restart from the clock (seconds since 1970), above
-    any counter this site can have reached, so that no transaction id is ever reused."""
+    any counter this site can have reached, so that no transaction id is ever reused; an open
+    transaction that cannot be read is left out (its stop is then reported without a start)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("next_transaction_id"), int):
             raise ValueError("not an OCPP state")
-        return data
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
@@ -125,6 +131,15 @@ def load_ocpp_state(path: Path, now: datetime) -> dict[str, Any]:
             fresh,
         )
         return {"next_transaction_id": fresh}
+    kept = []
+    for entry in data.get("transactions") or []:
+        try:
+            Transaction.from_json(entry)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.error("OCPP state %s: transaction %r unreadable (%s): left out", path, entry, exc)
+            continue
+        kept.append(entry)
+    return {**data, "transactions": kept}
 
 
 class CentralSystem:
@@ -160,15 +175,32 @@ class CentralSystem:
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._save_lock = asyncio.Lock()
+        self._refusals: dict[tuple[str, str, str], float] = {}
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen; StartError naming `ocpp.tls` or `ocpp.listen` when it cannot."""
         tls = None
         if self.settings.tls is not None:
+            cert, key = self.settings.tls.cert_file, self.settings.tls.key_file
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            tls.load_cert_chain(self.settings.tls.cert_file, self.settings.tls.key_file)
-        self._server = await serve(
+            try:
+                tls.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise StartError(f"ocpp.tls: cannot use {cert} and {key}: {exc}") from None
+        try:
+            self._server = await self._serve(tls)
+        except OSError as exc:
+            raise StartError(
+                f"ocpp.listen: cannot listen on {self.settings.listen}: {exc}"
+            ) from None
+        self._spawn(self._ticker())
+        scheme = "wss" if tls else "ws"
+        log.info("OCPP central system on %s://%s/<charger id>", scheme, self.settings.listen)
+
+    async def _serve(self, tls: ssl.SSLContext | None) -> Server:
+        return await serve(
             self._connection,
             self.settings.host,
             self.settings.port,
@@ -181,9 +213,6 @@ class CentralSystem:
             ssl=tls,
             logger=ws_log,
         )
-        self._spawn(self._ticker())
-        scheme = "wss" if tls else "ws"
-        log.info("OCPP central system on %s://%s/<charger id>", scheme, self.settings.listen)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -287,19 +316,32 @@ class CentralSystem:
         """Security profile 1: the charger's id is the URL's last segment, its password HTTP
         Basic. Refused here, before any OCPP frame: unknown ids (404) and bad passwords (401)."""
         charger_id = unquote(request.path.split("?", 1)[0].rstrip("/").rpartition("/")[2])
-        peer = _peer(connection)
         settings = self.chargers.get(charger_id)
         if settings is None:
-            log.warning("charger %r from %s refused: unknown id", charger_id, peer)
+            self._refused(connection, charger_id, "unknown id")
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charge point\n")
         problem = _check_password(request.headers, charger_id, settings)
         if problem is not None:
-            log.warning("charger %r from %s refused: %s", charger_id, peer, problem)
+            self._refused(connection, charger_id, problem)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = build_www_authenticate_basic("OCPP")
             return response
         connection.username = charger_id
         return None
+
+    def _refused(self, connection: ServerConnection, charger_id: str, why: str) -> None:
+        """Logged once per charger, address and reason every REFUSAL_LOG_S (a charger retries
+        its refused connection every few seconds)."""
+        peer = _peer(connection)
+        key = (charger_id[:64], peer.rpartition(":")[0], why)
+        now = time.monotonic()
+        if now - self._refusals.get(key, -REFUSAL_LOG_S) < REFUSAL_LOG_S:
+            log.debug("charger %r from %s refused again: %s", charger_id, peer, why)
+            return
+        if len(self._refusals) > 1000:  # a scanner trying many ids: forget, never grow
+            self._refusals.clear()
+        self._refusals[key] = now
+        log.warning("charger %r from %s refused: %s", charger_id, peer, why)
 
     async def _connection(self, connection: ServerConnection) -> None:
         charger_id = connection.username
@@ -307,7 +349,7 @@ class CentralSystem:
         previous = self.links.get(charger_id)
         self.links[charger_id] = link
         if previous is not None:  # the charger reconnected before its old link timed out
-            await previous.close()
+            self._spawn(previous.close())  # in the background: a dead peer takes seconds
         log.info("charger %s connected from %s", charger_id, _peer(connection))
         try:
             await link.start()
