@@ -661,3 +661,28 @@ def test_unreadable_state_never_reuses_ids(
     assert load_ocpp_state(path, now)["transactions"] == [good]
     assert "unreadable (Expecting property name" in caplog.text
     assert "transaction {'id': 5} unreadable" in caplog.text
+
+
+def test_a_second_connection_replaces_the_first_and_gets_the_list(tmp_path: Path) -> None:
+    """A charger that reconnects before the box noticed its old link dropped: the new link
+    takes over (commands go to it), and it gets the local list without booting."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path)
+        async with site.system:
+            site.system.set_badges([GUEST])
+            async with station(site) as old:
+                await old.call(call.Heartbeat())
+                await until(lambda: old.got("SendLocalList"))
+                async with station(site) as new:
+                    await new.call(call.Heartbeat())
+                    await until(lambda: new.got("SendLocalList"))
+                    (result,) = await site.system.command("cp2", "unlock")
+                    assert result.status == "Unlocked"
+                    assert new.got("UnlockConnector") and not old.got("UnlockConnector")
+                    await until(lambda: old._connection.state.name == "CLOSED")
+                    await asyncio.sleep(0.1)  # the old link's end must not drop the new one
+                    assert "borne-1" in site.system.links
+                    assert (await new.call(call.Heartbeat())).current_time
+
+    asyncio.run(scenario())

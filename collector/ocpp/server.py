@@ -238,7 +238,7 @@ class CentralSystem:
             return
         self._spawn(self.save())
         for link in self.links.values():
-            self._spawn(link.push_local_list())
+            link.schedule_local_list()
 
     async def command(
         self, point: str, action: str, badge: str | None = None, connector: int | None = None
@@ -303,7 +303,10 @@ class CentralSystem:
             return True
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+        self.track(asyncio.create_task(coro))
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Kept until done, cancelled by stop()."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -445,7 +448,25 @@ class Link(ChargePoint):
         self.core = system.core
         self.list_version_sent: int | None = None
         self.local_list_supported = True
-        self._list_lock = asyncio.Lock()
+        self._push_task: asyncio.Task[None] | None = None
+        self._push_again = False
+        self._push_force = False
+
+    def schedule_local_list(self, force: bool = False) -> None:
+        """Push the local list soon: one push at a time per charger, and one more after it
+        when the list changed meanwhile (a charger talking while a push waits for its answer
+        does not pile up tasks)."""
+        self._push_force |= force
+        self._push_again = True
+        if self._push_task is None or self._push_task.done():
+            self._push_task = asyncio.create_task(self._push_loop())
+            self.system.track(self._push_task)
+
+    async def _push_loop(self) -> None:
+        while self._push_again:
+            self._push_again = False
+            force, self._push_force = self._push_force, False
+            await self.push_local_list(force)
 
     async def close(self) -> None:
         await self._connection.close()
@@ -484,7 +505,7 @@ class Link(ChargePoint):
                 msg.action != Action.boot_notification  # pushed after the boot is accepted
                 and self.list_version_sent != self.core.local_list_version
             ):
-                self.system._spawn(self.push_local_list())
+                self.schedule_local_list()
         elif msg.message_type_id in (MessageType.CallResult, MessageType.CallError):
             self._response_queue.put_nowait(msg)
 
@@ -510,34 +531,31 @@ class Link(ChargePoint):
         is down), when it has local lists enabled."""
         if self.core.authorize_mode != "list":
             return
-        async with self._list_lock:
-            version = self.core.local_list_version
-            if version == 0 or not self.local_list_supported:
-                return
-            if not force and self.list_version_sent == version:
-                return
-            if self.list_version_sent is None and not await self._local_list_enabled():
-                self.local_list_supported = False
-                return
-            payload = call.SendLocalList(
-                list_version=version,
-                update_type="Full",
-                local_authorization_list=self.core.local_list(self.system.clock()),
-            )
-            status, detail = await self.request(payload)
-            outgoing = Outgoing(self.id, 0, None, "local_list", payload)
-            self.system.emit(
-                [self.core.command_result(outgoing, self.system.clock(), status, detail)]
-            )
-            if status == "Accepted":
-                self.list_version_sent = version
-            elif status == "NotSupported":
-                self.local_list_supported = False
+        version = self.core.local_list_version
+        if version == 0 or not self.local_list_supported:
+            return
+        if not force and self.list_version_sent == version:
+            return
+        if self.list_version_sent is None and not await self._local_list_enabled():
+            self.local_list_supported = False
+            return
+        payload = call.SendLocalList(
+            list_version=version,
+            update_type="Full",
+            local_authorization_list=self.core.local_list(self.system.clock()),
+        )
+        status, detail = await self.request(payload)
+        outgoing = Outgoing(self.id, 0, None, "local_list", payload)
+        self.system.emit([self.core.command_result(outgoing, self.system.clock(), status, detail)])
+        if status == "Accepted":
+            self.list_version_sent = version
+        elif status == "NotSupported":
+            self.local_list_supported = False
 
     async def _local_list_enabled(self) -> bool:
         try:
             response = await self.call(call.GetConfiguration(key=["LocalAuthListEnabled"]))
-        except (TimeoutError, ConnectionClosed):
+        except (TimeoutError, ConnectionClosed, OCPPError, UnknownCallErrorCodeError, TypeError):
             return True  # try the list itself; its answer says
         keys = {
             k.get("key"): k.get("value") for k in getattr(response, "configuration_key", None) or []
@@ -568,8 +586,8 @@ class Link(ChargePoint):
         return call_result.BootNotification(**reply)
 
     @after(Action.boot_notification)
-    async def after_boot(self, **payload: Any) -> None:
-        await self.push_local_list(force=True)
+    def after_boot(self, **payload: Any) -> None:
+        self.schedule_local_list(force=True)
 
     @on(Action.heartbeat)
     def on_heartbeat(self, **payload: Any) -> call_result.Heartbeat:
