@@ -63,6 +63,9 @@ def test_authorize_by_the_badge_list() -> None:
     assert c.authorize("borne-1", T0, "04DEAD00")[0].status == "Expired"
     assert c.authorize("borne-1", T0, "FFFFFFFF")[0].status == "Invalid"
     assert core("any").authorize("borne-1", T0, "FFFFFFFF")[0].status == "Accepted"
+    # `any` accepts an expired badge too, without telling the charger a past expiry date.
+    anyway = core("any").authorize("borne-1", T0, "04DEAD00")[0]
+    assert anyway.id_tag_info() == {"status": "Accepted"} and anyway.badge == GONE
     assert core("free").authorize("borne-1", T0, "FFFFFFFF")[0].status == "Accepted"
 
 

@@ -192,11 +192,12 @@ class Outgoing:
 class Authorization:
     status: str  # Accepted, Invalid, Expired (OCPP 1.6 AuthorizationStatus)
     badge: Badge | None
+    expiry: datetime | None = None  # told to the charger, which caches the answer until then
 
     def id_tag_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"status": self.status}
-        if self.status == "Accepted" and self.badge is not None and self.badge.until is not None:
-            info["expiry_date"] = format_ts(self.badge.until)
+        if self.expiry is not None:
+            info["expiry_date"] = format_ts(self.expiry)
         return info
 
 
@@ -264,14 +265,14 @@ class CentralCore:
             return Authorization("Invalid", None)
         if badge.until is not None and badge.until <= at:
             return Authorization("Expired", badge)
-        return Authorization("Accepted", badge)
+        return Authorization("Accepted", badge, badge.until)
 
     def local_list(self, now: datetime) -> list[dict[str, Any]]:
         """The full local authorization list: the badges valid now, with their end."""
         if self.authorize_mode != "list":
             return []
         return [
-            {"id_tag": b.badge, "id_tag_info": Authorization("Accepted", b).id_tag_info()}
+            {"id_tag": b.badge, "id_tag_info": Authorization("Accepted", b, b.until).id_tag_info()}
             for b in self.badges.values()
             if b.until is None or b.until > now
         ]
