@@ -400,6 +400,10 @@ def test_malformed_frames_answered_with_callerror_and_connection_kept(tmp_path: 
             ]
             status = '[2,"a4","StatusNotification",{"connectorId":"one","errorCode":"NoError","status":"Available"}]'
             assert (await exchange(ws, status))[:3] == [4, "a4", "TypeConstraintViolation"]
+            occupied = status.replace('"one"', "1").replace("Available", "Occupied")  # OCPP 1.5
+            answer = await exchange(ws, occupied.replace("a4", "p1"))
+            assert answer[:3] == [4, "p1", "PropertyConstraintViolation"]
+            assert answer[4]["cause"].startswith("'Occupied' is not one of ['Available'")
             meter = '[2,"a5","MeterValues",{"connectorId":"x","meterValue":[]}]'
             assert (await exchange(ws, meter))[:3] == [4, "a5", "TypeConstraintViolation"]
             stop = '[2,"a6","StopTransaction",{"meterStop":1}]'
@@ -417,6 +421,7 @@ def test_malformed_frames_answered_with_callerror_and_connection_kept(tmp_path: 
             "MakeCoffee NotSupported",
             "ReserveNow NotImplemented",
             "StatusNotification TypeConstraintViolation",
+            "StatusNotification PropertyConstraintViolation",
             "MeterValues TypeConstraintViolation",
             "StopTransaction ProtocolError",
             "Authorize TypeConstraintViolation",

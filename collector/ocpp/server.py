@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from ocpp.exceptions import (
     InternalError,
     OCPPError,
+    PropertyConstraintViolationError,
     ProtocolError,
     TypeConstraintViolationError,
     UnknownCallErrorCodeError,
@@ -93,6 +94,10 @@ _ERROR_CODES_16 = {
     "FormatViolation": "FormationViolation",
     "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
 }
+_SCHEMA_FAILURE = re.compile(
+    r" is not valid: (?P<what>.*?)\n\nFailed validating '(?P<rule>\w+)'", re.S
+)
+_VALUE_RULES = {"enum", "pattern", "minimum", "maximum", "multipleOf", "format"}
 REFUSAL_LOG_S = 600.0
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
 
@@ -394,13 +399,25 @@ def _select_subprotocol(
     raise NegotiationError(f"offered {', '.join(offered)}; this central system speaks ocpp1.6")
 
 
-def _call_error(unique_id: str, error: OCPPError) -> str:
-    """The CALLERROR frame for this error, with the 1.6 code and without echoing the frame."""
+def _as_16(error: OCPPError) -> OCPPError:
+    """The error as OCPP 1.6 names it, its cause short and without the frame echoed: the
+    library reports every schema failure but types and lengths as a format violation, where
+    a value out of its enum or range is a PropertyConstraintViolation."""
     details = {k: v for k, v in (error.details or {}).items() if k != "ocpp_message"}
-    if isinstance(details.get("cause"), str):
-        details["cause"] = details["cause"][:300]
-    code = _ERROR_CODES_16.get(error.code, error.code)
-    return str(CallError(unique_id, code, error.description, details).to_json())
+    cause = str(details.get("cause", ""))
+    match = _SCHEMA_FAILURE.search(cause)
+    if match:
+        cause = match["what"]
+        if match["rule"] in _VALUE_RULES:
+            error = PropertyConstraintViolationError()
+    details["cause"] = cause[:300]
+    refused = type(error)(description=error.description, details=details)
+    refused.code = _ERROR_CODES_16.get(error.code, error.code)
+    return refused
+
+
+def _call_error(unique_id: str, error: OCPPError) -> str:
+    return str(CallError(unique_id, error.code, error.description, error.details).to_json())
 
 
 _LENIENT: dict[str, list[tuple[str, type, bool]]] = {
@@ -484,23 +501,24 @@ class Link(ChargePoint):
                     self.id, self._now(), "frame", f"not an OCPP frame ({len(text)} characters)"
                 )
             )
-            await self._send(_call_error(match.group(1) if match else "-1", error))
+            await self._send(_call_error(match.group(1) if match else "-1", _as_16(error)))
             return
         if msg.message_type_id == MessageType.Call:
             try:
                 _check_lenient(msg.action, msg.payload)
                 await self._handle_call(msg)
             except OCPPError as error:
-                cause = str((error.details or {}).get("cause", ""))[:200]
+                refused = _as_16(error)
                 self.system.emit(
                     self.core.malformed(
                         self.id,
                         self._now(),
-                        f"{msg.action} {error.code}"[:80],
-                        f"{msg.action}"[:40] + f" refused, {error.code}: {cause}",
+                        f"{msg.action} {refused.code}"[:80],
+                        f"{msg.action}"[:40]
+                        + f" refused, {refused.code}: {refused.details['cause']}",
                     )
                 )
-                await self._send(_call_error(str(msg.unique_id), error))
+                await self._send(_call_error(str(msg.unique_id), refused))
             if (
                 msg.action != Action.boot_notification  # pushed after the boot is accepted
                 and self.list_version_sent != self.core.local_list_version
