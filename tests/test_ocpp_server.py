@@ -414,6 +414,9 @@ def test_malformed_frames_answered_with_callerror_and_connection_kept(tmp_path: 
             assert len(json.dumps(answer)) < 2000  # the frame is not echoed back
             junk = "x" * 1_000_000
             assert (await exchange(ws, junk))[:3] == [4, "-1", "FormationViolation"]
+            boot = '{"chargePointVendor":"Legrand","chargePointModel":"Green up","kitVersion":"3"}'
+            reply = await exchange(ws, f'[2,"b1","BootNotification",{boot}]')
+            assert reply[:2] == [3, "b1"] and reply[2]["status"] == "Accepted"  # the extra dropped
             reply = await exchange(ws, '[2,"ok","Heartbeat",{}]')
             assert reply[:2] == [3, "ok"] and "currentTime" in reply[2]
         assert [w.kind for w in site.of(ChargerWarning)] == [
@@ -425,6 +428,7 @@ def test_malformed_frames_answered_with_callerror_and_connection_kept(tmp_path: 
             "MeterValues TypeConstraintViolation",
             "StopTransaction ProtocolError",
             "Authorize TypeConstraintViolation",
+            "BootNotification extra",
         ]
 
     asyncio.run(scenario())

@@ -29,7 +29,7 @@ from ocpp.exceptions import (
     TypeConstraintViolationError,
     UnknownCallErrorCodeError,
 )
-from ocpp.messages import CallError, MessageType, unpack
+from ocpp.messages import CallError, MessageType, get_validator, unpack
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
@@ -97,6 +97,7 @@ _ERROR_CODES_16 = {
 _SCHEMA_FAILURE = re.compile(
     r" is not valid: (?P<what>.*?)\n\nFailed validating '(?P<rule>\w+)'", re.S
 )
+_ACTIONS = {action.value for action in Action}
 _VALUE_RULES = {"enum", "pattern", "minimum", "maximum", "multipleOf", "format"}
 REFUSAL_LOG_S = 600.0
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
@@ -439,6 +440,18 @@ _LENIENT: dict[str, list[tuple[str, type, bool]]] = {
 }
 
 
+def _drop_unknown_fields(action: object, payload: object) -> list[str]:
+    """Fields a charger adds to a request that OCPP 1.6 does not have (the schema would refuse
+    the whole request): removed, so that the rest is understood."""
+    if not isinstance(action, str) or not isinstance(payload, dict) or action not in _ACTIONS:
+        return []
+    schema = get_validator(MessageType.Call, action, "1.6").schema
+    extra = [key for key in payload if key not in schema.get("properties", {})]
+    for key in extra:
+        del payload[key]
+    return [str(key)[:40] for key in extra]
+
+
 def _check_lenient(action: str, payload: Any) -> None:
     fields = _LENIENT.get(action)
     if fields is None:
@@ -504,6 +517,14 @@ class Link(ChargePoint):
             await self._send(_call_error(match.group(1) if match else "-1", _as_16(error)))
             return
         if msg.message_type_id == MessageType.Call:
+            extra = _drop_unknown_fields(msg.action, msg.payload)
+            if extra:
+                text = f"{msg.action}: unknown field(s) {', '.join(extra)} ignored"
+                self.system.emit(
+                    self.core.malformed(
+                        self.id, self._now(), f"{msg.action} extra"[:80], text[:300]
+                    )
+                )
             try:
                 _check_lenient(msg.action, msg.payload)
                 await self._handle_call(msg)
