@@ -250,3 +250,11 @@ def test_energy_from_register_samples_with_meter_start_zero(
     restored = core(state=c.state())  # the samples are in the stored state too
     _, events = restored.stop_transaction("borne-1", T0, tid, meter_stop, ts(30), None, None, None)
     assert events[-1].charger_energy_wh == pytest.approx(energy)  # type: ignore[union-attr]
+
+
+def test_badge_list_survives_a_restart_without_a_new_version() -> None:
+    first = core()
+    again = core(state=first.state())  # core() sets the same list again after loading
+    assert again.local_list_version == first.local_list_version
+    assert again.check_badge("04A1B2C3", T0).status == "Accepted"
+    assert again.check_badge("04DEAD00", T0).status == "Expired"

@@ -232,11 +232,19 @@ class CentralCore:
             "next_transaction_id": self.next_transaction_id,
             "local_list_version": self.local_list_version,
             "transactions": [t.to_json() for t in self.transactions.values()],
+            # Kept so that a restart answers from the last list before the broker's retained
+            # copy arrives, and that copy then changes nothing (no new local list version).
+            "badges": [
+                {"badge": b.badge, "room": b.room, "until": format_ts(b.until) if b.until else None}
+                for b in self.badges.values()
+            ],
         }
 
     def _load(self, state: Mapping[str, Any]) -> None:
         self.next_transaction_id = max(1, int(state.get("next_transaction_id", 1)))
         self.local_list_version = int(state.get("local_list_version", 0))
+        badges, _ = parse_badge_list({"badges": state.get("badges", [])})
+        self.badges = {b.badge.upper(): b for b in badges}
         for data in state.get("transactions", []):
             transaction = Transaction.from_json(data)
             self.transactions[transaction.id] = transaction

@@ -539,7 +539,7 @@ class Link(ChargePoint):
                         + f" refused, {refused.code}: {refused.details['cause']}",
                     )
                 )
-                await self._send(_call_error(str(msg.unique_id), refused))
+                await self._send(_call_error(str(msg.unique_id)[:64], refused))
             if (
                 msg.action != Action.boot_notification  # pushed after the boot is accepted
                 and self.list_version_sent != self.core.local_list_version
