@@ -14,7 +14,7 @@ import os
 import re
 from datetime import date, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -41,6 +41,7 @@ from pydantic_settings import (
 from collector import redact
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from importlib.resources.abc import Traversable
 
 ENV_PREFIX = "IRVE_"
@@ -349,15 +350,20 @@ class IngestSettings(Strict):
 
 
 def _annotation(model: type[BaseModel], keys: list[str]) -> str | None:
-    """The type of the field at this key path, as text; None when there is no such field."""
-    for key in keys[:-1]:
-        info = model.model_fields.get(key)
-        nested = info.annotation if info is not None else None
-        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+    """The type of the field at this key path, as text; None when there is no such field. A
+    digit after a list of models is an item of it (`chargers.0.password`)."""
+    node: Any = model
+    for key in keys:
+        if key.isdigit() and get_origin(node) is list:
+            node = get_args(node)[0]
+            continue
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
             return None
-        model = nested
-    info = model.model_fields.get(keys[-1])
-    return None if info is None else str(info.annotation)
+        info = node.model_fields.get(key)
+        if info is None:
+            return None
+        node = info.annotation
+    return str(node)
 
 
 def _is_secret(model: type[BaseModel], keys: list[str]) -> bool:
@@ -365,9 +371,9 @@ def _is_secret(model: type[BaseModel], keys: list[str]) -> bool:
     return "SecretStr" in (_annotation(model, keys) or "")
 
 
-def _file_secrets(model: type[BaseModel]) -> dict[str, Any]:
-    """`IRVE_MQTT__PASSWORD_FILE=/run/secrets/x` -> {"mqtt": {"password": <file content>}}."""
-    values: dict[str, Any] = {}
+def _secret_files(model: type[BaseModel]) -> Iterator[tuple[str, list[str], Any]]:
+    """`IRVE_MQTT__PASSWORD_FILE=/run/secrets/x` -> ("IRVE_MQTT__PASSWORD_FILE",
+    ["mqtt", "password"], <file content>), for each variable that names a secret's file."""
     for name, path in os.environ.items():
         if not (name.startswith(ENV_PREFIX) and name.endswith("_FILE")) or not path:
             continue
@@ -378,22 +384,34 @@ def _file_secrets(model: type[BaseModel]) -> dict[str, Any]:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError([f"{name}: cannot read {path}: {exc.strerror}"]) from None
+        # A list of secrets (notify.urls) takes one per line; a single secret, the whole text.
+        yield (
+            name,
+            keys,
+            [line.strip() for line in text.splitlines() if line.strip()]
+            if (_annotation(model, keys) or "").startswith("list[")
+            else text.rstrip("\r\n"),
+        )
+
+
+def _file_secrets(model: type[BaseModel]) -> dict[str, Any]:
+    """The secret files outside lists: {"mqtt": {"password": <file content>}}."""
+    values: dict[str, Any] = {}
+    for _, keys, value in _secret_files(model):
+        if any(key.isdigit() for key in keys):
+            continue  # an item of a list: applied over the file's list by _YamlSource
         node = values
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        # A list of secrets (notify.urls) takes one per line; a single secret, the whole text.
-        node[keys[-1]] = (
-            [line.strip() for line in text.splitlines() if line.strip()]
-            if (_annotation(model, keys) or "").startswith("list[")
-            else text.rstrip("\r\n")
-        )
+        node[keys[-1]] = value
     return values
 
 
-def _list_item_overrides() -> list[tuple[str, list[str], Any]]:
+def _list_item_overrides(model: type[BaseModel]) -> list[tuple[str, list[str], Any]]:
     """`IRVE_METERS__1__UNIT=5` -> ("IRVE_METERS__1__UNIT", ["meters", "1", "unit"], "5"): the
     variables that reach into an item of a list, applied over the site file's list (the
-    environment source alone would replace the whole list by a dict)."""
+    environment source alone would replace the whole list by a dict); secret files too
+    (`IRVE_CHARGERS__0__PASSWORD_FILE`)."""
     found = []
     for name, value in os.environ.items():
         if not name.startswith(ENV_PREFIX) or name.endswith("_FILE"):
@@ -405,6 +423,8 @@ def _list_item_overrides() -> list[tuple[str, list[str], Any]]:
             except ValueError as exc:
                 raise ConfigError([f"{name}: not valid JSON: {exc}"]) from None
             found.append((name, keys, parsed))
+    # Applied last: a secret's file wins over its plain variable, as outside lists.
+    found += [item for item in _secret_files(model) if any(key.isdigit() for key in item[1])]
     return found
 
 
@@ -462,7 +482,7 @@ class _YamlSource(YamlConfigSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = copy.deepcopy(super().__call__())
-        _apply_list_items(data, _list_item_overrides())
+        _apply_list_items(data, _list_item_overrides(self.settings_cls))
         return data
 
     def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
@@ -506,10 +526,48 @@ class _Root(BaseSettings):
         ]
         if cls._yaml_path is not None:
             sources.append(_YamlSource(settings_cls, yaml_file=cls._yaml_path))
-        elif overrides := _list_item_overrides():
+        elif overrides := _list_item_overrides(settings_cls):
             name = overrides[0][0]
             raise ConfigError([f"{name}: a list item can only be overridden over a site file"])
         return tuple(sources)
+
+
+class OcppTls(Strict):
+    cert_file: Path
+    key_file: Path
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: expected HOST:PORT (0.0.0.0:9000)")
+    return value
+
+
+class OcppSettings(Strict):
+    """The OCPP 1.6J central system chargers connect to (docs/ocpp.md)."""
+
+    listen: Annotated[str, AfterValidator(_host_port)] = "0.0.0.0:9000"
+    authorize: Literal["list", "any", "free"] = "list"
+    tls: OcppTls | None = None
+    heartbeat_s: Annotated[int, _between(10, 86400)] = 300
+    # A charger that missed this many heartbeats is offline (as offline_after_polls for meters).
+    offline_after_heartbeats: Annotated[int, _between(1, 100)] = 3
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class ChargerSettings(Strict):
+    # The charge point identity: the last segment of the URL it connects to.
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", max_length=48)]
+    password: SecretStr  # HTTP Basic, security profile 1
+    connectors: Annotated[dict[Annotated[int, _between(1, 99)], Ident], Field(min_length=1)]
 
 
 class HotelSettings(Strict):
@@ -565,6 +623,8 @@ class SiteConfig(_Root):
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     hotel: HotelSettings = Field(default_factory=HotelSettings)
+    ocpp: OcppSettings | None = None
+    chargers: list[ChargerSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:
@@ -582,7 +642,25 @@ class SiteConfig(_Root):
             dup = next((u for u in units if units.count(u) > 1), None)
             if dup is not None:
                 raise ValueError(f"buses: unit {dup} used twice on bus {bus.id!r}")
+        self._chargers()
         return self
+
+    def _chargers(self) -> None:
+        if self.chargers and self.ocpp is None:
+            raise ValueError("ocpp: required when chargers are listed (listen, authorize)")
+        if self.ocpp is not None and not self.chargers:
+            raise ValueError("chargers: ocpp needs at least one charger (id, password, connectors)")
+        _unique("chargers", [charger.id for charger in self.chargers])
+        sockets = {m.id for m in self.meters if m.role == "socket"}
+        served: dict[str, str] = {}
+        for i, charger in enumerate(self.chargers):
+            for connector, point in charger.connectors.items():
+                where = f"chargers[{i}].connectors.{connector}"
+                if point not in sockets:
+                    raise ValueError(f"{where}: no meter with role socket has id {point!r}")
+                owner = served.setdefault(point, charger.id)
+                if owner != charger.id:
+                    raise ValueError(f"{where}: {point!r} is already served by charger {owner!r}")
 
     def bus(self, bus_id: str) -> TcpBus | RtuBus:
         return next(bus for bus in self.buses if bus.id == bus_id)
