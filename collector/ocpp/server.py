@@ -41,7 +41,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from collector.config import ChargerSettings, OcppSettings
-from collector.energy.state import save_state
+from collector.energy.state import encode_state, write_state
 from collector.ocpp.core import Badge, CentralCore, Outgoing, Transaction, format_ts
 from collector.ocpp.events import ChargerWarning, CommandResult, Event
 
@@ -301,7 +301,9 @@ class CentralSystem:
                 return True
             self.core.dirty = False
             try:
-                await asyncio.to_thread(save_state, self.state_file, self.core.state())
+                await asyncio.to_thread(
+                    write_state, self.state_file, encode_state(self.core.state())
+                )
             except OSError as exc:
                 self.core.dirty = True
                 log.error("OCPP state %s not written: %s", self.state_file, exc)
