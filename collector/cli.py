@@ -28,6 +28,7 @@ COMMANDS = (
     "collector.commands.read",
     "collector.commands.recompute",
     "collector.commands.simulate",
+    "collector.commands.tariffs",
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

@@ -39,6 +39,7 @@ from pydantic_settings import (
 )
 
 from collector import redact
+from collector.tariffs import regulated
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -200,17 +201,35 @@ class OffpeakSeason(Strict):
 
 
 class TariffSettings(Strict):
+    # With a supplier, the price rows come from its bundled dated table (own rows override).
+    supplier: Literal["edf-tarif-bleu"] | None = None
     option: Literal["base", "hphc"] = "base"
+    kva: int | None = None  # the subscribed power of the supplier's table (SiteConfig defaults it)
     offpeak: ClockRanges = Field(default_factory=list)
     seasons: list[OffpeakSeason] = Field(default_factory=list)
-    prices: list[PriceRow] = Field(min_length=1)
+    prices: list[PriceRow] = Field(default_factory=list)
     currency: str = "EUR"
+
+    @field_validator("option", mode="before")
+    @classmethod
+    def _not_yet(cls, value: object) -> object:
+        if value == "tempo":
+            raise ValueError(
+                "tempo is not supported yet (Tempo pricing and its colour source come in a "
+                "later version): use base or hphc"
+            )
+        return value
 
     @model_validator(mode="after")
     def _coherent(self) -> TariffSettings:
         dates = [row.since for row in self.prices]
         if dates != sorted(dates) or len(set(dates)) != len(dates):
             raise ValueError("prices: rows must be in strictly increasing `since` order")
+        if self.supplier is not None:
+            # Frozen model: the rows are filled once, here, before anything reads them.
+            object.__setattr__(self, "prices", self._with_table_rows())
+        if not self.prices:
+            raise ValueError("prices: required (at least one row) unless `supplier` is set")
         needed = ("base",) if self.option == "base" else ("hp", "hc")
         for i, row in enumerate(self.prices):
             for key in needed:
@@ -220,6 +239,20 @@ class TariffSettings(Strict):
             raise ValueError("offpeak: option hphc needs at least one HC range")
         self._no_hidden_season()
         return self
+
+    def _with_table_rows(self) -> list[PriceRow]:
+        if self.kva is None:
+            raise ValueError(f"kva: required with supplier {self.supplier}")
+        own = {row.since: row for row in self.prices}
+        try:
+            entries = regulated.history(self.option, self.kva, frozenset(own))
+        except regulated.RegulatedError as exc:
+            raise ValueError(f"kva: {exc}") from None
+        rows = dict(own)
+        for entry in entries:
+            prices = {period.lower(): float(value) for period, value in entry.prices.items()}
+            rows.setdefault(entry.since, PriceRow(since=entry.since, **prices))
+        return [rows[since] for since in sorted(rows)]
 
     def _no_hidden_season(self) -> None:
         """The first season containing a day wins: one whose days all fall in earlier seasons
@@ -625,6 +658,28 @@ class SiteConfig(_Root):
     hotel: HotelSettings = Field(default_factory=HotelSettings)
     ocpp: OcppSettings | None = None
     chargers: list[ChargerSettings] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supplier_kva(cls, data: Any) -> Any:
+        """`tariff.kva` defaults to the regulated step that holds `site.subscribed_power_kva`."""
+        tariff, site = (
+            data.get(key) if isinstance(data, dict) else None for key in ("tariff", "site")
+        )
+        if not isinstance(tariff, dict) or not tariff.get("supplier") or "kva" in tariff:
+            return data
+        value = site.get("subscribed_power_kva") if isinstance(site, dict) else None
+        try:
+            power = float(value)  # type: ignore[arg-type]  # None or text: caught just below
+        except (TypeError, ValueError):
+            return data  # refused by site.subscribed_power_kva itself
+        if not power > 0 or power == float("inf"):
+            return data
+        try:
+            kva = regulated.regulated_kva(power)
+        except regulated.RegulatedError as exc:
+            raise ValueError(f"tariff.kva: site.subscribed_power_kva: {exc}") from None
+        return {**data, "tariff": {**tariff, "kva": kva}}
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:

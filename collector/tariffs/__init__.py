@@ -1,0 +1,1 @@
+"""Supplier tariffs shipped as data (EDF's regulated Tarif Bleu)."""
