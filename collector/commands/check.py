@@ -111,7 +111,8 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
             f"{profile.manufacturer} {profile.model}{flag} - {socket}"
         )
     tariff = site.tariff
-    lines.append(f"Tariff: {tariff.option}")
+    supplier = f" ({tariff.supplier} table, {tariff.kva} kVA)" if tariff.supplier else ""
+    lines.append(f"Tariff: {tariff.option}{supplier}")
     if tariff.option == "hphc":
         lines.append(f"  HC {', '.join(tariff.offpeak) or '-'}")
         for season in tariff.seasons:
@@ -120,12 +121,18 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
             )
     for row in tariff.prices:
         prices = ", ".join(
-            f"{key.upper()} {value:.4f}"
+            f"{key.upper()} {_price(value)}"
             for key in ("base", "hp", "hc")
             if (value := getattr(row, key)) is not None
         )
         lines.append(f"  from {row.since}: {prices} EUR/kWh")
     return "\n".join(lines)
+
+
+def _price(value: float) -> str:
+    """Four decimals as prices are printed, more when the source has more (0.19398)."""
+    text = f"{value:.4f}"
+    return text if float(text) == value else repr(value)
 
 
 __all__ = ["ConfigError", "add_config_argument", "load_site", "serial_warnings"]

@@ -233,6 +233,13 @@ class Table:
         return [own[d] for d in sorted(own)]
 
 
+def _step(kva: int, where: str) -> None:
+    try:
+        check_kva(kva)
+    except RegulatedError as exc:
+        raise RegulatedError(f"{where}: {exc}") from None
+
+
 def check_kva(kva: int) -> None:
     if kva not in KVA_STEPS:
         raise RegulatedError(
@@ -272,6 +279,7 @@ def parse(text: str, name: str = SUPPLIER) -> Table:
         except ValueError as exc:
             raise RegulatedError(f"{name}: {where}: {exc}") from None
         for kva in row.kva:
+            _step(kva, f"{name}: {where}")
             prices.append(
                 Prices(row.option, kva, row.since, values, source(row.source, where), row.reported)
             )
@@ -280,6 +288,7 @@ def parse(text: str, name: str = SUPPLIER) -> Table:
         where = f"subscriptions[{i}]"
         if (sub.per_year is None) == (sub.per_month is None):
             raise RegulatedError(f"{name}: {where}: give exactly one of per_year, per_month")
+        _step(sub.kva, f"{name}: {where}")
         subscriptions.append(
             Subscription(
                 sub.option,
