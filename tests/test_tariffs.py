@@ -170,10 +170,10 @@ def test_subscriptions_per_year_and_per_month() -> None:
 
 
 def test_a_missing_figure_is_missing_not_the_previous_one() -> None:
-    # 3 kVA Base subscription: in the table until 2025-08, not found for 2026-02.
-    assert regulated.subscription_at("base", 3, date(2026, 1, 31)).yearly == Decimal("141.00")
-    with pytest.raises(RegulatedError, match=r"no base subscription for 3 kVA from 2026-02-01"):
-        regulated.subscription_at("base", 3, date(2026, 2, 1))
+    # 3 kVA Base subscription: in the table from 2026-02-01, not found for 2026-08-01.
+    assert regulated.subscription_at("base", 3, date(2026, 7, 31)).monthly == Decimal("12.03")
+    with pytest.raises(RegulatedError, match=r"no base subscription for 3 kVA from 2026-08-01"):
+        regulated.subscription_at("base", 3, date(2026, 8, 1))
     with pytest.raises(RegulatedError, match=r"no base prices for 18 kVA from 2026-08-01"):
         regulated.prices_at("base", 18, date(2026, 12, 1))
 
@@ -387,7 +387,8 @@ def test_irve_tariffs_with_a_site_shows_its_resolved_tariff(tmp_path: Path) -> N
     assert table.stdout.splitlines() == [
         "Site hotel-vda on 2026-02-15: option hphc, edf-tarif-bleu 36 kVA",
         "  from 2026-02-01: HP 0.2065  HC 0.1579 EUR/kWh, from the table [press-2026-02]",
-        "  subscription: not in the table",
+        "  subscription 52.54 EUR/month, 630.48 EUR/year [edf-grid-2026-02-hphc] "
+        "(reported, to verify)",
     ]
     own = irve("tariffs", "-c", str(path), "--at", "2026-03-01")
     assert "  from 2026-03-01: HP 0.25  HC 0.15 EUR/kWh, typed in the site file" in own.stdout
