@@ -17,6 +17,7 @@ from collector.config import ConfigError, SiteConfig, load
 from collector.energy.tariff import Tariff
 from collector.tariffs import regulated
 from collector.tariffs.regulated import KVA_STEPS, RegulatedError, Table
+from scripts import tariffs_table
 from tests.conftest import EXAMPLES
 from tests.test_config import irve
 
@@ -120,6 +121,13 @@ def test_the_integrity_check_catches_a_bad_update(change: tuple[str, str], probl
 def test_the_file_ships_as_package_data() -> None:
     assert regulated.DATA.is_file()
     assert '"tariffs/data/*.yaml"' in (Path(__file__).parent.parent / "pyproject.toml").read_text()
+
+
+def test_docs_tables_are_the_data() -> None:
+    doc = tariffs_table.DOC.read_text(encoding="utf-8")
+    table = tariffs_table.markdown(regulated.bundled())
+    assert tariffs_table.replace(doc, table) == doc, "run: python -m scripts.tariffs_table --write"
+    assert "| 2026-02-01 | 6 | 0.19398 | `cre-base-csv-2026-02` |" in doc
 
 
 def test_an_unquoted_figure_is_refused_by_the_loader() -> None:
