@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -43,13 +44,13 @@ def markdown(table: Table) -> str:
         lines += [f"#### {NAMES[option]}, €/kWh incl. tax", ""]
         lines += ["| from | kVA | " + " | ".join(heads) + " | source |"]
         lines += ["|---|---|" + "---|" * len(heads) + "---|"]
-        groups: dict[tuple[object, ...], list[int]] = {}
+        groups: dict[tuple[date, tuple[Decimal, ...], str, bool], list[int]] = {}
         for entry in table.prices:
             if entry.option == option:
                 key = (entry.since, tuple(entry.prices.values()), entry.source.key, entry.reported)
                 groups.setdefault(key, []).append(entry.kva)
         for (since, prices, source, reported), kvas in groups.items():
-            figures = " | ".join(str(p) for p in prices if isinstance(p, Decimal))
+            figures = " | ".join(map(str, prices))
             flag = REPORTED if reported else ""
             lines.append(f"| {since} | {_powers(kvas)} | {figures} | `{source}`{flag} |")
         lines.append("")
@@ -62,7 +63,7 @@ def markdown(table: Table) -> str:
         "| option | from | " + " | ".join(f"{k} kVA" for k in KVA_STEPS) + " | source |",
         "|---|---|" + "---|" * len(KVA_STEPS) + "---|",
     ]
-    rows: dict[tuple[Option, object], dict[int, Subscription]] = {}
+    rows: dict[tuple[Option, date], dict[int, Subscription]] = {}
     for sub in table.subscriptions:
         rows.setdefault((sub.option, sub.since), {})[sub.kva] = sub
     for (option, since), subs in rows.items():
@@ -71,8 +72,8 @@ def markdown(table: Table) -> str:
         flag = REPORTED if any(s.reported for s in subs.values()) else ""
         lines.append(f"| {NAMES[option]} | {since} | {cells} | {sources}{flag} |")
     lines += ["", "#### Sources", "", "| key | document | checked |", "|---|---|---|"]
-    for key, source in table.sources.items():
-        lines.append(f"| `{key}` | {source.ref} <{source.url}> | {source.checked} |")
+    for name, cited in table.sources.items():
+        lines.append(f"| `{name}` | {cited.ref} <{cited.url}> | {cited.checked} |")
     return "\n".join(lines) + "\n"
 
 
