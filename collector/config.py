@@ -7,6 +7,7 @@ Errors name the offending path (`meters[1].unit: must be 1..247`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -249,8 +250,12 @@ class TariffSettings(Strict):
         except regulated.RegulatedError as exc:
             raise ValueError(f"kva: {exc}") from None
         rows = dict(own)
+        other: Literal["base", "hphc"] = "hphc" if self.option == "base" else "base"
         for entry in entries:
-            prices = {period.lower(): float(value) for period, value in entry.prices.items()}
+            figures = dict(entry.prices)
+            with contextlib.suppress(regulated.RegulatedError):  # `irve compare` uses them
+                figures |= regulated.prices_at(other, self.kva, entry.since).prices
+            prices = {period.lower(): float(value) for period, value in figures.items()}
             rows.setdefault(entry.since, PriceRow(since=entry.since, **prices))
         return [rows[since] for since in sorted(rows)]
 

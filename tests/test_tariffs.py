@@ -266,6 +266,15 @@ def test_own_prices_override_the_table_on_their_date(tmp_path: Path) -> None:
     assert by_date[date(2025, 8, 1)] == (0.2081, 0.1635)
 
 
+def test_the_other_options_figures_come_along_for_comparisons(tmp_path: Path) -> None:
+    site = load_site(tmp_path, hotel(HPHC | {"kva": 9}))
+    last = site.tariff.prices[-1]
+    assert (last.since, last.base, last.hp, last.hc) == (date(2026, 8, 1), 0.1985, 0.2142, 0.1589)
+    # 36 kVA has no Base in the table: the HP/HC rows alone.
+    site = load_site(tmp_path, hotel(HPHC | {"kva": 36}))
+    assert {row.base for row in site.tariff.prices} == {None}
+
+
 def test_kva_defaults_to_the_step_above_the_subscribed_power(tmp_path: Path) -> None:
     site = load_site(tmp_path, hotel({"supplier": "edf-tarif-bleu", "option": "base"}, 7.2))
     assert site.tariff.kva == 9
@@ -331,8 +340,8 @@ def test_check_shows_the_table_and_its_exact_figures(
     assert main(["check", "-c", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Tariff: base (edf-tarif-bleu table, 6 kVA)" in out
-    assert "from 2026-02-01: BASE 0.19398 EUR/kWh" in out
-    assert "from 2024-02-01: BASE 0.2516 EUR/kWh" in out
+    assert "from 2026-02-01: BASE 0.19398, HP 0.2065, HC 0.1579 EUR/kWh" in out
+    assert "from 2024-02-01: BASE 0.2516, HP 0.2700, HC 0.2068 EUR/kWh" in out
 
 
 # --- irve tariffs, as a subprocess ---------------------------------------------------------------
@@ -398,6 +407,8 @@ def test_irve_tariffs_with_a_site_shows_its_resolved_tariff(tmp_path: Path) -> N
         "  subscription 52.54 EUR/month, 630.48 EUR/year [edf-grid-2026-02-hphc] "
         "(reported, to verify)",
     ]
+    both = irve("tariffs", "-c", str(path), "--kva", "9")
+    assert both.returncode == 2 and "--kva and --option are for the table alone" in both.stderr
     own = irve("tariffs", "-c", str(path), "--at", "2026-03-01")
     assert "  from 2026-03-01: HP 0.25  HC 0.15 EUR/kWh, typed in the site file" in own.stdout
     assert irve("tariffs", "-c", str(path), "--at", "2023-01-01").returncode == 2

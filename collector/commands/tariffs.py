@@ -42,6 +42,8 @@ def _usage(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config and (args.kva is not None or args.option):
+        return _usage("-c shows the site's own tariff: --kva and --option are for the table alone")
     site = load(SiteConfig, args.config) if args.config else None
     zone = site.site.tz if site is not None else ZoneInfo(DEFAULT_ZONE)
     if args.at is None:
