@@ -75,6 +75,12 @@ def test_installed_irve_prints_the_installed_version(irve: Path) -> None:
     assert run_installed(irve, "--version") == f"irve {VERSION}\n"
 
 
+def test_installed_irve_has_the_tariff_table(irve: Path) -> None:
+    # The table is package data: without it in the wheel, `irve tariffs` cannot answer.
+    out = run_installed(irve, "tariffs", "--at", "2026-03-01", "--kva", "9", "--option", "base")
+    assert "   9 kVA  BASE 0.19266 EUR/kWh [cre-base-csv-2026-02]" in out
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_installed_irve_checks_every_example(irve: Path, example: Path) -> None:
     # The collector's environment file as deploy/systemd ships it.
