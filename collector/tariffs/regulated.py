@@ -17,7 +17,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
@@ -308,12 +307,6 @@ def parse(text: str, name: str = SUPPLIER) -> Table:
             raise RegulatedError(f"{name}: {key[0]}: two rows for {key[1]} {key[2]} kVA {key[3]}")
         seen.add(key)
     return Table(raw.supplier, sources, tuple(prices), tuple(subscriptions))
-
-
-def load(path: Path | None = None) -> Table:
-    if path is None:
-        return bundled()
-    return parse(path.read_text(encoding="utf-8"), str(path))
 
 
 @cache
