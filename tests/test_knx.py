@@ -11,7 +11,9 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from xknx import XKNX
@@ -20,8 +22,12 @@ from xknx.io import ConnectionConfig, ConnectionType
 from xknx.telegram import Telegram
 from xknx.telegram.apci import GroupValueWrite
 
+from collector.config import PriceRow, TariffSettings
 from collector.knx.switches import KnxSwitches
-from collector.load.settings import KnxSettings
+from collector.load.allocate import SocketSpec
+from collector.load.controller import LoadController, Poll
+from collector.load.schedule import Schedules
+from collector.load.settings import KnxSettings, LoadManagementSettings, ScheduleSettings
 from tests import servers
 
 SWITCHES = {"cp1": "1/1/1", "cp2": "1/1/2"}
@@ -227,5 +233,38 @@ def test_unknown_socket_is_refused() -> None:
         async with KnxSwitches(settings(9)) as knx:
             with pytest.raises(ValueError, match="no group address for socket 'cp9'"):
                 await knx.switch("cp9", on=True)
+
+    asyncio.run(scenario())
+
+
+def test_schedule_boundaries_at_22_00_and_across_the_spring_dst_change(
+    knxd: servers.Server,
+) -> None:
+    tariff = TariffSettings(option="base", prices=[PriceRow(since=date(2026, 1, 1), base=0.2)])
+    nights = ScheduleSettings(sockets=["cp1"], allowed=["22:00-07:00"])
+    controller = LoadController(
+        LoadManagementSettings(enabled=False),
+        36_000,
+        [SocketSpec("cp1", 32), SocketSpec("cp2", 32)],
+        Schedules([nights], tariff, ZoneInfo("Europe/Paris")),
+    )
+    # 28 March 2026 21:59 and 22:00 CET, then 29 March 06:59 and 07:00 CEST (the night the
+    # clocks go forward): 20:59, 21:00, 04:59 and 05:00 UTC.
+    instants = [
+        datetime(2026, 3, d, h, m, tzinfo=UTC)
+        for d, h, m in ((28, 20, 59), (28, 21, 0), (29, 4, 59), (29, 5, 0))
+    ]
+
+    async def scenario() -> None:
+        async with observing(knxd.port) as observer, KnxSwitches(settings(knxd.port)) as knx:
+            assert await knx.wait_connected(10)
+            applied: dict[str, bool] = {}
+            for at in instants:
+                for point, limit in controller.decide(Poll(at, 10_000, {})).limits.items():
+                    if applied.get(point) != (limit.current_a != 0):
+                        applied[point] = (await knx.apply(point, limit)).on
+            await observer.wait_for(("1/1/1", 0), ("1/1/2", 1), ("1/1/1", 1), ("1/1/1", 0))
+            await asyncio.sleep(0.2)
+            assert len(observer.heard) == 4
 
     asyncio.run(scenario())

@@ -23,6 +23,7 @@ from xknx.io import ConnectionConfig, ConnectionType
 from xknx.telegram import GroupAddress, Telegram
 from xknx.telegram.apci import GroupValueWrite
 
+from collector.load.controller import Limit
 from collector.load.settings import KnxSettings
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,11 @@ class KnxSwitches:
     def results(self) -> dict[str, SwitchResult]:
         """What was last done for each socket (for the `actuators` of its limit message)."""
         return dict(self._results)
+
+    async def apply(self, point: str, limit: Limit) -> SwitchResult:
+        """A contactor can only pause: open for a limit of 0 A, closed for any other (the
+        current itself is the charger's business, through OCPP)."""
+        return await self.switch(point, limit.current_a != 0)
 
     async def switch(self, point: str, on: bool) -> SwitchResult:
         """Close (`on`: charging allowed) or open a socket's contactor; at most timeout_s."""
