@@ -23,7 +23,7 @@ from xknx.telegram import Telegram
 from xknx.telegram.apci import GroupValueWrite
 
 from collector.config import PriceRow, TariffSettings
-from collector.knx.switches import KnxSwitches
+from collector.knx.switches import KnxSwitches, connection_config
 from collector.load.allocate import SocketSpec
 from collector.load.controller import LoadController, Poll
 from collector.load.schedule import Schedules
@@ -268,3 +268,20 @@ def test_schedule_boundaries_at_22_00_and_across_the_spring_dst_change(
             assert len(observer.heard) == 4
 
     asyncio.run(scenario())
+
+
+def test_connection_kinds_from_the_site_file() -> None:
+    # Routing needs multicast, which this machine's loopback does not carry: only the mapping
+    # to xknx is checked here.
+    routing = connection_config(
+        KnxSettings.model_validate(
+            {"routing": True, "local_ip": "192.168.1.10", "switches": SWITCHES}
+        )
+    )
+    assert routing.connection_type is ConnectionType.ROUTING
+    assert (routing.multicast_group, routing.multicast_port) == ("224.0.23.12", 3671)
+    assert routing.local_ip == "192.168.1.10"
+    tcp = connection_config(settings(3700, tunnel="tcp"))
+    assert tcp.connection_type is ConnectionType.TUNNELING_TCP
+    assert (tcp.gateway_ip, tcp.gateway_port) == ("127.0.0.1", 3700)
+    assert connection_config(settings(3700)).connection_type is ConnectionType.TUNNELING
