@@ -191,6 +191,43 @@ def test_disabled_load_management_keeps_schedules_only(tmp_path: Path) -> None:
     assert from_config(load(SiteConfig, path)) is None
 
 
+def test_sockets_missing_from_priority_follow_it_in_site_file_order() -> None:
+    three = [SocketSpec("cp1", 32), SocketSpec("cp2", 32), SocketSpec("cp3", 32)]
+    c = controller(three, priority=["cp3"])
+    cars = {"cp1": CAR_W, "cp2": CAR_W, "cp3": CAR_W}
+    # 3000 W holds two minimums (2760 W): cp3 (listed) and cp1 (first of the others) charge.
+    decision = c.decide(Poll(T0, 32_000 + 3 * CAR_W, cars))
+    assert amps(decision.limits) == {"cp1": 6.0, "cp2": 0.0, "cp3": 7.0}
+
+
+def test_base_load_above_the_limit_pauses_everyone() -> None:
+    decision = controller().decide(poll(0, 36_000, cp1=CAR_W, cp2=CAR_W))
+    assert decision.headroom_w == -1000
+    assert amps(decision.limits) == {"cp1": 0.0, "cp2": 0.0}
+
+
+def test_margin_and_an_unknown_socket_reading() -> None:
+    c = controller(margin_w=3000)
+    # cp2's meter gave nothing: its power stays in the base load (the safe side).
+    decision = c.decide(Poll(T0, 30_000 + CAR_W, {"cp1": CAR_W, "cp2": None}))
+    assert decision.site_limit_w == 33_000
+    assert decision.headroom_w == 3000
+    assert amps(decision.limits) == {"cp1": 13.0, "cp2": None}
+
+
+def test_failsafe_current_zero_pauses_every_socket() -> None:
+    c = controller(failsafe_current_a=0, failsafe_after_polls=1)
+    decision = c.decide(poll(0, None))
+    assert decision.limits == {"cp1": Limit(0.0, "failsafe"), "cp2": Limit(0.0, "failsafe")}
+
+
+def test_three_phase_wallbox_shares_with_a_single_phase_socket() -> None:
+    c = controller([SocketSpec("wb", 16, phases=3), SocketSpec("cp1", 32)])
+    # 9200 W over 3 x 230 + 230 W per amp: 10 A each.
+    decision = c.decide(Poll(T0, 25_800 + 16 * 690 + CAR_W, {"wb": 16 * 690, "cp1": CAR_W}))
+    assert amps(decision.limits) == {"wb": 10.0, "cp1": 10.0}
+
+
 # -- properties ----------------------------------------------------------------------------------
 
 MIN_INTERVAL_S = 30.0
