@@ -88,9 +88,15 @@ class KnxSwitches:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.settings.on_stop != "keep" and self.connected:
-            for point in self.settings.switches:
-                await self.switch(point, self.settings.on_stop == "on")
+        if self.settings.on_stop != "keep":
+            if self.connected:
+                for point in self.settings.switches:
+                    await self.switch(point, self.settings.on_stop == "on")
+            else:
+                log.warning(
+                    "KNX: no connection at stop: contactors left as they are (on_stop: %s)",
+                    self.settings.on_stop,
+                )
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,6 +190,11 @@ class KnxSwitches:
             self._xknx = xknx
             try:
                 await xknx.start()
+            except asyncio.CancelledError:
+                # Stopped while connecting: close the half-open tunnel's socket.
+                with contextlib.suppress(XKNXException):
+                    await xknx.knxip_interface.stop()
+                raise
             except XKNXException as exc:
                 if not warned:
                     log.warning("KNX: gateway %s does not answer (%s); retrying", where, exc)
