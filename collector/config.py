@@ -40,6 +40,12 @@ from pydantic_settings import (
 )
 
 from collector import redact
+from collector.load.settings import (
+    KnxSettings,
+    LoadManagementSettings,
+    ScheduleSettings,
+    check_references,
+)
 from collector.tariffs import regulated
 
 if TYPE_CHECKING:
@@ -663,6 +669,9 @@ class SiteConfig(_Root):
     hotel: HotelSettings = Field(default_factory=HotelSettings)
     ocpp: OcppSettings | None = None
     chargers: list[ChargerSettings] = Field(default_factory=list)
+    load_management: LoadManagementSettings | None = None
+    schedules: list[ScheduleSettings] = Field(default_factory=list)
+    knx: KnxSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -703,6 +712,7 @@ class SiteConfig(_Root):
             if dup is not None:
                 raise ValueError(f"buses: unit {dup} used twice on bus {bus.id!r}")
         self._chargers()
+        check_references(self.meters, self.tariff, self.load_management, self.schedules, self.knx)
         return self
 
     def _chargers(self) -> None:

@@ -7,6 +7,8 @@ victoria-metrics (accepts /api/v2/write line protocol) are the Debian packages' 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from pathlib import Path
 
 from scripts import local_influxd
@@ -17,6 +19,7 @@ __all__ = [
     "free_port",
     "http_ok",
     "influxd",
+    "knxd",
     "mosquitto",
     "port_open",
     "require",
@@ -95,3 +98,42 @@ def victoria_metrics(workdir: Path) -> Server:
         workdir,
         lambda: http_ok(f"http://127.0.0.1:{port}/health"),
     )
+
+
+def knxd(workdir: Path) -> Server:
+    """knxd as a KNXnet/IP tunnelling server on loopback with no bus behind it (`dummy:`).
+
+    Its own clients (knxtool) use the Unix socket `<workdir>/knxd.sock`. The KNXnet/IP port is
+    a free one, never 3671, and the server is bound to the loopback interface so that no
+    telegram reaches a real installation's multicast group.
+    """
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    sock = workdir / "knxd.sock"
+    return Server(
+        "knxd",
+        [
+            require("knxd"),
+            "--eibaddr=0.0.1",
+            "--client-addrs=0.0.2:8",
+            "--no-timestamp",
+            f"--listen-local={sock}",
+            "--Tunnelling",
+            "--Interface=lo",
+            f"--Server=224.0.23.12:{port}",
+            "--layer2=dummy:",
+        ],
+        port,
+        workdir,
+        lambda: _unix_socket_answers(sock),
+    )
+
+
+def _unix_socket_answers(path: Path) -> bool:
+    with (
+        contextlib.suppress(OSError),
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client,
+    ):
+        client.connect(str(path))
+        return True
+    return False

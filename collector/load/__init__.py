@@ -1,0 +1,6 @@
+"""Load management: keep the site under its subscribed power and inside the allowed charging
+periods (docs/load-management.md).
+
+`settings` is the site file's sections, `schedule` and `allocate` are pure rules, `controller`
+turns each poll into a `Limit` per socket (no I/O, time passed in).
+"""
