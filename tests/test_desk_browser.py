@@ -249,3 +249,46 @@ def test_live_view_follows_the_broker(stack: tuple[Stack, Path, str], browser: B
     card.locator(".detail").filter(has_text="walk-in").wait_for(timeout=15_000)
     assert "En charge" in card.inner_text() and "7,20 kW" in card.inner_text()
     page.close()
+
+
+def test_an_unbadged_session_assigned_to_a_stay_is_on_its_statement(
+    stack: tuple[Stack, Path, str], browser: Browser
+) -> None:
+    s, site_file, url = stack
+    page = browser.new_page()
+    page.goto(f"{url}/stays/new")
+    page.fill("#name", "anna")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    page.fill("#room", "14")
+    page.fill("#arrival", local(now - timedelta(days=2)))
+    page.fill("#departure", local(now + timedelta(days=2)))
+    page.click("#save")
+    page.wait_for_url(re.compile(r"/stays/\d+$"))
+    stay_url = page.url
+    assert "Aucune recharge" in page.inner_text("#stay-sessions")
+
+    site = load(SiteConfig, site_file)
+    start, end = now - timedelta(hours=30), now - timedelta(hours=29)
+    charges = [Charge("cp2", start, end, 3500.0)]
+    body = to_lines(
+        scripted_messages(site, charges, start - timedelta(minutes=10), end + timedelta(minutes=30))
+    )
+    backend = HttpV1Backend(site.influx)
+    backend.write("\n".join(body))
+    backend.close()
+
+    page.goto(f"{url}/sessions")
+    row = page.locator("#sessions tr", has=page.locator("form.assign"))
+    assert row.count() == 1 and "Borne 2" in row.inner_text()
+    row.locator("select").select_option(label=f"chambre 14 (n° {stay_url.rsplit('/', 1)[1]})")
+    row.locator("button").click()
+    page.wait_for_url(stay_url)
+    assert "Borne 2" in page.inner_text("#stay-sessions")
+    assert page.inner_text("#stay-total") not in ("0,00", "")
+    assert "session assigned" in page.inner_text("#audit")
+    page.goto(f"{url}/sessions")
+    assert page.locator("form.assign").count() == 0
+    assert "attribuée au séjour" in page.inner_text("#sessions")
+    page.close()

@@ -5,6 +5,7 @@ message, nothing saved), including a locked database."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import sqlite3
 import time
@@ -22,10 +23,11 @@ from collector.config import SiteConfig, load
 from collector.desk.app import Desk, create_app
 from collector.desk.live import LiveState
 from collector.desk.stays import Defaults
-from collector.desk.storage import Storage
+from collector.desk.storage import Storage, iso
 from collector.store.influxql import InfluxQL
 from tests import servers
 from tests.desk_helpers import OWNER_PASSWORD, Client, add_user, desk_process, desk_site
+from tests.test_collect_e2e import Recorder
 
 PARIS = ZoneInfo("Europe/Paris")
 RECEPTION_PASSWORD = "reception-password-1"
@@ -36,6 +38,7 @@ class Running:
     url: str
     site: Path
     database: Path
+    broker_port: int
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         site = desk_site(tmp, broker, influx)
         assert add_user(site, "anna", "reception", RECEPTION_PASSWORD).returncode == 0
         with desk_process(site, tmp / "desk.log") as url:
-            yield Running(url, site, tmp / "desk.sqlite3")
+            yield Running(url, site, tmp / "desk.sqlite3", broker.port)
     finally:
         influx.stop()
         broker.stop()
@@ -189,6 +192,51 @@ def test_logout_ends_the_session(desk: Running) -> None:
     assert client.get("/stays").status == 200
     assert client.submit("/logout", {}, page="/stays").status == 303
     assert client.get("/stays").location.startswith("/login")
+
+
+# ---- the badge list follows every change -----------------------------------------------------
+
+
+def badge_list(desk: Running) -> list[dict[str, str]]:
+    """The retained list as a subscriber arriving now gets it."""
+    recorder = Recorder(desk.broker_port, ("irve/hotel-bill/badges",))
+    try:
+        recorder.wait(lambda: bool(recorder.retained()), "the retained badge list")
+        payload = json.loads(recorder.retained()["irve/hotel-bill/badges"])
+    finally:
+        recorder.close()
+    assert set(payload) == {"ts", "badges"}
+    return [b for b in payload["badges"] if b["badge"].startswith("L-")]
+
+
+def test_badge_list_is_republished_on_edit_extend_and_close(desk: Running) -> None:
+    client = reception(desk)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    created = client.submit(
+        "/stays/new", stay_form("41", now - timedelta(hours=1), now + timedelta(days=1), "L-1")
+    )
+    stay = created.location
+    assert badge_list(desk) == [
+        {"badge": "L-1", "room": "41", "until": iso(now + timedelta(days=1, hours=4))}
+    ]
+    edited = stay_form("41", now - timedelta(hours=1), now + timedelta(days=1), "L-1 L-2")
+    assert client.submit(stay, edited).status == 303
+    assert [b["badge"] for b in badge_list(desk)] == ["L-1", "L-2"]
+    later = now + timedelta(days=3)
+    assert client.submit(stay, {"departure": local(later)}).status == 303
+    assert {b["until"] for b in badge_list(desk)} == {iso(later + timedelta(hours=4))}
+    # A stay that has not started yet is not in force: its badge waits for the arrival.
+    client.submit(
+        "/stays/new", stay_form("42", now + timedelta(days=5), now + timedelta(days=6), "L-3")
+    )
+    assert "L-3" not in [b["badge"] for b in badge_list(desk)]
+    assert client.submit(stay + "/close", {}, page=stay).status == 303
+    assert badge_list(desk) == []
+    audit = html.unescape(client.get(stay).text)
+    for action in ("created", "edited", "closed"):
+        assert f"<td>{action}</td>" in audit
+    # A closed stay no longer changes.
+    assert client.submit(stay, {"departure": local(later)}, page="/stays").status == 409
 
 
 # ---- bad input in the stay form ---------------------------------------------------------------
