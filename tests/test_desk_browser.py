@@ -254,7 +254,7 @@ def test_live_view_follows_the_broker(stack: tuple[Stack, Path, str], browser: B
 def test_an_unbadged_session_assigned_to_a_stay_is_on_its_statement(
     stack: tuple[Stack, Path, str], browser: Browser
 ) -> None:
-    s, site_file, url = stack
+    _, site_file, url = stack
     page = browser.new_page()
     page.goto(f"{url}/stays/new")
     page.fill("#name", "anna")

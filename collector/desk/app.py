@@ -502,13 +502,12 @@ def create_app(desk: Desk) -> Starlette:
             form = request.state.form
             name, role = _text(form, "name").strip(), _text(form, "role")
             password = _text(form, "password")
-            problem = auth.password_problem(password)
             if not name or len(name) > 64:
                 message = "Nom : 1 à 64 caractères."
             elif role not in auth.ROLES:
                 message = "Rôle : reception ou owner."
-            elif problem:
-                message = f"Mot de passe : {problem}."
+            elif auth.password_problem(password):
+                message = f"Mot de passe : {auth.MIN_PASSWORD} caractères au moins."
             else:
                 await run_in_threadpool(
                     desk.storage.put_user, name, role, auth.hash_password(password)

@@ -47,7 +47,7 @@ def verify_password(stored_hash: str, password: str) -> bool:
 
 def password_problem(password: str) -> str | None:
     if len(password) < MIN_PASSWORD:
-        return f"le mot de passe doit avoir au moins {MIN_PASSWORD} caractères"
+        return f"the password must have at least {MIN_PASSWORD} characters"
     return None
 
 
