@@ -9,7 +9,7 @@
    bus pointed at the `simulator` container. Pointing the stack at real meters is an edit of
    this one file (and COMPOSE_PROFILES= in .env to stop the simulator).
 3. `mosquitto/passwd`: the broker's password file (mosquitto 2 `$7$` PBKDF2-SHA512 hashes)
-   for the collector, ingestor, building and homeassistant users, rewritten from `.env` on
+   for the collector, ingestor, building, homeassistant and desk users, rewritten from `.env` on
    every run so that changing a password in `.env` is enough. Lines for other users (e.g.
    the sites of a central broker, added with `mosquitto_passwd`) are kept.
 
@@ -39,6 +39,8 @@ GENERATED = (
     "INFLUXDB_ADMIN_PASSWORD",
     "INFLUXDB_ADMIN_TOKEN",
     "GRAFANA_ADMIN_PASSWORD",
+    "MQTT_DESK_PASSWORD",
+    "DESK_OWNER_PASSWORD",
 )
 # mosquitto_passwd's own parameters for the `$7$` format (mosquitto 2.0).
 PBKDF2_ITERATIONS = 101
@@ -50,6 +52,7 @@ SERVICE_USERS = {
     "ingestor": "MQTT_INGESTOR_PASSWORD",
     "building": "MQTT_BUILDING_PASSWORD",
     "homeassistant": "MQTT_HOMEASSISTANT_PASSWORD",
+    "desk": "MQTT_DESK_PASSWORD",
 }
 COLLECTOR_PASSWORD = "MQTT_COLLECTOR_PASSWORD"
 SITE_ID = "IRVE_SITE_ID"
@@ -90,6 +93,18 @@ def fill_secrets(template: str, make_secret: Callable[[], str] = random_secret) 
             line = f"{match.group(1)}={make_secret()}"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def add_new_secrets(
+    text: str, make_secret: Callable[[], str] = random_secret
+) -> tuple[str, list[str]]:
+    """An existing .env given the GENERATED secrets it lacks (services added since it was
+    made, such as the front desk), and their names."""
+    present = parse_env(text)
+    added = [name for name in GENERATED if not present.get(name)]
+    for name in added:
+        text = set_variable(text, name, make_secret())
+    return text, added
 
 
 def set_variable(text: str, name: str, value: str) -> str:
@@ -200,6 +215,8 @@ def prepare(root: Path, site_file: Path, env_file: Path, passwd_file: Path) -> l
         template = (root / ".env.example").read_text(encoding="utf-8")
         env_text = fill_secrets(template)
         done.append(f"created {env_file} with random passwords and tokens")
+    env_text, added = add_new_secrets(env_text)
+    done += [f"{name} added to {env_file}" for name in added]
     previous_site = parse_env(env_text).get(SITE_ID, "")
     if previous_site != site_id:
         env_text = set_variable(env_text, SITE_ID, site_id)
