@@ -8,6 +8,7 @@ import html
 import json
 import re
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import paho.mqtt.publish as publish
 import pytest
+import yaml
 from starlette.routing import Route
 
 from collector.config import SiteConfig, load
@@ -239,6 +242,43 @@ def test_badge_list_is_republished_on_edit_extend_and_close(desk: Running) -> No
     assert client.submit(stay, {"departure": local(later)}, page="/stays").status == 409
 
 
+def test_a_desk_starting_republishes_the_list_and_over_tls_cookies_are_secure(
+    desk: Running, tmp_path: Path
+) -> None:
+    client = reception(desk)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    form = stay_form("51", now - timedelta(hours=1), now + timedelta(days=1), "L-51")
+    assert client.submit("/stays/new", form).status == 303
+    publish.single(  # the broker forgets the list (an empty retained message deletes it)
+        "irve/hotel-bill/badges", b"", qos=1, retain=True, port=desk.broker_port
+    )
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem")),
+            *("-out", str(tmp_path / "cert.pem")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    data = yaml.safe_load(desk.site.read_text(encoding="utf-8"))
+    data["desk"]["listen"] = f"127.0.0.1:{servers.free_port()}"
+    data["desk"]["tls"] = {
+        "cert_file": str(tmp_path / "cert.pem"),
+        "key_file": str(tmp_path / "key.pem"),
+    }
+    data["mqtt"]["client_id"] = "second-desk"
+    second = tmp_path / "site.yaml"
+    second.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with desk_process(second, tmp_path / "desk.log") as url:
+        assert url.startswith("https://")
+        assert [b["badge"] for b in badge_list(desk)] == ["L-51"]
+        secure = Client(url)
+        reply = secure.login("anna", RECEPTION_PASSWORD)
+        cookie = next(c for c in reply.headers["set-cookie"].split("\n") if "desk_session=" in c)
+        assert "Secure" in cookie and "HttpOnly" in cookie
+
+
 # ---- bad input in the stay form ---------------------------------------------------------------
 
 
@@ -256,6 +296,12 @@ def test_bad_stays_are_refused_with_a_clear_message_and_nothing_saved(desk: Runn
     before = stay_count(desk)
     cases = [
         (stay_form("22", now, now - timedelta(hours=2)), "departure", "après l'arrivée"),
+        # Room 21's badge is still valid 4 h after its departure.
+        (
+            stay_form("28", now + timedelta(days=2, hours=2), now + timedelta(days=3), "B21"),
+            "badges",
+            "déjà donné",
+        ),
         (
             stay_form("21", now + timedelta(days=1), now + timedelta(days=3)),
             "arrival",

@@ -104,7 +104,8 @@ def validate(
     per_night = _decimal(form.get("kwh_per_night", "0"), "kwh_per_night", errors, Decimal(1000))
     if errors or arrival is None or departure is None:
         return None, errors
-    for other in storage.overlapping(arrival, departure + grace):
+    # Badges are valid until departure + grace: stays that far apart can still share one.
+    for other in storage.overlapping(arrival - grace, departure + grace):
         if other.id == stay_id:
             continue
         if other.room == room and other.arrival < departure and arrival < other.departure:
@@ -114,7 +115,8 @@ def validate(
                 f"au {other.departure.astimezone(tz):%d/%m/%Y %H:%M}."
             )
         taken = sorted(set(badges) & set(other.badges))
-        if taken and other.closed is None:
+        valid_together = other.arrival < departure + grace and arrival < other.departure + grace
+        if taken and other.closed is None and valid_together:
             errors["badges"] = (
                 f"Le badge {taken[0]} est déjà donné à la chambre {other.room} "
                 f"(séjour n° {other.id}) jusqu'au "
