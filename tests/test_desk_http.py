@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.publish as publish
@@ -156,6 +157,33 @@ def test_reception_cannot_reach_owner_pages(desk: Running) -> None:
     settings = owner.get("/settings")
     assert settings.status == 200 and "0.2426" in settings.text  # the tariff, read-only
     assert OWNER_PASSWORD not in settings.text
+
+
+def test_login_sends_back_only_inside_the_desk(desk: Running) -> None:
+    for target, expected in (
+        ("/sessions", "/sessions"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+    ):
+        client = Client(desk.url)
+        path = f"/login?next={quote(target, safe='')}"
+        form = {"csrf": client.csrf(path), "name": "anna", "password": RECEPTION_PASSWORD}
+        assert client.post(path, form).location == expected, target
+
+
+def test_the_owner_adds_a_reception_account_that_can_log_in(desk: Running) -> None:
+    owner = Client(desk.url)
+    assert owner.login("owner", OWNER_PASSWORD).status == 303
+    short = owner.submit("/users", {"name": "marc", "role": "reception", "password": "short"})
+    assert short.status == 422 and "10 caractères" in html.unescape(short.text)
+    done = owner.submit(
+        "/users", {"name": "marc", "role": "reception", "password": "marc-password-1"}
+    )
+    assert done.status == 303
+    marc = Client(desk.url)
+    assert marc.login("marc", "marc-password-1").status == 303
+    assert marc.get("/users").status == 403
 
 
 def test_cookies_are_httponly_and_samesite(desk: Running) -> None:

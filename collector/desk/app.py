@@ -18,6 +18,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any, Literal
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -35,6 +36,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from collector.billing.render import Lang, to_csv, to_html, to_pdf
+from collector.billing.statement import Statement
 from collector.config import SiteConfig
 from collector.desk import auth
 from collector.desk.badges import BadgePublisher
@@ -71,7 +73,7 @@ class Desk:
     throttle: auth.LoginThrottle = field(default_factory=auth.LoginThrottle)
 
     @property
-    def tz(self) -> Any:
+    def tz(self) -> ZoneInfo:
         return self.site.site.tz
 
 
@@ -177,7 +179,8 @@ def create_app(desk: Desk) -> Starlette:
 
     async def login(request: Request) -> Response:
         next_path = request.query_params.get("next", "/")
-        if not next_path.startswith("/") or next_path.startswith("//"):
+        # Only a path of this site: `//host` and `/\host` would leave it.
+        if not next_path.startswith("/") or next_path[1:2] in ("/", "\\"):
             next_path = "/"
         if request.method == "GET":
             token = auth.new_token()
@@ -368,7 +371,7 @@ def create_app(desk: Desk) -> Starlette:
         lang = request.query_params.get("lang", desk.site.desk.language)
         return "en" if lang == "en" else "fr"
 
-    async def statement_of(request: Request) -> Any:
+    async def statement_of(request: Request) -> Statement | Response:
         stay = find_stay(request)
         if stay is None:
             return error(request, 404, "Séjour introuvable", "Aucun séjour de ce numéro.")
@@ -509,9 +512,8 @@ def create_app(desk: Desk) -> Starlette:
             elif auth.password_problem(password):
                 message = f"Mot de passe : {auth.MIN_PASSWORD} caractères au moins."
             else:
-                await run_in_threadpool(
-                    desk.storage.put_user, name, role, auth.hash_password(password)
-                )
+                hashed = await run_in_threadpool(auth.hash_password, password)
+                desk.storage.put_user(name, role, hashed)
                 return RedirectResponse("/users", status_code=303)
             status_code = 422
         return render(
