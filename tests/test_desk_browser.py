@@ -245,10 +245,47 @@ def test_live_view_follows_the_broker(stack: tuple[Stack, Path, str], browser: B
             "max_power_w": 7200.0,
         },
     )
+    state = {"ts": ts, "power_w": 0.0, "current_a": 0.0, "voltage_v": 230.0, "energy_wh": 10.0}
+    publish(s.broker.port, f"{base}/cp2/state", state, retain=True)
+    publish(
+        s.broker.port,
+        f"{base}/cp2/limit",
+        {"ts": ts, "current_a": 0, "reason": "overload", "actuators": []},
+        retain=True,
+    )
+    publish(
+        s.broker.port,
+        f"{base}/alert",
+        {
+            "ts": ts,
+            "alert": "socket_overcurrent",
+            "state": "firing",
+            "point": "cp1",
+            "value": 35.2,
+            "limit": 32.0,
+            "message": "Surintensité sur Borne 1 : 35,2 A",
+        },
+    )
     card = page.locator('[data-point="cp1"]')
     card.locator(".detail").filter(has_text="walk-in").wait_for(timeout=15_000)
+    card.locator(".alerts").filter(has_text="Surintensité").wait_for(timeout=15_000)
     assert "En charge" in card.inner_text() and "7,20 kW" in card.inner_text()
+    paused = page.locator('[data-point="cp2"]')
+    assert "En pause" in paused.inner_text() and "paused" in (paused.get_attribute("class") or "")
     page.close()
+
+    # On a phone: the cards stack, nothing wider than the screen.
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    small = phone.new_page()
+    small.goto(f"{url}/login")
+    small.fill("#name", "anna")
+    small.fill("#password", PASSWORD)
+    small.click("button[type=submit]")
+    small.wait_for_url(f"{url}/")
+    for path in ("/", "/stays/new"):
+        small.goto(url + path)
+        assert small.evaluate("document.documentElement.scrollWidth") <= 390, path
+    phone.close()
 
 
 def test_an_unbadged_session_assigned_to_a_stay_is_on_its_statement(
