@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -108,6 +110,9 @@ def _templates(desk: Desk) -> Environment:
 
 def create_app(desk: Desk) -> Starlette:
     env = _templates(desk)
+    # PDFs are made one at a time by one thread: WeasyPrint's memory (and glibc's arena for
+    # that thread) is paid once, not once per web server thread.
+    pdf_worker = ThreadPoolExecutor(1, thread_name_prefix="pdf")
 
     def render(
         request: Request, template: str, status_code: int = 200, **context: Any
@@ -393,7 +398,9 @@ def create_app(desk: Desk) -> Starlette:
         if isinstance(found, Response):
             return found
         try:
-            pdf = await run_in_threadpool(to_pdf, found, statement_lang(request), desk.tz)
+            pdf = await asyncio.get_running_loop().run_in_executor(
+                pdf_worker, to_pdf, found, statement_lang(request), desk.tz
+            )
         except OSError as exc:
             return error(
                 request,
@@ -552,6 +559,9 @@ def create_app(desk: Desk) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Loaded in the background now rather than by the first statement asked for (about
+        # a second: WeasyPrint loads Pango and fonts).
+        asyncio.get_running_loop().run_in_executor(pdf_worker, _load_weasyprint)
         task = None
         if desk.link is not None and desk.publisher is not None:
             desk.link.on_message = desk.live.on_message
@@ -561,6 +571,7 @@ def create_app(desk: Desk) -> Starlette:
         try:
             yield
         finally:
+            pdf_worker.shutdown(wait=False, cancel_futures=True)
             if task is not None:
                 task.cancel()
             if desk.link is not None:
@@ -593,6 +604,13 @@ def create_app(desk: Desk) -> Starlette:
             InfluxQLError: influx_error,
         },
     )
+
+
+def _load_weasyprint() -> None:
+    try:
+        importlib.import_module("weasyprint")
+    except OSError as exc:  # no Pango: each PDF asked for will say so
+        log.warning("desk: PDF statements unavailable: %s", exc)
 
 
 async def _security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
