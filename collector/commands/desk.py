@@ -139,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
         InfluxQL.from_settings(site.influx),
         Defaults(
             settings.policy,
-            Decimal(repr(settings.fee_eur)).normalize(),
-            Decimal(repr(settings.kwh_per_night)).normalize(),
+            Decimal(repr(settings.fee_eur)),
+            Decimal(repr(settings.kwh_per_night)),
             grace,
         ),
     )

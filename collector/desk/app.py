@@ -296,8 +296,8 @@ def create_app(desk: Desk) -> Starlette:
             "departure": local_input(departure, desk.tz),
             "badges": "",
             "policy": d.policy,
-            "fee_eur": str(d.fee_eur),
-            "kwh_per_night": str(d.kwh_per_night),
+            "fee_eur": f"{d.fee_eur.normalize():f}",
+            "kwh_per_night": f"{d.kwh_per_night.normalize():f}",
         }
 
     @page()
