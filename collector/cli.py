@@ -23,6 +23,7 @@ COMMANDS = (
     "collector.commands.collect",
     "collector.commands.compare",
     "collector.commands.demo_history",
+    "collector.commands.desk",
     "collector.commands.ingest",
     "collector.commands.profiles",
     "collector.commands.read",

@@ -646,6 +646,51 @@ class HotelSettings(Strict):
         return value
 
 
+_LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^:\s]+):(?P<port>\d{1,5})$")
+
+
+class DeskTls(Strict):
+    cert_file: Path
+    key_file: Path
+
+
+class DeskSettings(Strict):
+    """`irve desk`: the front desk's web application (docs/desk.md)."""
+
+    listen: str = "127.0.0.1:8080"
+    database: Path | None = None  # default: <state_dir>/desk.sqlite3
+    grace_h: Annotated[float, _between(0, 72)] = 4.0  # badges stay valid after departure
+    # The billing policy a new stay gets (reception may change it per stay).
+    policy: Literal["at_cost", "flat", "allowance"] = "at_cost"
+    fee_eur: Annotated[float, _between(0, 1000)] = 0.0
+    kwh_per_night: Annotated[float, _between(0, 1000)] = 8.0
+    language: Literal["fr", "en"] = "fr"  # of the statements
+    # The `owner` account's password (`make up` writes it to .env): set at every start.
+    owner_password: SecretStr | None = None
+    tls: DeskTls | None = None  # served over HTTPS itself (else behind a TLS proxy, or plain)
+    session_hours: Annotated[float, _between(0.1, 720)] = 12.0
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        match = _LISTEN.match(value.strip())
+        if not match or not 1 <= int(match.group("port")) <= 65535:
+            raise ValueError(f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        return value.strip()
+
+    @property
+    def host(self) -> str:
+        match = _LISTEN.match(self.listen)
+        assert match is not None  # checked by the validator
+        return match.group("host").strip("[]")
+
+    @property
+    def port(self) -> int:
+        match = _LISTEN.match(self.listen)
+        assert match is not None
+        return int(match.group("port"))
+
+
 def _luhn(digits: str) -> int:
     total = 0
     for i, char in enumerate(reversed(digits)):
@@ -672,6 +717,7 @@ class SiteConfig(_Root):
     load_management: LoadManagementSettings | None = None
     schedules: list[ScheduleSettings] = Field(default_factory=list)
     knx: KnxSettings | None = None
+    desk: DeskSettings = Field(default_factory=DeskSettings)
 
     @model_validator(mode="before")
     @classmethod

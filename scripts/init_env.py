@@ -9,8 +9,8 @@
    bus pointed at the `simulator` container. Pointing the stack at real meters is an edit of
    this one file (and COMPOSE_PROFILES= in .env to stop the simulator).
 3. `mosquitto/passwd`: the broker's password file (mosquitto 2 `$7$` PBKDF2-SHA512 hashes,
-   mode 0600) for the collector, ingestor, building, homeassistant and healthcheck users,
-   rewritten from `.env` on
+   mode 0600) for the collector, ingestor, building, homeassistant, healthcheck and desk
+   users, rewritten from `.env` on
    every run so that changing a password in `.env` is enough. Lines for other users (e.g.
    the sites of a central broker, added with `mosquitto_passwd`) are kept.
 
@@ -42,6 +42,8 @@ GENERATED = (
     "INFLUXDB_ADMIN_PASSWORD",
     "INFLUXDB_ADMIN_TOKEN",
     "GRAFANA_ADMIN_PASSWORD",
+    "MQTT_DESK_PASSWORD",
+    "DESK_OWNER_PASSWORD",
 )
 # mosquitto_passwd's own parameters for the `$7$` format (mosquitto 2.0).
 PBKDF2_ITERATIONS = 101
@@ -57,6 +59,7 @@ SERVICE_USERS = {
     "building": "MQTT_BUILDING_PASSWORD",
     "homeassistant": "MQTT_HOMEASSISTANT_PASSWORD",
     "healthcheck": "MQTT_HEALTHCHECK_PASSWORD",
+    "desk": "MQTT_DESK_PASSWORD",
 }
 COLLECTOR_PASSWORD = "MQTT_COLLECTOR_PASSWORD"
 SITE_ID = "IRVE_SITE_ID"

@@ -59,6 +59,7 @@ def test_expected_services() -> None:
         "collector",
         "ingestor",
         "simulator",
+        "desk",
     }
     assert SERVICES["simulator"]["profiles"] == ["simulator"]
     assert "COMPOSE_PROFILES=simulator" in ENV_EXAMPLE.splitlines()
@@ -132,12 +133,18 @@ def published(service: dict[str, Any]) -> list[str]:
     return [str(port).rsplit(":", 1)[-1] for port in service.get("ports", [])]
 
 
-def test_only_grafana_and_mqtt_are_published() -> None:
+def test_only_grafana_mqtt_and_the_desk_are_published() -> None:
     assert "ports" not in SERVICES["influxdb"]
     for name, service in SERVICES.items():
         assert not DATABASE_PORTS & set(published(service)), name
     assert published(SERVICES["grafana"]) == ["3000"]
     assert published(SERVICES["mosquitto"]) == ["1883"]
+    assert published(SERVICES["desk"]) == ["8080"]
+    assert {n for n, service in SERVICES.items() if published(service)} == {
+        "grafana",
+        "mosquitto",
+        "desk",
+    }
     grafana = environment(SERVICES["grafana"])
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
@@ -191,7 +198,7 @@ def test_first_run_creates_secrets_site_and_password_file(root: Path) -> None:
     assert "host: simulator" in site and "127.0.0.1" not in site
     passwd = root / "mosquitto" / "passwd"
     users = [line.split(":")[0] for line in passwd.read_text().split()]
-    assert users == ["hotel-vda", "ingestor", "building", "homeassistant", "healthcheck"]
+    assert users == ["hotel-vda", "ingestor", "building", "homeassistant", "healthcheck", "desk"]
     assert passwd.stat().st_mode & 0o777 == 0o600
 
 
@@ -210,7 +217,15 @@ def test_second_run_keeps_secrets_follows_the_site_and_keeps_other_users(root: P
     }
     users = [line.split(":")[0] for line in passwd.read_text().split()]
     assert sorted(users) == sorted(
-        ["gite-des-tilleuls", "hotel-lille", "ingestor", "building", "homeassistant", "healthcheck"]
+        [
+            "gite-des-tilleuls",
+            "hotel-lille",
+            "ingestor",
+            "building",
+            "homeassistant",
+            "healthcheck",
+            "desk",
+        ]
     )
 
 
@@ -312,6 +327,20 @@ def test_make_up_checks_docker_before_writing() -> None:
     assert recipe[1].strip().startswith("docker compose up")
 
 
+def test_an_older_env_gets_the_secrets_of_new_services(root: Path) -> None:
+    """A .env made before the front desk existed: its secrets are added, the others kept."""
+    older = init_env.fill_secrets(ENV_EXAMPLE)
+    for name in ("MQTT_DESK_PASSWORD", "DESK_OWNER_PASSWORD"):
+        older = re.sub(rf"^{name}=.*\n", "", older, flags=re.MULTILINE)
+    (root / ".env").write_text(older)
+    assert run_init(root) == 0
+    env = init_env.parse_env((root / ".env").read_text())
+    assert re.fullmatch(r"[0-9a-f]{48}", env["MQTT_DESK_PASSWORD"])
+    assert re.fullmatch(r"[0-9a-f]{48}", env["DESK_OWNER_PASSWORD"])
+    assert env["MQTT_COLLECTOR_PASSWORD"] == init_env.parse_env(older)["MQTT_COLLECTOR_PASSWORD"]
+    assert "desk:" in (root / "mosquitto" / "passwd").read_text()
+
+
 def test_reserved_or_invalid_site_ids_are_refused(root: Path) -> None:
     (root / "config" / "site.yaml").write_text("site:\n  id: building\n")
     assert run_init(root) == 2
@@ -374,7 +403,8 @@ def test_grafana_gets_every_variable_its_provisioning_expands() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "model"), [("collector", SiteConfig), ("ingestor", IngestorConfig)]
+    ("name", "model"),
+    [("collector", SiteConfig), ("ingestor", IngestorConfig), ("desk", SiteConfig)],
 )
 def test_irve_variables_name_real_settings(name: str, model: type[BaseModel]) -> None:
     """A misspelt IRVE_ variable would be silently ignored: each must name a settings key."""

@@ -43,6 +43,7 @@ USERS = {
     "building": "pw-building",
     "homeassistant": "pw-ha",
     "healthcheck": "pw-health",
+    "desk": "pw-desk",
     "observer": "pw-observer",
 }
 TIMEOUT = 5.0
@@ -309,6 +310,28 @@ def test_ingestor_reads_by_shared_subscription_and_writes_only_dead_letters(
         "homeassistant/sensor/x/y/config",
     ):
         assert refused(ingestor, observer, topic, dead), topic
+
+
+def test_desk_writes_only_the_badge_list_and_its_status(connect: Connect) -> None:
+    desk, collector, observer = connect("desk"), connect(SITE), connect("observer")
+    desk.subscribe(f"irve/{SITE}/#")
+    observer.subscribe("#")
+    collector.publish(f"irve/{SITE}/cp1/state", b"reading")
+    desk.wait_for(f"irve/{SITE}/cp1/state", b"reading")
+    badges = f"irve/{SITE}/badges"
+    desk.publish(badges, b'{"badges": []}')
+    observer.wait_for(badges, b'{"badges": []}')
+    desk.publish(f"irve/{SITE}/desk/status", b"online")
+    observer.wait_for(f"irve/{SITE}/desk/status", b"online")
+    for topic in (
+        f"irve/{SITE}/cp1/state",
+        f"irve/{SITE}/cp1/badge",
+        f"irve/{SITE}/shed",
+        f"irve/{SITE}/status",
+        "irve/desk/cp1/state",  # its own name as a site: the pattern is denied
+        "homeassistant/sensor/x/y/config",
+    ):
+        assert refused(desk, observer, topic, badges), topic
 
 
 # --- queues: an ingestor or database outage of one hour at a 50-socket site ------------------
