@@ -228,41 +228,54 @@ def test_logout_ends_the_session(desk: Running) -> None:
 # ---- the badge list follows every change -----------------------------------------------------
 
 
-def badge_list(desk: Running) -> list[dict[str, str]]:
-    """The retained list as a subscriber arriving now gets it."""
-    recorder = Recorder(desk.broker_port, ("irve/hotel-bill/badges",))
-    try:
-        recorder.wait(lambda: bool(recorder.retained()), "the retained badge list")
-        payload = json.loads(recorder.retained()["irve/hotel-bill/badges"])
-    finally:
-        recorder.close()
-    assert set(payload) == {"ts", "badges"}
-    return [b for b in payload["badges"] if b["badge"].startswith("L-")]
+def badge_list(desk: Running, since: datetime | None = None) -> list[dict[str, str]]:
+    """The retained list as a subscriber arriving now gets it; with `since`, the first one
+    published at or after that instant (the desk publishes right after answering a form)."""
+    deadline = time.monotonic() + 10
+    while True:
+        recorder = Recorder(desk.broker_port, ("irve/hotel-bill/badges",))
+        try:
+            recorder.wait(lambda r=recorder: bool(r.retained()), "the retained badge list")
+            payload = json.loads(recorder.retained()["irve/hotel-bill/badges"])
+        finally:
+            recorder.close()
+        assert set(payload) == {"ts", "badges"}
+        published = datetime.fromisoformat(payload["ts"].replace("Z", "+00:00"))
+        if since is None or published >= since.replace(
+            microsecond=since.microsecond // 1000 * 1000
+        ):
+            return [b for b in payload["badges"] if b["badge"].startswith("L-")]
+        assert time.monotonic() < deadline, f"no badge list published since {since}"
+        time.sleep(0.05)
 
 
 def test_badge_list_is_republished_on_edit_extend_and_close(desk: Running) -> None:
     client = reception(desk)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
+    mark = datetime.now(UTC)
     created = client.submit(
         "/stays/new", stay_form("41", now - timedelta(hours=1), now + timedelta(days=1), "L-1")
     )
     stay = created.location
-    assert badge_list(desk) == [
+    assert badge_list(desk, mark) == [
         {"badge": "L-1", "room": "41", "until": iso(now + timedelta(days=1, hours=4))}
     ]
     edited = stay_form("41", now - timedelta(hours=1), now + timedelta(days=1), "L-1 L-2")
+    mark = datetime.now(UTC)
     assert client.submit(stay, edited).status == 303
-    assert [b["badge"] for b in badge_list(desk)] == ["L-1", "L-2"]
+    assert [b["badge"] for b in badge_list(desk, mark)] == ["L-1", "L-2"]
     later = now + timedelta(days=3)
+    mark = datetime.now(UTC)
     assert client.submit(stay, {"departure": local(later)}).status == 303
-    assert {b["until"] for b in badge_list(desk)} == {iso(later + timedelta(hours=4))}
+    assert {b["until"] for b in badge_list(desk, mark)} == {iso(later + timedelta(hours=4))}
     # A stay that has not started yet is not in force: its badge waits for the arrival.
     client.submit(
         "/stays/new", stay_form("42", now + timedelta(days=5), now + timedelta(days=6), "L-3")
     )
     assert "L-3" not in [b["badge"] for b in badge_list(desk)]
+    mark = datetime.now(UTC)
     assert client.submit(stay + "/close", {}, page=stay).status == 303
-    assert badge_list(desk) == []
+    assert badge_list(desk, mark) == []
     audit = html.unescape(client.get(stay).text)
     for action in ("created", "edited", "closed"):
         assert f"<td>{action}</td>" in audit

@@ -52,7 +52,8 @@ class LiveState:
     _shed: dict[str, Any] = field(default_factory=dict)
     _status: str = "unknown"
 
-    def on_message(self, topic: str, payload: bytes) -> None:
+    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        # Retained or live, a message is the latest word on its topic: both update the view.
         if not topic.startswith(self.base + "/"):
             return
         parts = topic[len(self.base) + 1 :].split("/")
