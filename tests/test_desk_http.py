@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -228,18 +229,24 @@ def test_logout_ends_the_session(desk: Running) -> None:
 # ---- the badge list follows every change -----------------------------------------------------
 
 
+def retained_badge_list(desk: Running) -> dict[str, Any]:
+    """The retained list as a subscriber arriving now gets it."""
+    recorder = Recorder(desk.broker_port, ("irve/hotel-bill/badges",))
+    try:
+        recorder.wait(lambda: bool(recorder.retained()), "the retained badge list")
+        payload: dict[str, Any] = json.loads(recorder.retained()["irve/hotel-bill/badges"])
+    finally:
+        recorder.close()
+    assert set(payload) == {"ts", "badges"}
+    return payload
+
+
 def badge_list(desk: Running, since: datetime | None = None) -> list[dict[str, str]]:
-    """The retained list as a subscriber arriving now gets it; with `since`, the first one
-    published at or after that instant (the desk publishes right after answering a form)."""
+    """The test's badges in the retained list; with `since`, in the first list published at
+    or after that instant (the desk publishes right after answering a form)."""
     deadline = time.monotonic() + 10
     while True:
-        recorder = Recorder(desk.broker_port, ("irve/hotel-bill/badges",))
-        try:
-            recorder.wait(lambda r=recorder: bool(r.retained()), "the retained badge list")
-            payload = json.loads(recorder.retained()["irve/hotel-bill/badges"])
-        finally:
-            recorder.close()
-        assert set(payload) == {"ts", "badges"}
+        payload = retained_badge_list(desk)
         published = datetime.fromisoformat(payload["ts"].replace("Z", "+00:00"))
         if since is None or published >= since.replace(
             microsecond=since.microsecond // 1000 * 1000
