@@ -29,11 +29,11 @@ from collector.meters.profile import Profile
 from collector.meters.reading import Reading, state_keys
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages, former_discovery_topics
-from collector.mqtt.envelope import Envelope, envelope_for
 from collector.mqtt.spool import Spool
-from collector.pipeline import Outgoing, Processor
-from collector.schema import BadgeMessage
-from collector.topics import Topics, parse_topic
+from collector.pipeline import Processor
+from collector.wire.kinds import Envelope, Outgoing, envelope
+from collector.wire.messages import AvailabilityMessage, BadgeMessage
+from collector.wire.topics import Topics, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class Collector:
         state = reading.to_state(charging).model_copy(
             update=self._state_keys.get(reading.point, {})
         )
-        self.publish(Outgoing("state", reading.point, state))
+        self.publish(Outgoing(reading.point, state))
         self.publish_all(produced)
 
     def availability(self, point: str, online: bool, reason: str | None) -> None:
@@ -177,7 +177,7 @@ class Collector:
             log.info("meter %s: online", point)
         else:
             log.warning("meter %s: offline (%s)", point, reason or "no answer")
-        self.publish(Outgoing("availability", point, "online" if online else "offline"))
+        self.publish(Outgoing(point, AvailabilityMessage(online=online)))
         self.publish_all(self._feed(lambda p: p.on_availability(point, online, self.clock())))
 
     # -- output --------------------------------------------------------------------------
@@ -185,11 +185,11 @@ class Collector:
     def publish(self, outgoing: Outgoing) -> None:
         """Send one message (QoS 1, kept while the broker is away) and tell the observers."""
         try:
-            envelope = envelope_for(self.topics, outgoing)
+            message = envelope(self.topics, outgoing)
         except ValueError as exc:
             log.error("dropping a %s message: %s", outgoing.kind, exc)
             return
-        self.link.send(envelope)
+        self.link.send(message)
         for observer in self.stages.observers:
             try:
                 observer(outgoing)
@@ -225,8 +225,8 @@ class Collector:
                 self._former_cleared.touch()
             except OSError as exc:  # cleared again next start: harmless
                 log.warning("cannot record the discovery clean-up: %s", exc)
-        for envelope in self._discovery:
-            self.link.send(envelope)
+        for config in self._discovery:
+            self.link.send(config)
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         if topic == self._ha_status:
@@ -265,7 +265,7 @@ class Collector:
             reason = "; ".join(_reasons(exc))
             log.warning("bad badge message on %r: %s", topic, reason)
             if (event := self._refusals.refused(point, reason, self.clock())) is not None:
-                self.publish(Outgoing("event", point, event))
+                self.publish(Outgoing(point, event))
             return
         log.info("badge %r on %s", badge.badge, point)
         self.publish_all(self._feed(lambda p: p.on_badge(point, badge.badge, self.clock())))

@@ -1,40 +1,19 @@
-"""The collector's pipeline: meters -> processors -> MQTT.
+"""The collector's pipeline contract: meters -> processors -> MQTT.
 
 The input stage (collector.meters.poller) turns registers into `Reading`s. Processors (energy,
 sessions, alerts) are pure: they get readings, availability changes, badges and clock ticks,
-and return the messages to publish. The output stage (collector.mqtt) sends them.
+and return the messages to publish as `Outgoing(point, message)`; the catalogue
+(collector.wire.kinds) says where and how each goes. The output stage (collector.mqtt) sends
+them. The wiring is collector.collect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from collector.meters.reading import Reading
-from collector.schema import Message
-
-OutKind = Literal["state", "availability", "energy", "session", "event", "alert", "shed", "status"]
-
-# Never dropped while the broker is away: they carry money, energy or safety.
-CRITICAL_KINDS: frozenset[str] = frozenset({"energy", "session", "event", "alert", "shed"})
-RETAINED_KINDS: frozenset[str] = frozenset({"state", "availability", "shed", "status"})
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    kind: OutKind
-    point: str | None  # None for site-level topics (alert, shed, status)
-    message: Message | str  # str for availability and status ("online"/"offline")
-
-    @property
-    def critical(self) -> bool:
-        return self.kind in CRITICAL_KINDS
-
-    @property
-    def retain(self) -> bool:
-        return self.kind in RETAINED_KINDS
+from collector.wire.kinds import Outgoing
 
 
 class Processor:

@@ -14,7 +14,7 @@ from collector.alerts.rules import AlertEvent, AlertRules, Trigger
 from collector.alerts.text import describe
 from collector.config import SiteConfig
 from collector.meters.reading import Reading
-from collector.schema import AlertMessage, ShedMessage
+from collector.wire.messages import AlertMessage, ShedMessage
 from tests.conftest import EXAMPLES
 
 T0 = datetime(2026, 11, 23, 18, 0, 0, tzinfo=UTC)

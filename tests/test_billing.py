@@ -38,12 +38,10 @@ from collector.cli import main
 from collector.config import ConfigError, InfluxSettings, SiteConfig, load
 from collector.energy.processor import EnergyProcessor
 from collector.energy.state import MemoryStateStore
-from collector.ingest import lines
 from collector.ingest.writer import HttpV1Backend
 from collector.meters.reading import Reading
-from collector.pipeline import Outgoing
-from collector.schema import EnergyMessage, SessionMessage
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string, time_literal
+from collector.wire.kinds import Outgoing, kind_of
 from tests import servers
 from tests.test_ingest_e2e import create_database, rows
 
@@ -134,7 +132,7 @@ def scripted_messages(
             reading = Reading(meter.id, t, {"power_w": power, "energy_wh": index[meter.id]})
             for out in energy.on_reading(reading):
                 yield out, None
-            yield Outgoing("state", meter.id, "reading"), reading
+            yield Outgoing(meter.id, reading.to_state()), reading
             index[meter.id] += power * STEP.total_seconds() / 3600
         for out in energy.on_tick(t):
             yield out, None
@@ -144,16 +142,13 @@ def scripted_messages(
 def to_lines(produced: Iterator[tuple[Outgoing, Reading | None]]) -> list[str]:
     """The ingestor's line mapping for readings, energy windows and sessions."""
     out = []
-    for item, reading in produced:
-        line: str | None = None
-        if reading is not None:
-            line = lines.reading(SITE_ID, reading.point, reading.to_state())
-        elif isinstance(item.message, EnergyMessage):
-            line = lines.energy(SITE_ID, item.point or "", item.message)
-        elif isinstance(item.message, SessionMessage):
-            line = lines.session(SITE_ID, item.point or "", item.message)
-        if line is not None:
-            out.append(line)
+    for item, _ in produced:
+        if item.kind in ("state", "energy", "session"):
+            to_line = kind_of(item.message).to_line
+            assert to_line is not None
+            line = to_line(SITE_ID, item.point or "", item.message, 0)
+            if line is not None:
+                out.append(line)
     return out
 
 

@@ -29,9 +29,10 @@ from collector import cli
 from collector.collect import Collector, Source, Stages
 from collector.commands.check import load_site
 from collector.meters.poller import Poller
-from collector.pipeline import Outgoing, Processor
-from collector.schema import EnergyMessage, StateMessage
+from collector.pipeline import Processor
 from collector.simulator.server import SimulatedSite
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import EnergyMessage, StateMessage
 from tests import servers
 from tests.servers import Server, wait_until
 from tests.sim_helpers import main_meter, rtu_bus, socat_pair, socket_meter, tcp_bus, write_site
@@ -295,7 +296,7 @@ def energy(n: int) -> Outgoing:
         start=start, end=start + timedelta(minutes=1), energy_wh=float(n), period="BASE",
         price_eur_kwh=0.2, cost_eur=n * 0.0002, index_start_wh=0.0, index_end_wh=float(n),
     )  # fmt: skip
-    return Outgoing("energy", "cp1", message)
+    return Outgoing("cp1", message)
 
 
 def state(n: int) -> Outgoing:
@@ -303,7 +304,7 @@ def state(n: int) -> Outgoing:
         ts=T0 + timedelta(seconds=n), power_w=float(n), current_a=None, voltage_v=None,
         energy_wh=None,
     )  # fmt: skip
-    return Outgoing("state", "cp1", message)
+    return Outgoing("cp1", message)
 
 
 def numbers(sub: Recorder, kind: str, key: str) -> list[int]:

@@ -12,7 +12,7 @@ from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.meters.profile import Profile
 from collector.mqtt.discovery import discovery_messages
-from collector.topics import Topics
+from collector.wire.topics import Topics
 from tests.conftest import EXAMPLES
 
 Configs = dict[str, dict[str, Any]]

@@ -29,17 +29,17 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from collector import schema
 from collector.alerts.text import AlertState, describe
 from collector.cli import build_parser
 from collector.collect import Collector
 from collector.commands.check import load_site
 from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig, load
-from collector.ingest import lines
 from collector.meters.profile import load_profiles
 from collector.mqtt.discovery import discovery_messages
 from collector.simulator.server import SimulatedSite
-from collector.topics import Topics
+from collector.wire import lines
+from collector.wire import messages as schema
+from collector.wire.topics import Topics
 from tests import servers
 from tests.alert_helpers import Subscriber, run_collector, until
 from tests.sim_helpers import main_meter, tcp_bus, write_site

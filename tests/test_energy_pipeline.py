@@ -28,10 +28,10 @@ import pytest
 from collector.collect import Collector, build_processors
 from collector.commands.check import load_site
 from collector.meters.poller import Poller, utc_now
-from collector.pipeline import Outgoing
-from collector.schema import EnergyMessage, EventMessage, SessionMessage, StateMessage
 from collector.simulator.model import MeterControl, SiteModel
 from collector.simulator.server import SimClock, SimulatedSite
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import EnergyMessage, EventMessage, SessionMessage, StateMessage
 from tests.servers import Server
 from tests.sim_helpers import socket_meter, tcp_bus, write_site
 from tests.test_collect_e2e import Recorder, until, with_app

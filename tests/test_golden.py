@@ -31,9 +31,9 @@ from collector.energy.state import MemoryStateStore
 from collector.ingest.decode import decode
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
-from collector.mqtt.envelope import Envelope
 from collector.simulator.history import history_lines
 from collector.simulator.model import SiteModel, apply_scenario
+from collector.wire.kinds import Envelope
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.ingest.decode import Rejected, decode
 from collector.ingest.service import Ingestor
-from collector.schema import MAX_PAYLOAD_BYTES
+from collector.wire.messages import MAX_PAYLOAD_BYTES
 from tests import servers
 from tests.test_ingest_e2e import (
     BASE_MS,

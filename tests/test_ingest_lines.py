@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.ingest import lines
 from collector.ingest.decode import Decoded, Rejected, decode, site_of, subscriptions
-from collector.schema import MAX_PAYLOAD_BYTES
+from collector.wire import lines
+from collector.wire.messages import MAX_PAYLOAD_BYTES
 
 TS = "2026-11-23T10:15:02.123Z"
 TS_MS = 1795428902123

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from collector.config import TariffSettings
 from collector.energy.intervals import PointEnergy, Step, cost_eur
 from collector.energy.tariff import Tariff
-from collector.schema import EnergyMessage, EventMessage
+from collector.wire.messages import EnergyMessage, EventMessage
 
 PARIS = ZoneInfo("Europe/Paris")
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

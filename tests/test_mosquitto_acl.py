@@ -29,7 +29,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.mqtt.auth import default_client_id
-from collector.schema import EnergyMessage, StateMessage
+from collector.wire.messages import EnergyMessage, StateMessage
 from scripts import healthcheck, local_broker
 from scripts.init_env import mosquitto_hash
 from tests import servers

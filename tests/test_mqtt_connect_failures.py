@@ -16,7 +16,7 @@ import pytest
 from collector.collect import Collector, Stages
 from collector.commands.check import load_site
 from collector.mqtt import client as mqtt_client
-from collector.mqtt.envelope import Envelope
+from collector.wire.kinds import Envelope
 from tests import servers
 from tests.sim_helpers import socket_meter, tcp_bus, write_site
 from tests.test_collect_e2e import SITE, Quiet, until, with_app

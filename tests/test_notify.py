@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from collector.alerts.notify import Notifier
 from collector.alerts.notify_queue import NotifyQueue
 from collector.config import SiteConfig
-from collector.pipeline import Outgoing
-from collector.schema import AlertMessage, ShedMessage
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import AlertMessage, ShedMessage
 from tests.conftest import EXAMPLES
 from tests.ntfy_server import NtfyServer
 from tests.servers import wait_until
@@ -142,11 +142,9 @@ def notifier(ntfy: NtfyServer) -> Iterator[Notifier]:
 def test_firing_and_resolved_reach_the_ntfy_endpoint_in_french(
     ntfy: NtfyServer, notifier: Notifier
 ) -> None:
-    notifier.observe(Outgoing("alert", None, alert("firing")))
-    notifier.observe(
-        Outgoing("shed", None, ShedMessage(ts=TS, active=False, excess_w=0, reason="normal"))
-    )
-    notifier.observe(Outgoing("alert", None, alert("resolved")))
+    notifier.observe(Outgoing(None, alert("firing")))
+    notifier.observe(Outgoing(None, ShedMessage(ts=TS, active=False, excess_w=0, reason="normal")))
+    notifier.observe(Outgoing(None, alert("resolved")))
     wait_until(lambda: len(ntfy.received()) == 2, timeout=10, what="two notifications")
     firing, resolved = ntfy.received()
     assert firing.topic == "irve"

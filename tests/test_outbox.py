@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.mqtt.envelope import Envelope
 from collector.mqtt.outbox import Outbox
+from collector.wire.kinds import Envelope
 
 KINDS = ("state", "availability", "discovery", "energy", "session", "event", "alert", "shed")
 CRITICAL = {"energy", "session", "event", "alert", "shed"}

@@ -19,8 +19,8 @@ from collector.billing.reprice import span
 from collector.billing.statement import SessionUse
 from collector.cli import main
 from collector.config import SiteConfig, load
-from collector.schema import EnergyMessage, SessionMessage
-from collector.topics import Topics
+from collector.wire.messages import EnergyMessage, SessionMessage
+from collector.wire.topics import Topics
 from tests import servers
 from tests.test_billing import SITE_ID, Charge, local, scripted_messages, site_file
 from tests.test_ingest_e2e import config, create_database, publisher, rows, spawn, subprocess_env

@@ -18,8 +18,8 @@ from collector.energy.sessions import MAX_WAITING_BADGES, SessionTracker
 from collector.energy.state import FileStateStore, default_path
 from collector.energy.tariff import Tariff
 from collector.meters.reading import Reading
-from collector.pipeline import Outgoing
-from collector.schema import EnergyMessage, EventMessage, Message, SessionMessage
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import EnergyMessage, EventMessage, Message, SessionMessage
 
 PARIS = ZoneInfo("Europe/Paris")
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -263,7 +263,7 @@ def test_two_sockets_badges_and_restart_through_the_processor(tmp_path: Path) ->
     assert sessions["cp1", "end"].badge is None
     assert sessions["cp1", "end"].energy_wh == pytest.approx(7000 * 600 / 3600)
     assert sessions["cp2", "start"].badge == "room-2"
-    energy = sum(o.message.energy_wh for o in out if o.kind == "energy" and o.point == "cp1")  # type: ignore[union-attr]
+    energy = sum(o.message.energy_wh for o in out if o.kind == "energy" and o.point == "cp1")  # type: ignore[attr-defined]
     assert energy == pytest.approx(7000 * 600 / 3600)
 
 

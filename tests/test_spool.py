@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.mqtt.envelope import Envelope
 from collector.mqtt.spool import Spool
+from collector.wire.kinds import Envelope
 from tests.conftest import TinyDisk
 
 

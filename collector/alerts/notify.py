@@ -20,8 +20,8 @@ from tenacity import Retrying, retry_if_result, stop_when_event_set, wait_expone
 from collector.alerts.notify_queue import NotifyQueue, Pending
 from collector.alerts.text import title
 from collector.config import NotifySettings, SiteConfig
-from collector.pipeline import Outgoing
-from collector.schema import AlertMessage
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import AlertMessage
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ from collector.alerts.rules import AlertEvent, AlertRules
 from collector.alerts.text import Language, describe
 from collector.config import SiteConfig
 from collector.meters.reading import Reading
-from collector.pipeline import Outgoing, Processor
-from collector.schema import AlertMessage
+from collector.pipeline import Processor
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import AlertMessage
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,12 @@ class AlertProcessor(Processor):
                 event.point,
                 alert.message,
             )
-            out.append(Outgoing("alert", None, alert))
+            out.append(Outgoing(None, alert))
         request = self._shed_request(now)
         if request is not None:
             message = self.shed.update(request, now)
             if message is not None:
-                out.append(Outgoing("shed", None, message))
+                out.append(Outgoing(None, message))
         return out
 
     def _shed_request(self, now: datetime) -> shed.ShedRequest | None:

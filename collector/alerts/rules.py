@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from collector.alerts.text import AlertState
 from collector.config import AlertSettings, SiteConfig
 from collector.meters.reading import Reading
-from collector.schema import AlertName
+from collector.wire.messages import AlertName
 
 
 @dataclass(frozen=True)

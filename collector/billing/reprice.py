@@ -16,7 +16,7 @@ from collector.billing.source import StoredWindow, window_floor
 from collector.billing.statement import SessionUse
 from collector.energy.intervals import cost_eur, window_end
 from collector.energy.tariff import Tariff
-from collector.schema import EnergyMessage, Period, PeriodTotal, SessionMessage
+from collector.wire.messages import EnergyMessage, Period, PeriodTotal, SessionMessage
 
 
 def repriced_window(w: StoredWindow, tariff: Tariff, window_s: int) -> EnergyMessage:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from collector.billing.statement import SessionUse
 from collector.energy.intervals import EPOCH
 from collector.store.influxql import InfluxQL, quote_string, time_literal
+from collector.wire.lines import period_cost_field, period_energy_field
 
 PERIODS = ("HP", "HC", "BASE")
 
@@ -27,9 +28,9 @@ def _rows(client: InfluxQL, statement: str) -> list[dict[str, Any]]:
 
 def _periods(row: dict[str, Any]) -> dict[str, tuple[float, float]]:
     periods = {
-        p: (float(row[f"energy_{p.lower()}_wh"]), float(row.get(f"cost_{p.lower()}_eur") or 0.0))
+        p: (float(row[period_energy_field(p)]), float(row.get(period_cost_field(p)) or 0.0))
         for p in PERIODS
-        if row.get(f"energy_{p.lower()}_wh") is not None
+        if row.get(period_energy_field(p)) is not None
     }
     if not periods and row.get("energy_wh") is not None:
         # A session written without per-period fields: one line with its own average price.

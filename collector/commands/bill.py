@@ -30,8 +30,8 @@ from collector.billing.statement import (
 )
 from collector.commands.check import add_config_argument
 from collector.config import ConfigError, SiteConfig, load
-from collector.schema import badge_problem
 from collector.store.influxql import InfluxQL, InfluxQLError
+from collector.wire.messages import badge_problem
 
 POLICIES = {"at-cost": "at_cost", "flat": "flat", "allowance": "allowance"}
 DEFAULT_KWH_PER_NIGHT = "8"

@@ -32,7 +32,7 @@ from collector.commands.check import add_config_argument
 from collector.config import ConfigError, MqttSettings, SiteConfig, load
 from collector.energy.tariff import Tariff, TariffError
 from collector.store.influxql import InfluxQL, InfluxQLError
-from collector.topics import Topics
+from collector.wire.topics import Topics
 
 log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 30.0

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.energy.tariff import Tariff
-from collector.schema import EnergyMessage, EventMessage, Period
+from collector.wire.messages import EnergyMessage, EventMessage, Period
 
 log = logging.getLogger(__name__)
 

@@ -30,21 +30,15 @@ from collector.energy.state import RETRY_S, FileStateStore, StateStore, default_
 from collector.energy.tariff import Tariff
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
-from collector.pipeline import Outgoing, Processor
-from collector.schema import EnergyMessage, EventMessage, Message, SessionMessage
+from collector.pipeline import Processor
+from collector.wire.kinds import KINDS, Outgoing
+from collector.wire.messages import Message
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 10.0
 FAILURE_LOG_EVERY_S = 30.0
 CLOSE_SAVE_S = 5.0
-
-# The kinds this stage emits, and how a held one is read back from the state file.
-HELD_MODELS: dict[str, type[Message]] = {
-    "energy": EnergyMessage,
-    "session": SessionMessage,
-    "event": EventMessage,
-}
 
 
 def max_power_w(meter: MeterSettings, site: SiteConfig) -> float:
@@ -113,8 +107,7 @@ class EnergyProcessor(Processor):
         if meter is None:
             return self._release()
         step = meter.update(reading.ts, reading.energy_wh, reading.power_w)
-        out = [Outgoing("energy", reading.point, w) for w in step.windows]
-        out += [Outgoing("event", reading.point, e) for e in step.events]
+        out = [Outgoing(reading.point, m) for m in [*step.windows, *step.events]]
         tracker = self.sessions.get(reading.point)
         if tracker is not None:
             out += self._wrap(
@@ -222,28 +215,22 @@ class EnergyProcessor(Processor):
             "unsent": [
                 {"kind": o.kind, "point": o.point, "message": o.message.to_json().decode()}
                 for _, o in self._held
-                if isinstance(o.message, Message)
             ],
         }
 
     @staticmethod
     def _wrap(point: str, messages: list[Message]) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        for message in messages:
-            if isinstance(message, SessionMessage):
-                out.append(Outgoing("session", point, message))
-            elif isinstance(message, EventMessage):
-                out.append(Outgoing("event", point, message))
-        return out
+        return [Outgoing(point, message) for message in messages]
 
 
 def _unsent(saved: dict[str, Any]) -> list[Outgoing]:
     out: list[Outgoing] = []
     for entry in saved.get("unsent", []):
         try:
-            model = HELD_MODELS[entry["kind"]]
-            message = model.model_validate_json(entry["message"])
-            out.append(Outgoing(entry["kind"], entry["point"], message))
+            kind = KINDS[entry["kind"]]
+            if kind.model is None or not kind.critical:
+                raise ValueError(f"{kind.name!r} is not a kind this stage holds")
+            out.append(Outgoing(entry["point"], kind.model.model_validate_json(entry["message"])))
         except (KeyError, TypeError, ValueError) as exc:
             log.error("energy state: an unsent message cannot be read back (%s)", exc)
     return out

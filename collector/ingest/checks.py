@@ -8,9 +8,11 @@ and overflows, not a meter that reads a little high, so that a real reading is n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from collector.schema import (
+from collector.wire.messages import (
     AlertMessage,
     EnergyMessage,
     EventMessage,
@@ -169,3 +171,13 @@ def event(msg: EventMessage) -> None:
         _key("details", key)
         if isinstance(value, float):
             _range(f"details.{key}", value, -MAX_DETAIL, MAX_DETAIL)
+
+
+# Per message kind (collector.wire.kinds); a kind without an entry has no range to check.
+BY_KIND: dict[str, Callable[[Any], None]] = {
+    "state": state,
+    "energy": energy,
+    "session": session,
+    "alert": alert,
+    "event": event,
+}

@@ -7,21 +7,15 @@ from functools import lru_cache
 
 from pydantic import ValidationError
 
-from collector.ingest import checks, lines
-from collector.schema import (
-    MAX_PAYLOAD_BYTES,
-    AlertMessage,
-    EnergyMessage,
-    EventMessage,
-    SessionMessage,
-    StateMessage,
-)
-from collector.topics import ParsedTopic, parse_topic
+from collector.ingest import checks
+from collector.wire.kinds import KINDS, Kind
+from collector.wire.messages import MAX_PAYLOAD_BYTES
+from collector.wire.topics import ParsedTopic, parse_topic
 
-# What the ingestor subscribes to, under `{prefix}/+/...`.
-POINT_KINDS = ("state", "availability", "energy", "session", "event")
-SITE_KINDS = ("alert",)
-_KINDS = frozenset(POINT_KINDS + SITE_KINDS)
+# What the ingestor subscribes to, under `{prefix}/+/...`: every kind written to InfluxDB.
+_STORED: dict[str, Kind] = {k.name: k for k in KINDS.values() if k.to_line is not None}
+POINT_KINDS = tuple(k.name for k in _STORED.values() if k.scope == "point")
+SITE_KINDS = tuple(k.name for k in _STORED.values() if k.scope == "site")
 
 
 def subscriptions(prefix: str, share_group: str | None) -> list[str]:
@@ -66,10 +60,10 @@ def _validation_reason(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def kind_of(prefix: str, topic: str) -> str:
+def topic_kind(prefix: str, topic: str) -> str:
     """The message kind a topic carries; "unknown" for a topic the ingestor does not read."""
     parsed = _route(prefix, topic)
-    return parsed.kind if parsed is not None and parsed.kind in _KINDS else "unknown"
+    return parsed.kind if parsed is not None and parsed.kind in _STORED else "unknown"
 
 
 @lru_cache(maxsize=16384)
@@ -84,45 +78,22 @@ def decode(prefix: str, topic: str, payload: bytes | bytearray, received_ms: int
     Raises Rejected for anything that is not a valid message of a known topic.
     """
     parsed = _route(prefix, topic)
-    if parsed is None or parsed.kind not in _KINDS:
+    kind = _STORED.get(parsed.kind) if parsed is not None else None
+    if parsed is None or kind is None or kind.model is None or kind.to_line is None:
         raise Rejected(site_of(prefix, topic), "unknown", f"unknown topic shape: {topic!r}")
-    site, kind, point = parsed.site, parsed.kind, parsed.point or ""
+    site, point = parsed.site, parsed.point or ""
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise Rejected(site, kind, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        raise Rejected(
+            site, kind.name, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+        )
     try:
-        if kind == "state":
-            reading = StateMessage.model_validate_json(payload)
-            checks.state(reading)
-            line = lines.reading(site, point, reading)
-        elif kind == "energy":
-            energy = EnergyMessage.model_validate_json(payload)
-            checks.energy(energy)
-            line = lines.energy(site, point, energy)
-        elif kind == "session":
-            session = SessionMessage.model_validate_json(payload)
-            checks.session(session)
-            line = lines.session(site, point, session)
-        elif kind == "event":
-            event = EventMessage.model_validate_json(payload)
-            checks.event(event)
-            line = lines.event(site, point, event)
-        elif kind == "alert":
-            alert = AlertMessage.model_validate_json(payload)
-            checks.alert(alert)
-            line = lines.alert(site, alert)
-        else:
-            line = lines.availability(site, point, _online(payload), received_ms)
+        message = kind.model.from_payload(payload)
+        check = checks.BY_KIND.get(kind.name)
+        if check is not None:
+            check(message)
+        line = kind.to_line(site, point, message, received_ms)
     except ValidationError as exc:
-        raise Rejected(site, kind, _validation_reason(exc)) from None
+        raise Rejected(site, kind.name, _validation_reason(exc)) from None
     except ValueError as exc:
-        raise Rejected(site, kind, str(exc)) from None
-    return Decoded(kind, site, line)
-
-
-def _online(payload: bytes | bytearray) -> bool:
-    text = payload.strip()
-    if text == b"online":
-        return True
-    if text == b"offline":
-        return False
-    raise ValueError(f"availability must be 'online' or 'offline', not {payload[:40]!r}")
+        raise Rejected(site, kind.name, str(exc)) from None
+    return Decoded(kind.name, site, line)

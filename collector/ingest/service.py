@@ -39,13 +39,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector.config import ConfigError, IngestorConfig
 from collector.ingest.batch import AckToken, Batch, Batcher
-from collector.ingest.decode import Rejected, decode, kind_of, site_of, subscriptions
+from collector.ingest.decode import Rejected, decode, site_of, subscriptions, topic_kind
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
 from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
 from collector.mqtt.auth import apply_credentials, default_client_id
 from collector.redact import redact, redact_url
-from collector.schema import format_ts
+from collector.wire.messages import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Ingestor:
         except Exception as exc:  # a bug of ours must not stop the stream; the letter keeps it
             log.exception("could not decode %r", topic)
             site = site_of(self.prefix, topic)
-            self._dead_letter(msg, site, kind_of(self.prefix, topic), f"internal error: {exc!r}")
+            self._dead_letter(msg, site, topic_kind(self.prefix, topic), f"internal error: {exc!r}")
             return
         self.metrics.messages[decoded.kind] += 1
         self.metrics.received += 1
@@ -200,7 +200,7 @@ class Ingestor:
             for item in dropped:
                 topic, payload = batch.origins[item.index]
                 reason = f"refused by the database: {item.reason}"
-                site, kind = site_of(self.prefix, topic), kind_of(self.prefix, topic)
+                site, kind = site_of(self.prefix, topic), topic_kind(self.prefix, topic)
                 self._publish_letter(topic, payload, site, kind, reason)
 
     # --- writing --------------------------------------------------------------------------

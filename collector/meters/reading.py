@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cached_property
 
 from collector.config import MeterSettings, SiteConfig
-from collector.schema import StateMessage
+from collector.wire.messages import StateMessage
 
 PHASES = ("l1", "l2", "l3")
 

@@ -41,9 +41,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.config import ConfigError, MqttSettings
 from collector.mqtt.auth import apply_credentials
-from collector.mqtt.envelope import Envelope
 from collector.mqtt.outbox import Outbox
 from collector.mqtt.spool import Spool
+from collector.wire.kinds import Envelope
+from collector.wire.messages import StatusMessage
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,11 @@ class MqttLink:
     async def close(self, timeout: float = 5.0) -> None:
         """Say `offline`, flush what can be flushed within `timeout`, disconnect."""
         self._closing = True
-        self.send(Envelope(self.status_topic, b"offline", retain=True, kind="status"))
+        self.send(
+            Envelope(
+                self.status_topic, StatusMessage(online=False).to_json(), retain=True, kind="status"
+            )
+        )
         if not await self.wait_idle(timeout):
             undelivered = [*self._inflight.values(), *self.outbox.envelopes()]
             log.error(
@@ -385,7 +390,9 @@ class MqttLink:
             len(self.outbox),
         )
         # The status goes first: it replaces what the last will may have said.
-        online = Envelope(self.status_topic, b"online", retain=True, kind="status")
+        online = Envelope(
+            self.status_topic, StatusMessage(online=True).to_json(), retain=True, kind="status"
+        )
         if not self._hand_over(online):
             self.outbox.put_front(online)
         self.on_connected()

@@ -22,7 +22,7 @@ from typing import Any
 from collector import __version__
 from collector.config import MeterSettings, SiteConfig
 from collector.meters.profile import Profile
-from collector.topics import Topics
+from collector.wire.topics import Topics
 
 ORIGIN = {"name": "irve-telemetry", "sw_version": __version__}
 

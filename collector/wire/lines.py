@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from collector.schema import (
+from collector.wire.messages import (
     AlertMessage,
     EnergyMessage,
     EventMessage,
@@ -164,6 +164,16 @@ def session_start(msg: SessionMessage) -> datetime:
     return msg.ts - timedelta(seconds=msg.duration_s)
 
 
+def period_energy_field(period: str) -> str:
+    """The `session` field of a tariff period's energy, as billing and dashboards read it."""
+    return f"energy_{period.lower()}_wh"
+
+
+def period_cost_field(period: str) -> str:
+    """The `session` field of a tariff period's cost."""
+    return f"cost_{period.lower()}_eur"
+
+
 def session(site: str, point: str, msg: SessionMessage) -> str | None:
     """`session` (tags site, point, badge) at the session start."""
     pairs: list[tuple[str, float | bool | None]] = [
@@ -173,8 +183,8 @@ def session(site: str, point: str, msg: SessionMessage) -> str | None:
         ("max_power_w", msg.max_power_w),
     ]
     for period, total in sorted(msg.periods.items()):
-        pairs.append((f"energy_{period.lower()}_wh", total.energy_wh))
-        pairs.append((f"cost_{period.lower()}_eur", total.cost_eur))
+        pairs.append((period_energy_field(period), total.energy_wh))
+        pairs.append((period_cost_field(period), total.cost_eur))
     fields = _numbers(pairs)
     fields.append(f"session_id={string_field(msg.session_id)}")
     fields.append(f"event={string_field(msg.event)}")

@@ -1,21 +1,21 @@
-"""MQTT topic names (SPEC.md) and their parsing, shared by every stage."""
+"""MQTT topic names (SPEC.md) and their parsing, shared by every stage.
+
+Which kinds live under a point and which under the site is the catalogue's (collector.wire.kinds);
+the `PointKind` and `SiteKind` types name the same kinds for the type checker
+(tests/wire/test_kinds.py checks that they agree).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
+from collector.wire.kinds import KINDS
+
 PointKind = Literal["state", "availability", "energy", "session", "event", "badge"]
 SiteKind = Literal["status", "alert", "shed", "deadletter"]
-POINT_KINDS: tuple[PointKind, ...] = (
-    "state",
-    "availability",
-    "energy",
-    "session",
-    "event",
-    "badge",
-)
-SITE_KINDS: tuple[SiteKind, ...] = ("status", "alert", "shed", "deadletter")
+POINT_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "point")
+SITE_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "site")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import json
 import re
 import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
@@ -69,7 +69,7 @@ class Message(BaseModel):
         return self.model_dump_json(exclude_none=False).encode()
 
     @classmethod
-    def from_payload(cls, payload: bytes) -> Any:
+    def from_payload(cls, payload: bytes | bytearray) -> Any:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         return cls.model_validate_json(payload)
@@ -188,6 +188,36 @@ class EventMessage(_Timed):
     event: str = Field(min_length=1, max_length=64)
     message: str
     details: dict[str, float | str | bool | None] = Field(default_factory=dict)
+
+
+class _OnOff(Message):
+    """A bare `online` / `offline` payload (no JSON, no timestamp)."""
+
+    WHAT: ClassVar[str] = "payload"
+
+    online: bool
+
+    def to_json(self) -> bytes:
+        return b"online" if self.online else b"offline"
+
+    @classmethod
+    def from_payload(cls, payload: bytes | bytearray) -> Any:
+        text = payload.strip()
+        if text in (b"online", b"offline"):
+            return cls(online=text == b"online")
+        raise ValueError(f"{cls.WHAT} must be 'online' or 'offline', not {payload[:40]!r}")
+
+
+class AvailabilityMessage(_OnOff):
+    """Retained `irve/{site}/{point}/availability`: the meter answers or not."""
+
+    WHAT: ClassVar[str] = "availability"
+
+
+class StatusMessage(_OnOff):
+    """Retained `irve/{site}/status`: the collector is running (its last will says offline)."""
+
+    WHAT: ClassVar[str] = "status"
 
 
 class BadgeMessage(Message):
