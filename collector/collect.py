@@ -31,6 +31,7 @@ from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages, former_discovery_topics
 from collector.mqtt.spool import Spool
 from collector.pipeline import Processor
+from collector.state import FileStateStore, alerts_path, default_path
 from collector.wire.kinds import Envelope, Outgoing, envelope
 from collector.wire.messages import AvailabilityMessage, BadgeMessage
 from collector.wire.topics import Topics, parse_topic
@@ -63,9 +64,13 @@ class Stages:
 def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
     """THE place where processing stages are plugged in, one line each."""
     stages = Stages()
-    stages.processors.append(AlertProcessor(site))
+    alert_state = FileStateStore(alerts_path(site.state_dir, site.site.id), what="alert state")
+    stages.processors.append(AlertProcessor(site, store=alert_state))
+    energy_state = FileStateStore(
+        site.energy.state_file or default_path(site.state_dir, site.site.id)
+    )
     stages.processors.append(
-        energy := EnergyProcessor(site, profiles=profiles)
+        energy := EnergyProcessor(site, profiles=profiles, store=energy_state)
     )  # windows, sessions, index events
     stages.charging = energy.charging
     stages.observers.append(Notifier.from_site(site).observe)  # phone notifications of alerts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from collector.alerts.rules import AlertEvent, AlertRules, Trigger
 from collector.alerts.text import describe
 from collector.config import SiteConfig
 from collector.meters.reading import Reading
+from collector.state import FileStateStore
 from collector.wire.messages import AlertMessage, ShedMessage
 from tests.conftest import EXAMPLES
 
@@ -324,6 +326,61 @@ def test_processor_without_main_meter_publishes_an_inactive_request() -> None:
     assert [(o.kind, getattr(o.message, "reason", None)) for o in out] == [
         ("shed", "no_main_meter")
     ]
+
+
+def test_a_restart_keeps_a_firing_alert_firing_and_resolves_it_once(tmp_path: Path) -> None:
+    """Alert state survives a restart: no second `firing`, one `resolved` when it clears,
+    and the shed request holds meanwhile."""
+    path = tmp_path / "alerts-hotel-vda.json"
+    first = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    out = outgoing(first, [main_reading(t, 40_000) for t in range(4)])
+    assert [(m.alert, m.point, m.state) for k, m in out if k == "alert"] == [
+        ("site_overload_warning", "main", "firing"),
+        ("site_overload", "main", "firing"),
+        ("meter_offline", "cp1", "firing"),  # the sockets say nothing
+        ("meter_offline", "cp2", "firing"),
+    ]
+    first.close()
+
+    again = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    still = outgoing(again, [main_reading(t, 40_000) for t in range(10, 14)])
+    assert [k for k, _ in still] == ["shed"]  # no second firing
+    assert still[0][1].active
+    cleared = outgoing(again, [main_reading(t, 20_000) for t in range(14, 20)])
+    assert [(m.alert, m.state) for k, m in cleared if k == "alert"] == [
+        ("site_overload_warning", "resolved"),
+        ("site_overload", "resolved"),
+    ]
+    again.close()
+    restarted = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    assert restarted.rules.firing_alerts() == [("meter_offline", "cp1"), ("meter_offline", "cp2")]
+
+
+def test_a_restart_resolves_a_meter_offline_alert_at_the_first_reading(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.json"
+    first = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    assert [o.kind for o in first.on_tick(at(5))] == []
+    fired = [o.message for o in first.on_tick(at(10)) if isinstance(o.message, AlertMessage)]
+    assert {(m.alert, m.state) for m in fired} == {("meter_offline", "firing")}
+    first.close()
+
+    again = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    back = [
+        o.message
+        for o in again.on_reading(socket_reading(20, 1.0))
+        if isinstance(o.message, AlertMessage)
+    ]
+    assert [(m.alert, m.point, m.state) for m in back] == [("meter_offline", "cp1", "resolved")]
+
+
+def test_an_unreadable_alert_state_starts_with_no_alert_firing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "alerts.json"
+    path.write_text('{"version": 1, "firing": [{"point": "main"}]}')
+    processor = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    assert processor.rules.firing_alerts() == []
+    assert "alert state" in caplog.text
 
 
 # Texts ----------------------------------------------------------------------------------------

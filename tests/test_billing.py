@@ -37,9 +37,9 @@ from collector.billing.statement import (
 from collector.cli import main
 from collector.config import ConfigError, InfluxSettings, SiteConfig, load
 from collector.energy.processor import EnergyProcessor
-from collector.energy.state import MemoryStateStore
 from collector.ingest.writer import HttpV1Backend
 from collector.meters.reading import Reading
+from collector.state import MemoryStateStore
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string, time_literal
 from collector.wire.kinds import Outgoing, kind_of
 from tests import servers

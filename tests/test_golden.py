@@ -27,12 +27,12 @@ from collector.collect import Collector, Stages
 from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
-from collector.energy.state import MemoryStateStore
 from collector.ingest.decode import decode
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
 from collector.simulator.history import history_lines
 from collector.simulator.model import SiteModel, apply_scenario
+from collector.state import MemoryStateStore
 from collector.wire.kinds import Envelope
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from collector.energy.state import RETRY_S, FileStateStore
+from collector.state import RETRY_S, FileStateStore
 from tests.servers import wait_until
 
 

@@ -1,7 +1,7 @@
 """The energy stage of `irve collect`: windows, index events and sessions for every meter.
 
 Every message it emits (energy window, session start or end, event) is held back until the
-state that records it as emitted is saved (collector.energy.state: a saver thread, so the
+state that records it as emitted is saved (collector.state: a saver thread, so the
 polling loop never waits for the disk). A crash therefore restarts from a state that either
 never emitted the message (it is computed again from the next readings, and was never
 published) or emitted it: such a state also lists it under `unsent` until it is in the MQTT
@@ -17,20 +17,18 @@ snapshot: snapshots are coalesced, never one write per badge.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from collector.config import MeterSettings, SiteConfig
 from collector.energy.intervals import GUESSED_SPANS_WH, VOLTAGE_MAX_V, PointEnergy
 from collector.energy.sessions import SessionTracker
-from collector.energy.state import RETRY_S, FileStateStore, StateStore, default_path
 from collector.energy.tariff import Tariff
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
 from collector.pipeline import Processor
+from collector.state import RETRY_S, MemoryStateStore, StateStore
 from collector.wire.kinds import KINDS, Outgoing
 from collector.wire.messages import Message
 
@@ -58,15 +56,13 @@ class EnergyProcessor(Processor):
     def __init__(
         self,
         site: SiteConfig,
-        state_file: Path | None = None,
         profiles: Mapping[str, Profile] | None = None,
         store: StateStore | None = None,
     ) -> None:
+        """`store`: where the state survives a restart (the collector gives the state file;
+        by default, nothing survives)."""
         self.tariff = Tariff(site.tariff, site.site.tz)
-        self.path = (
-            state_file or site.energy.state_file or default_path(site.state_dir, site.site.id)
-        )
-        self.store: StateStore = store if store is not None else FileStateStore(self.path)
+        self.store: StateStore = store if store is not None else MemoryStateStore()
         gap_s = max(float(site.energy.window_s), 5 * site.poll_interval_s)
         self.points = {
             m.id: PointEnergy(
@@ -94,7 +90,7 @@ class EnergyProcessor(Processor):
         self._held: list[tuple[int, Outgoing]] = [(0, o) for o in _unsent(saved)]
         self._dirty = False
         self._saved_at: datetime | None = None
-        self._failure_logged_at: float | None = None
+        self._failure_logged_at: datetime | None = None
         self._retried_at: datetime | None = None
 
     def charging(self, point: str) -> bool | None:
@@ -145,7 +141,7 @@ class EnergyProcessor(Processor):
             log.error(
                 "cannot save energy state to %s on stopping (%s): the next start resumes "
                 "from the last state saved",
-                self.path,
+                self.store.where,
                 self.store.failure or "timed out",
             )
 
@@ -162,7 +158,7 @@ class EnergyProcessor(Processor):
             # (A failing store is given the newest state to try again, at most every RETRY_S.)
             self._dirty = False
             self.store.submit(self._snapshot())
-        self._report(failure)
+        self._report(failure, now)
         return self._release()
 
     def _hold(self, out: list[Outgoing]) -> None:
@@ -189,21 +185,23 @@ class EnergyProcessor(Processor):
             self._dirty = True
         return ready
 
-    def _report(self, failure: str | None) -> None:
+    def _report(self, failure: str | None, now: datetime) -> None:
         """An ERROR while the state cannot be saved (at most every FAILURE_LOG_EVERY_S), and a
         line when it can again."""
         if failure is None:
             if self._failure_logged_at is not None:
                 self._failure_logged_at = None
-                log.warning("energy state %s saved again: held messages go out", self.path)
+                log.warning("energy state %s saved again: held messages go out", self.store.where)
             return
-        now = time.monotonic()
-        if self._failure_logged_at is None or now - self._failure_logged_at >= FAILURE_LOG_EVERY_S:
+        if (
+            self._failure_logged_at is None
+            or (now - self._failure_logged_at).total_seconds() >= FAILURE_LOG_EVERY_S
+        ):
             self._failure_logged_at = now
             log.error(
                 "cannot save energy state to %s (%s): %d energy/session message(s) held back "
                 "until it can be saved",
-                self.path,
+                self.store.where,
                 failure,
                 len(self._held),
             )

@@ -41,9 +41,9 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from collector.config import ChargerSettings, OcppSettings
-from collector.energy.state import encode_state, write_state
 from collector.ocpp.core import Badge, CentralCore, Outgoing, Transaction, format_ts
 from collector.ocpp.events import ChargerWarning, CommandResult, Event
+from collector.state import encode_state, write_state
 
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("collector.ocpp.wire")

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
-from collector.energy.state import MemoryStateStore
 from collector.meters.reading import Reading, state_keys
 from collector.simulator.model import SiteModel
 from collector.wire import lines
@@ -75,9 +74,9 @@ def history_lines(
     model = SiteModel(site, phases_of, seed=seed, start=start, step_s=step_s)
     rooms = random.Random(seed)
     site_id = site.site.id
-    # The live energy stage without its state file: a one-shot batch has nothing to resume,
-    # and it must not touch the running collector's state.
-    energy = EnergyProcessor(site, store=MemoryStateStore())
+    # The live energy stage without its state file (its state stays in memory): a one-shot
+    # batch has nothing to resume, and it must not touch the running collector's state.
+    energy = EnergyProcessor(site)
     step = timedelta(seconds=step_s)
     while model.now + step <= end:
         model.step()

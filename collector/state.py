@@ -1,5 +1,6 @@
-"""The energy state file: last index, open windows, open sessions and the messages emitted but
-not yet handed to MQTT, per point (JSON).
+"""State files of the processors (I/O): the energy state (last index, open windows, open
+sessions and the messages emitted but not yet handed to MQTT, per point) and the alert state
+(which alerts are firing), JSON. The processors themselves only see a `StateStore`.
 
 Written atomically (temporary file, fsync, rename, directory fsync) so a crash leaves the old or
 the new state, never half of one.
@@ -32,17 +33,21 @@ def default_path(state_dir: Path, site_id: str) -> Path:
     return state_dir / f"energy-{site_id}.json"
 
 
-def load_state(path: Path) -> dict[str, Any]:
+def alerts_path(state_dir: Path, site_id: str) -> Path:
+    return state_dir / f"alerts-{site_id}.json"
+
+
+def load_state(path: Path, what: str = "energy state") -> dict[str, Any]:
     """The saved state, or an empty one (first start, or an unreadable file, which is logged)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        log.error("energy state %s unreadable (%s): starting from the next readings", path, exc)
+        log.error("%s %s unreadable (%s): starting from the next readings", what, path, exc)
         return {}
     if not isinstance(data, dict) or data.get("version") != VERSION:
-        log.error("energy state %s has an unknown format: starting from the next readings", path)
+        log.error("%s %s has an unknown format: starting from the next readings", what, path)
         return {}
     return data
 
@@ -72,7 +77,12 @@ def write_state(path: Path, payload: str) -> None:
 
 
 class StateStore(Protocol):
-    """Where the energy processor keeps its state (see the module docstring)."""
+    """Where a processor keeps its state (see the module docstring)."""
+
+    @property
+    def where(self) -> str:
+        """Where the state is kept, for log lines."""
+        ...
 
     def load(self) -> dict[str, Any]: ...
 
@@ -99,8 +109,9 @@ class FileStateStore:
     """The state file, written by a saver thread (or in the caller's thread: `background=False`,
     for batch computations and tests)."""
 
-    def __init__(self, path: Path, background: bool = True) -> None:
+    def __init__(self, path: Path, background: bool = True, what: str = "energy state") -> None:
         self.path = path
+        self.what = what
         self._background = background
         self._cond = threading.Condition()
         self._pending: tuple[int, str] | None = None
@@ -111,6 +122,10 @@ class FileStateStore:
         self._thread: threading.Thread | None = None
 
     @property
+    def where(self) -> str:
+        return str(self.path)
+
+    @property
     def durable(self) -> int:
         return self._durable
 
@@ -119,7 +134,7 @@ class FileStateStore:
         return self._failure
 
     def load(self) -> dict[str, Any]:
-        return load_state(self.path)
+        return load_state(self.path, self.what)
 
     def submit(self, data: dict[str, Any]) -> int:
         payload = encode_state(data)
@@ -130,7 +145,7 @@ class FileStateStore:
             if self._background:
                 if self._thread is None:
                     self._thread = threading.Thread(
-                        target=self._run, name="energy-state", daemon=True
+                        target=self._run, name=self.what.replace(" ", "-"), daemon=True
                     )
                     self._thread.start()
                 self._cond.notify_all()
@@ -194,6 +209,10 @@ class MemoryStateStore:
 
     def __init__(self) -> None:
         self._generation = 0
+
+    @property
+    def where(self) -> str:
+        return "memory"
 
     @property
     def durable(self) -> int:
