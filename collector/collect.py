@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -39,7 +39,6 @@ from collector.wire.topics import Topics, parse_topic
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-STOP_FLUSH_S = 5.0
 # A badge reader shows a few badges a second at most: beyond that (a stuck reader, a script),
 # badges are dropped before they cost the polling loop anything. A burst of BADGE_BURST passes.
 BADGE_RATE_PER_S = 2.0
@@ -61,8 +60,11 @@ class Stages:
     observers: list[Observer] = field(default_factory=list)
 
 
-def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
-    """THE place where processing stages are plugged in, one line each."""
+def build_processors(
+    site: SiteConfig, profiles: dict[str, Profile], notifier: Notifier | None = None
+) -> Stages:
+    """THE place where processing stages are plugged in, one line each. The state files are
+    the processors' (closed by their `close`); the notifier is its owner's."""
     stages = Stages()
     alert_state = FileStateStore(alerts_path(site.state_dir, site.site.id), what="alert state")
     stages.processors.append(AlertProcessor(site, store=alert_state))
@@ -73,8 +75,39 @@ def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
         energy := EnergyProcessor(site, profiles=profiles, store=energy_state)
     )  # windows, sessions, index events
     stages.charging = energy.charging
-    stages.observers.append(Notifier.from_site(site).observe)  # phone notifications of alerts
+    if notifier is not None:
+        stages.observers.append(notifier.observe)  # phone notifications of alerts
     return stages
+
+
+def collector_link(site: SiteConfig) -> MqttLink:
+    """The collector's MQTT link (not started: its owner enters it)."""
+    topics = Topics(site.mqtt.topic_prefix, site.site.id)
+    subscriptions = [topics.point("+", "badge")]
+    if site.mqtt.discovery:
+        subscriptions.append(f"{site.mqtt.discovery_prefix}/status")
+    return MqttLink(
+        site.mqtt,
+        # The site id: unique per site even where several sites share a broker user,
+        # and the id a broker binding client ids to users gives it (username = site id).
+        client_id=site.mqtt.client_id or site.site.id,
+        status_topic=topics.site_topic("status"),
+        subscriptions=subscriptions,
+        spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),
+    )
+
+
+class Link(Protocol):
+    """What the collector needs of its MQTT link (collector.mqtt.client.MqttLink)."""
+
+    def attach(
+        self, on_message: Callable[[str, bytes, bool], None], on_connected: Callable[[], None]
+    ) -> None: ...
+
+    def send(self, envelope: Envelope) -> None: ...
+
+
+LinkT = TypeVar("LinkT", bound=Link)
 
 
 @dataclass
@@ -112,19 +145,22 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Collector:
-    """The app: a poller sink, the processors and the MQTT link."""
+class Collector(Generic[LinkT]):
+    """The app: a poller sink, the processors and the MQTT link. The link and the stages are
+    made, entered and closed by the app's owner (collector.commands.collect); the app only
+    closes its processors when it stops."""
 
     def __init__(
         self,
         site: SiteConfig,
         profiles: dict[str, Profile],
-        stages: Stages | None = None,
+        link: LinkT,
+        stages: Stages,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.site = site
         self.clock = clock
-        self.stages = stages if stages is not None else build_processors(site, profiles)
+        self.stages = stages
         self.topics = Topics(site.mqtt.topic_prefix, site.site.id)
         self._roles = {m.id: m.role for m in site.meters}
         self._state_keys = {m.id: state_keys(site, m) for m in site.meters}
@@ -150,21 +186,9 @@ class Collector:
             else []
         )
         self._former_cleared = site.state_dir / f"discovery-layout-2-{site.site.id}"
-        subscriptions = [self.topics.point("+", "badge")]
-        if site.mqtt.discovery:
-            subscriptions.append(self._ha_status)
-        self.link = MqttLink(
-            site.mqtt,
-            # The site id: unique per site even where several sites share a broker user,
-            # and the id a broker binding client ids to users gives it (username = site id).
-            client_id=site.mqtt.client_id or site.site.id,
-            status_topic=self.topics.site_topic("status"),
-            subscriptions=subscriptions,
-            spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),
-        )
-        self.link.on_connected = self._send_discovery
+        self.link = link
         self._refusals = BadgeRefusals()
-        self.link.on_message = self._on_message
+        self.link.attach(self._on_message, self._send_discovery)
 
     # -- the poller's sink ---------------------------------------------------------------
 
@@ -286,9 +310,8 @@ class Collector:
             self.tick(self.clock())
 
     async def run(self, source: Source, stop: asyncio.Event) -> None:
-        """Until `stop` is set (or the source fails): poll, process, publish; then shut down
-        cleanly: `offline` status, outbox flushed (at most STOP_FLUSH_S), disconnect."""
-        self.link.start()
+        """Until `stop` is set (or the source fails): poll, process, publish; then stop the
+        processors (their state saved). The link is the owner's to start and to close."""
         workers = [
             asyncio.create_task(source.run(), name="poller"),
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -305,7 +328,6 @@ class Collector:
                     processor.close()
                 except Exception:
                     log.exception("processor %s failed to close", type(processor).__name__)
-            await self.link.close(STOP_FLUSH_S)
         for task in workers:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise RuntimeError(f"{task.get_name()} failed: {error}") from error

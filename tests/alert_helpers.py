@@ -17,9 +17,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.alerts.notify import Notifier
 from collector.collect import Collector
 from collector.commands.check import load_site
+from collector.commands.collect import open_collector
 from collector.config import SiteConfig
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
+from collector.mqtt.client import MqttLink
 from tests.sim_helpers import main_meter, tcp_bus, write_site
 
 SITE = "test-site"
@@ -126,7 +128,7 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 10) -> No
         await asyncio.sleep(0.02)
 
 
-def notifiers(app: Collector) -> list[Notifier]:
+def notifiers(app: Collector[MqttLink]) -> list[Notifier]:
     bound = [getattr(obs, "__self__", None) for obs in app.stages.observers]
     return [owner for owner in bound if isinstance(owner, Notifier)]
 
@@ -134,19 +136,17 @@ def notifiers(app: Collector) -> list[Notifier]:
 async def run_collector(
     site: SiteConfig,
     profiles: dict[str, Profile],
-    body: Callable[[Collector], Awaitable[None]],
-    poller_sink: Callable[[Collector], Any] | None = None,
+    body: Callable[[Collector[MqttLink]], Awaitable[None]],
+    poller_sink: Callable[[Collector[MqttLink]], Any] | None = None,
 ) -> None:
     """The real app with the real poller (as `irve collect` runs them) while `body` runs."""
-    app = Collector(site, profiles)
-    sink = poller_sink(app) if poller_sink is not None else app
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.run(Poller(site, profiles, sink), stop))
-    try:
-        await until(lambda: app.link.connected, "the collector's MQTT connection")
-        await body(app)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-        for notifier in notifiers(app):
-            notifier.close(1.0)
+    async with open_collector(site, profiles) as app:
+        sink = poller_sink(app) if poller_sink is not None else app
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.run(Poller(site, profiles, sink), stop))
+        try:
+            await until(lambda: app.link.connected, "the collector's MQTT connection")
+            await body(app)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)

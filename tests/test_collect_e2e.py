@@ -26,9 +26,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector import cli
-from collector.collect import Collector, Source, Stages
+from collector.collect import Collector, Stages
 from collector.commands.check import load_site
 from collector.meters.poller import Poller
+from collector.mqtt.client import MqttLink
 from collector.pipeline import Processor
 from collector.simulator.server import SimulatedSite
 from collector.wire.kinds import Outgoing
@@ -36,6 +37,7 @@ from collector.wire.messages import EnergyMessage, StateMessage
 from tests import servers
 from tests.servers import Server, wait_until
 from tests.sim_helpers import main_meter, rtu_bus, socat_pair, socket_meter, tcp_bus, write_site
+from tests.support.app import make_app, with_app
 
 SITE = "test-site"
 REPO = Path(__file__).resolve().parent.parent
@@ -107,17 +109,6 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 15) -> No
         await asyncio.sleep(0.05)
 
 
-async def with_app(app: Collector, poller: Source, body: Callable[[], Awaitable[None]]) -> None:
-    """Run the app (as `irve collect` does) while `body` runs, then stop it cleanly."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.run(poller, stop))
-    try:
-        await body()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-
-
 def assert_matches_model(state: dict[str, Any], model: dict[str, float]) -> None:
     """A published reading against the simulator's own numbers (the model may have moved one
     5 s step since the poll: voltage drifts, the index grows by at most one step)."""
@@ -143,7 +134,7 @@ def test_tcp_end_to_end(tmp_path: Path, broker: Server) -> None:
     async def scenario() -> None:
         async with SimulatedSite(site, profiles, seed=3) as sim:
             sim.meter("cp1").force_current(10.0)
-            app = Collector(site, profiles)
+            app = make_app(site, profiles)
 
             async def body() -> None:
                 await until(lambda: len(sub.states("cp1")) >= 3, "cp1 readings")
@@ -206,7 +197,7 @@ def test_rtu_end_to_end(tmp_path: Path, broker: Server) -> None:
         async def scenario() -> None:
             async with SimulatedSite(site, profiles, seed=5, serial={"rs485": server_end}) as sim:
                 sim.meter("cp1").force_current(16.0)
-                app = Collector(site, profiles)
+                app = make_app(site, profiles)
 
                 async def body() -> None:
                     await until(lambda: len(sub.states("cp1")) >= 3, "cp1 readings over RTU")
@@ -322,13 +313,13 @@ class Quiet:
         await asyncio.Event().wait()
 
 
-def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector, Quiet]:
+def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector[MqttLink], Quiet]:
     """An app whose only meter is never polled and without processors: every message comes
     from the test."""
     path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)],
                      discovery=False, **mqtt)  # fmt: skip
     site, profiles = load_site(str(path))
-    return Collector(site, profiles, Stages()), Quiet()
+    return make_app(site, profiles, Stages()), Quiet()
 
 
 def test_broker_restart_loses_nothing(tmp_path: Path, persistent_broker: Server) -> None:
@@ -424,7 +415,7 @@ def test_badges_ticks_and_home_assistant_restart(
     recording = Recording()
     observed: list[str] = []
     stages = Stages([Broken(), recording], observers=[lambda out: observed.append(out.kind)])
-    app = Collector(site, profiles, stages)
+    app = make_app(site, profiles, stages)
     sub = Recorder(broker.port)
     discovery = f"homeassistant/sensor/{SITE}/cp1_power/config"
 
@@ -500,7 +491,7 @@ def test_badge_published_while_the_collector_restarts_is_delivered(
     sub = Recorder(broker.port)
 
     def run(recording: Recording, body: Callable[[], Awaitable[None]]) -> None:
-        asyncio.run(with_app(Collector(site, profiles, Stages([recording])), Quiet(), body))
+        asyncio.run(with_app(make_app(site, profiles, Stages([recording])), Quiet(), body))
 
     async def connected() -> None:
         await until(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online")
@@ -577,7 +568,7 @@ def test_discovery_configs_of_the_former_layout_are_cleared_once(
         async def body() -> None:
             await until(lambda: len(sub.on(new)) >= 1, "the new discovery configs")
 
-        asyncio.run(with_app(Collector(site, profiles, Stages()), Quiet(), body))
+        asyncio.run(with_app(make_app(site, profiles, Stages()), Quiet(), body))
         sub.close()
         return sub
 

@@ -35,6 +35,7 @@ from collector.collect import Collector
 from collector.commands.check import load_site
 from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig, load
 from collector.meters.profile import load_profiles
+from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages
 from collector.simulator.server import SimulatedSite
 from collector.wire import lines
@@ -317,7 +318,7 @@ def real_messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[di
             cp1.force_current(0.0)
             cp2.force_current(0.0)
 
-            async def body(app: Collector) -> None:
+            async def body(app: Collector[MqttLink]) -> None:
                 cp1.force_current(39.5)
                 await until(lambda: sub.payloads("cp1/session") != [], "session start", 10)
                 cp2.force_current(35.2)

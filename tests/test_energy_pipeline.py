@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.collect import Collector, build_processors
+from collector.collect import build_processors
 from collector.commands.check import load_site
 from collector.meters.poller import Poller, utc_now
 from collector.simulator.model import MeterControl, SiteModel
@@ -34,7 +34,8 @@ from collector.wire.kinds import Outgoing
 from collector.wire.messages import EnergyMessage, EventMessage, SessionMessage, StateMessage
 from tests.servers import Server
 from tests.sim_helpers import socket_meter, tcp_bus, write_site
-from tests.test_collect_e2e import Recorder, until, with_app
+from tests.support.app import make_app, with_app
+from tests.test_collect_e2e import Recorder, until
 
 PARIS = ZoneInfo("Europe/Paris")
 SITE = "test-site"
@@ -165,7 +166,7 @@ def run_pipeline(path: Path, broker: Server, steps: list[Step], *more: list[Step
                     script.resume(later)
                 stages = build_processors(site, profiles)
                 stages.observers += [script.observe, published.append]
-                app = Collector(site, profiles, stages, clock=script.now)
+                app = make_app(site, profiles, stages, clock=script.now)
 
                 async def body() -> None:
                     await asyncio.wait_for(script.done.wait(), 60)
@@ -348,7 +349,7 @@ def test_overcurrent_socket_read_late_loses_no_energy(tmp_path: Path, broker: Se
 
     async def scenario() -> None:
         async with SimulatedSite(site, profiles, seed=3, scenarios=["overcurrent:cp1:40"]):
-            app = Collector(site, profiles)
+            app = make_app(site, profiles)
 
             async def body() -> None:
                 await until(lambda: len(windows(sub)) >= 2, "two 10 s windows", timeout=40)

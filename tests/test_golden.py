@@ -34,6 +34,7 @@ from collector.simulator.history import history_lines
 from collector.simulator.model import SiteModel, apply_scenario
 from collector.state import MemoryStateStore
 from collector.wire.kinds import Envelope
+from tests.support.links import RecordingLink
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -93,16 +94,6 @@ def test_demo_history_line_protocol_is_unchanged() -> None:
     compare("demo-history.lp.gz", "".join(line + "\n" for line in lines))
 
 
-class Recorder:
-    """Stands in for the MQTT link: keeps what the collector sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[Envelope] = []
-
-    def send(self, envelope: Envelope) -> None:
-        self.sent.append(envelope)
-
-
 # (seconds into the day, scenario or event): overloads, an overcurrent, a silent meter,
 # badges before and during sessions, a refused badge.
 DAY_SCRIPT: dict[int, list[str]] = {
@@ -128,9 +119,8 @@ def collector_day() -> Iterator[Envelope]:
     now = [DAY_START]
     energy = EnergyProcessor(site, profiles=profiles, store=MemoryStateStore())
     stages = Stages([AlertProcessor(site), energy], charging=energy.charging)
-    collector = Collector(site, profiles, stages=stages, clock=lambda: now[0])
-    recorder = Recorder()
-    collector.link = recorder  # type: ignore[assignment]
+    recorder = RecordingLink()
+    collector = Collector(site, profiles, recorder, stages, clock=lambda: now[0])
     offline: set[str] = set()
     for meter in site.meters:
         collector.availability(meter.id, True, None)
@@ -143,7 +133,7 @@ def collector_day() -> Iterator[Envelope]:
             name, point, *rest = action.split(":", 2)
             if name == "badge":
                 payload = json.dumps({"badge": rest[0]}).encode()
-                collector._on_message(f"irve/{site.site.id}/{point}/badge", payload, False)
+                recorder.receive(f"irve/{site.site.id}/{point}/badge", payload)
             elif name == "offline":
                 offline.add(point)
                 collector.availability(point, False, "no answer")

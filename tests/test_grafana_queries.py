@@ -43,7 +43,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from collector.collect import Collector
 from collector.commands.check import load_site
 from collector.config import IngestorConfig, SiteConfig
 from collector.ingest.service import Ingestor
@@ -53,6 +52,7 @@ from collector.simulator.server import SimulatedSite
 from collector.store.influxql import InfluxQL, Series
 from tests import grafana_queries as gq
 from tests import servers
+from tests.support.app import make_app
 
 PARIS = ZoneInfo("Europe/Paris")
 SPEED = 10.0  # simulated seconds per wall second
@@ -165,17 +165,18 @@ async def run_site(path: Path, site_id: str, start: datetime) -> None:
     async with SimulatedSite(
         site, profiles, seed=7, speed=SPEED, start=start, scenarios=SCENARIOS[site_id]
     ) as sim:
-        app = Collector(site, profiles, clock=sim.clock.now)
+        app = make_app(site, profiles, clock=sim.clock.now)
         poller = Poller(site, profiles, app, clock=sim.clock.now)
         done = asyncio.Event()
-        task = asyncio.create_task(app.run(poller, done))
-        began = time.monotonic()
-        while time.monotonic() - began < LIVE_WALL_S:
-            if site_id in SILENCED and time.monotonic() - began >= SILENCE_AFTER_WALL_S:
-                sim.meter(SILENCED[site_id]).silent()
-            await asyncio.sleep(0.1)
-        done.set()
-        await finish(task)
+        async with app.link:
+            task = asyncio.create_task(app.run(poller, done))
+            began = time.monotonic()
+            while time.monotonic() - began < LIVE_WALL_S:
+                if site_id in SILENCED and time.monotonic() - began >= SILENCE_AFTER_WALL_S:
+                    sim.meter(SILENCED[site_id]).silent()
+                await asyncio.sleep(0.1)
+            done.set()
+            await finish(task)
 
 
 async def finish(task: asyncio.Task[None], timeout_s: float = 15.0) -> None:

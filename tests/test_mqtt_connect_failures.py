@@ -16,16 +16,18 @@ import pytest
 from collector.collect import Collector, Stages
 from collector.commands.check import load_site
 from collector.mqtt import client as mqtt_client
+from collector.mqtt.client import MqttLink
 from collector.wire.kinds import Envelope
 from tests import servers
 from tests.sim_helpers import socket_meter, tcp_bus, write_site
-from tests.test_collect_e2e import SITE, Quiet, until, with_app
+from tests.support.app import make_app, with_app
+from tests.test_collect_e2e import SITE, Quiet, until
 from tests.test_mqtt_tls import USERS, tls_broker  # noqa: F401 (a fixture)
 
 LOGGER = "collector.mqtt.client"
 
 
-def collector(tmp_path: Path, **mqtt: Any) -> Collector:
+def collector(tmp_path: Path, **mqtt: Any) -> Collector[MqttLink]:
     path = write_site(
         tmp_path,
         buses=[tcp_bus("board")],
@@ -34,10 +36,10 @@ def collector(tmp_path: Path, **mqtt: Any) -> Collector:
         state_dir=str(tmp_path / "state"),
     )
     site, profiles = load_site(str(path))
-    return Collector(site, profiles, Stages())
+    return make_app(site, profiles, Stages())
 
 
-def failures_for(seconds: float, app: Collector) -> None:
+def failures_for(seconds: float, app: Collector[MqttLink]) -> None:
     async def body() -> None:
         await asyncio.sleep(seconds)
 

@@ -16,12 +16,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.collect import Collector, Stages
+from collector.collect import Stages
 from collector.commands.check import load_site
 from scripts import local_broker
 from tests import servers
 from tests.sim_helpers import socket_meter, tcp_bus, write_site
-from tests.test_collect_e2e import SITE, Quiet, until, with_app
+from tests.support.app import make_app, with_app
+from tests.test_collect_e2e import SITE, Quiet, until
 
 USERS = {SITE: "site-secret", "ingestor": "ingestor-secret"}
 
@@ -95,7 +96,7 @@ def run_collector(tmp_path: Path, tls_port: int, password: str, timeout: float) 
         state_dir=str(tmp_path / "state"),
     )
     site, profiles = load_site(str(path))
-    app = Collector(site, profiles, Stages())
+    app = make_app(site, profiles, Stages())
 
     async def body() -> None:
         await until(lambda: app.link.connected, "connected over TLS", timeout)

@@ -15,6 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.collect import Collector
+from collector.mqtt.client import MqttLink
 from collector.simulator.server import SimulatedSite
 from tests.alert_helpers import SITE, Subscriber, notifiers, overload_site, run_collector, until
 from tests.ntfy_server import NtfyServer
@@ -38,7 +39,7 @@ def test_socket_overcurrent_and_site_overload_fire_shed_notify_and_resolve(
             cp1.force_current(16.0)
             cp2.force_current(0.0)
 
-            async def body(app: Collector) -> None:
+            async def body(app: Collector[MqttLink]) -> None:
                 await until(lambda: sub.payloads("shed") != [], "the first shed request")
                 assert sub.payloads("shed")[-1]["active"] is False
                 assert sub.alerts() == []
@@ -101,7 +102,7 @@ def test_main_meter_going_silent_sheds_as_failsafe_and_recovers(
             sim.meter("cp1").force_current(16.0)
             sim.meter("cp2").force_current(10.0)
 
-            async def body(app: Collector) -> None:
+            async def body(app: Collector[MqttLink]) -> None:
                 await until(lambda: sub.payloads("shed") != [], "the first shed request")
                 main.silent()
                 await until(lambda: sub.alerts("meter_offline") != [], "offline alert")
@@ -145,7 +146,7 @@ def test_notification_endpoint_down_does_not_hold_back_polling_or_mqtt(
             cp1 = sim.meter("cp1")
             cp1.force_current(40.0)
 
-            async def body(app: Collector) -> None:
+            async def body(app: Collector[MqttLink]) -> None:
                 await until(lambda: sub.alerts("socket_overcurrent") != [], "overcurrent alert")
                 channel = notifiers(app)[0].channels[0]
                 await until(lambda: channel.failures >= 2, "failed notification attempts")
@@ -192,7 +193,7 @@ def test_badge_flood_never_delays_polling_or_the_overload_alert(
             sim.meter("cp1").force_current(16.0)
             sim.meter("cp2").force_current(0.0)
 
-            async def body(app: Collector) -> None:
+            async def body(app: Collector[MqttLink]) -> None:
                 await until(lambda: sub.payloads("cp1/session") != [], "cp1's session")
 
                 def flood() -> None:
@@ -259,13 +260,13 @@ def test_retained_badge_is_never_applied_at_start_or_restart(
             sim.meter("cp1").force_current(16.0)
             sim.meter("cp2").force_current(0.0)
 
-            async def first(app: Collector) -> None:
+            async def first(app: Collector[MqttLink]) -> None:
                 await until(lambda: badges() != [], "cp1's session")
                 await asyncio.sleep(1.0)
                 sub.client.publish(badge_topic, b'{"badge": "room-5"}', qos=1)
                 await until(lambda: "room-5" in badges(), "the live badge")
 
-            async def restarted(app: Collector) -> None:
+            async def restarted(app: Collector[MqttLink]) -> None:
                 await asyncio.sleep(2.0)
 
             await run_collector(site, profiles, first)

@@ -180,6 +180,12 @@ class Notifier:
         if outgoing.kind == "alert" and isinstance(outgoing.message, AlertMessage):
             self.submit(outgoing.message)
 
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self, timeout: float = 5.0) -> None:
         for channel in self.channels:
             channel.close(timeout)

@@ -53,6 +53,7 @@ WINDOW = 64  # messages with paho at once, lowered to the broker's Receive Maxim
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 # MQTT 5: the broker keeps our session (and the badges sent to us) over a short outage.
 SESSION_EXPIRY_S = 300
+STOP_FLUSH_S = 5.0  # on stopping, how long the outbox may take to flush
 FAILURE_SUMMARY_S = 300  # an unchanged connection failure is logged again at most this often
 # CONNACK reasons that mean the credentials: the fix is in the site file or the password file.
 AUTH_REASONS = ("Bad user name or password", "Not authorized")
@@ -191,6 +192,18 @@ class MqttLink:
         return client
 
     # -- lifecycle (asyncio thread) ------------------------------------------------------
+
+    def attach(self, on_message: MessageHandler, on_connected: Callable[[], None]) -> None:
+        """Who gets the messages received, and who is told of each (re)connection."""
+        self.on_message = on_message
+        self.on_connected = on_connected
+
+    async def __aenter__(self) -> MqttLink:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(STOP_FLUSH_S)
 
     def start(self) -> None:
         """Connect in the background; messages queue in the outbox until the broker answers."""
