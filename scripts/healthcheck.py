@@ -59,11 +59,10 @@ def tcp_open(host: str, port: int) -> bool:
 def retained_status_online(site_file: str) -> bool:
     """Is the retained status of the site `online`? Same settings (file + env) as the collector."""
     import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
     from pydantic import SecretStr
 
     from collector.config import SiteConfig, load
-    from collector.mqtt.auth import apply_credentials
+    from collector.mqtt.auth import new_client
 
     site = load(SiteConfig, site_file)
     settings = site.mqtt
@@ -79,10 +78,7 @@ def retained_status_online(site_file: str) -> bool:
         settings = settings.model_copy(
             update={"username": username, "password": SecretStr(password) if password else None}
         )
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=username or "", protocol=mqtt.MQTTv311
-    )
-    apply_credentials(client, settings)
+    client = new_client(settings, username or "", protocol="3.1.1")
 
     def on_connect(c: mqtt.Client, u: object, f: object, reason: object, p: object) -> None:
         if reason == 0:

@@ -5,6 +5,7 @@ and the ingestor overwrites the same points (same timestamps, same count, no dou
 
 from __future__ import annotations
 
+import getpass
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,12 +19,15 @@ import yaml
 from collector.billing.reprice import span
 from collector.billing.statement import SessionUse
 from collector.cli import main
-from collector.config import SiteConfig, load
+from collector.commands.recompute import publish
+from collector.config import MqttSettings, SiteConfig, load
 from collector.wire.messages import EnergyMessage, SessionMessage
 from collector.wire.topics import Topics
 from tests import servers
 from tests.test_billing import SITE_ID, Charge, local, scripted_messages, site_file
+from tests.test_collect_e2e import Recorder
 from tests.test_ingest_e2e import config, create_database, publisher, rows, spawn, subprocess_env
+from tests.test_mqtt_tls import make_certificates, openssl
 
 # The owner typed the February 2026 HC price as 0.1597 instead of 0.1579 (tariffs.md 2.1).
 OLD_ROW = {"since": date(2025, 8, 1), "base": 0.1952, "hp": 0.2081, "hc": 0.1635}
@@ -160,3 +164,47 @@ def test_recompute_broker_down_exits_1(
     path = site_file(tmp_path, influx.port, servers.free_port())
     assert main(["recompute", "-c", str(path), "--from", "2026-02-01", "--to", "2026-02-02"]) == 1
     assert "irve recompute: MQTT:" in capsys.readouterr().err
+
+
+def test_recompute_publishes_with_a_client_certificate_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that requires a client certificate: `mqtt.cert_file` alone (no `tls: true`,
+    no `ca_file`: the server's CA is a system one) is enough, as for the collector."""
+    certs = tmp_path / "certs"
+    make_certificates(certs)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=recompute",
+            "-keyout", str(certs / "client.key"), "-out", str(certs / "client.csr"))  # fmt: skip
+    openssl("x509", "-req", "-in", str(certs / "client.csr"), "-CA", str(certs / "ca.crt"),
+            "-CAkey", str(certs / "ca.key"), "-CAcreateserial", "-days", "2",
+            "-out", str(certs / "client.crt"))  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs / "ca.crt"))  # the "system" CAs
+    port, tls_port = servers.free_port(), servers.free_port()
+    broker = servers.mosquitto(
+        tmp_path / "broker",
+        f"listener {tls_port} 127.0.0.1\ncafile {certs / 'ca.crt'}\n"
+        f"certfile {certs / 'server.crt'}\nkeyfile {certs / 'server.key'}\n"
+        # Started as root, mosquitto would read the certificates as its own user.
+        f"require_certificate true\nuser {getpass.getuser()}\n",
+        port=port,
+    )
+    broker.start()
+    try:
+        watcher = Recorder(port)
+        try:
+            settings = MqttSettings(
+                host="localhost",
+                port=tls_port,
+                cert_file=certs / "client.crt",
+                key_file=certs / "client.key",
+            )
+            publish(settings, [("irve/hotel/cp1/energy", b"re-priced")], "irve-recompute-hotel")
+            topic = "irve/hotel/cp1/energy"
+            watcher.wait(lambda: watcher.on(topic) == [b"re-priced"], "the re-priced message")
+            without = settings.model_copy(update={"cert_file": None, "key_file": None})
+            with pytest.raises((OSError, RuntimeError)):  # refused in the handshake or after
+                publish(without, [(topic, b"refused")], "irve-recompute-hotel")
+        finally:
+            watcher.close()
+    finally:
+        broker.stop()

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -43,7 +42,7 @@ from collector.ingest.decode import Rejected, decode, site_of, subscriptions, to
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
 from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
-from collector.mqtt.auth import apply_credentials, default_client_id
+from collector.mqtt.auth import default_client_id, new_client
 from collector.redact import redact, redact_url
 from collector.wire.messages import format_ts
 
@@ -89,15 +88,12 @@ class Ingestor:
 
     def _make_client(self) -> mqtt.Client:
         settings = self.config.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=default_client_id(
-                self.config.ingest.client_id, settings.username, "irve-ingest"
-            ),
-            protocol=mqtt.MQTTv5,
+        client = new_client(
+            settings,
+            default_client_id(self.config.ingest.client_id, settings.username, "irve-ingest"),
+            protocol="5",
         )
         client.manual_ack_set(True)
-        apply_credentials(client, settings)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

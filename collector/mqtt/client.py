@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.config import ConfigError, MqttSettings
-from collector.mqtt.auth import apply_credentials
+from collector.mqtt.auth import new_client
 from collector.mqtt.outbox import Outbox
 from collector.mqtt.spool import Spool
 from collector.wire.kinds import Envelope
@@ -172,15 +172,7 @@ class MqttLink:
         return len(self.outbox) + len(self._inflight)
 
     def _build_client(self, client_id: str) -> _Client:
-        s = self.settings
-        v5 = s.protocol == "5"
-        client = _Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else True,
-        )
-        apply_credentials(client, s)
+        client = new_client(self.settings, client_id, client_class=_Client)
         client.will_set(self.status_topic, "offline", qos=QOS, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(self._max_window)
