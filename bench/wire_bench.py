@@ -31,12 +31,12 @@ from pathlib import Path
 
 import yaml
 
-from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.meters.poller import Poller, PollStats, minimum_per_cycle
 from collector.meters.profile import Profile, load_profiles
 from collector.meters.reading import Reading
 from collector.simulator.server import SimulatedSite
+from collector.site import load_site
 from tests.servers import free_port, wait_until
 from tests.sim_helpers import rtu_bus, socket_meter, write_site
 

@@ -1,6 +1,6 @@
 """The collector app (`irve collect`): meters -> processors -> MQTT.
 
-The input (H2's Poller, or anything with `async run()`) calls `reading` and `availability`
+The input (collector.meters.poller.Poller, or anything with `async run()`) calls `reading` and `availability`
 on the app (it is the poller's sink). Each reading becomes a retained `state` message and is
 fed to the processors (energy, sessions, alerts); what they return is published too. A 1 s tick
 drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`, at most
@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
@@ -34,6 +34,7 @@ from collector.pipeline import Processor
 from collector.state import FileStateStore, alerts_path, default_path
 from collector.wire.kinds import Envelope, Outgoing, envelope
 from collector.wire.messages import AvailabilityMessage, BadgeMessage
+from collector.wire.times import utc_now
 from collector.wire.topics import Topics, parse_topic
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,6 @@ class Source(Protocol):
     async def run(self) -> None: ...
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Collector(Generic[LinkT]):
     """The app: a poller sink, the processors and the MQTT link. The link and the stages are
     made, entered and closed by the app's owner (collector.commands.collect); the app only
@@ -195,9 +192,7 @@ class Collector(Generic[LinkT]):
     def reading(self, reading: Reading) -> None:
         produced = self._feed(lambda p: p.on_reading(reading))
         charging = self.stages.charging(reading.point) if self.stages.charging else None
-        state = reading.to_state(charging).model_copy(
-            update=self._state_keys.get(reading.point, {})
-        )
+        state = reading.to_state(charging, self._state_keys.get(reading.point))
         self.publish(Outgoing(reading.point, state))
         self.publish_all(produced)
 

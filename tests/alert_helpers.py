@@ -16,12 +16,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.alerts.notify import Notifier
 from collector.collect import Collector
-from collector.commands.check import load_site
 from collector.commands.collect import open_collector
 from collector.config import SiteConfig
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
 from collector.mqtt.client import MqttLink
+from collector.site import load_site
 from tests.sim_helpers import main_meter, tcp_bus, write_site
 
 SITE = "test-site"

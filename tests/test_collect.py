@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from collector.collect import Collector, Stages
-from collector.commands.check import load_site
 from collector.meters.reading import Reading
 from collector.pipeline import Processor
+from collector.site import load_site
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import EventMessage
 from tests.conftest import EXAMPLES

@@ -27,11 +27,11 @@ from paho.mqtt.properties import Properties
 
 from collector import cli
 from collector.collect import Collector, Stages
-from collector.commands.check import load_site
 from collector.meters.poller import Poller
 from collector.mqtt.client import MqttLink
 from collector.pipeline import Processor
 from collector.simulator.server import SimulatedSite
+from collector.site import load_site
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import EnergyMessage, StateMessage
 from tests import servers

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.commands.check import load_site, serial_warnings
+from collector.commands.check import serial_warnings
 from collector.config import RtuBus, SiteConfig, TcpBus, load
+from collector.site import load_site
 from tests.conftest import EXAMPLES
 
 

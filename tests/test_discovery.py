@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.meters.profile import Profile
 from collector.mqtt.discovery import discovery_messages
+from collector.site import load_site
 from collector.wire.topics import Topics
 from tests.conftest import EXAMPLES
 

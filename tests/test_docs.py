@@ -32,12 +32,12 @@ from pydantic import BaseModel
 from collector.alerts.text import AlertState, describe
 from collector.cli import build_parser
 from collector.collect import Collector
-from collector.commands.check import load_site
 from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig, load
 from collector.meters.profile import load_profiles
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages
 from collector.simulator.server import SimulatedSite
+from collector.site import load_site
 from collector.wire import lines
 from collector.wire import messages as schema
 from collector.wire.topics import Topics

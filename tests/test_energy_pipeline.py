@@ -26,12 +26,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from collector.collect import build_processors
-from collector.commands.check import load_site
-from collector.meters.poller import Poller, utc_now
+from collector.meters.poller import Poller
 from collector.simulator.model import MeterControl, SiteModel
 from collector.simulator.server import SimClock, SimulatedSite
+from collector.site import load_site
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import EnergyMessage, EventMessage, SessionMessage, StateMessage
+from collector.wire.times import utc_now
 from tests.servers import Server
 from tests.sim_helpers import socket_meter, tcp_bus, write_site
 from tests.support.app import make_app, with_app

@@ -24,7 +24,6 @@ import pytest
 
 from collector.alerts.processor import AlertProcessor
 from collector.collect import Collector, Stages
-from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.ingest.decode import decode
@@ -32,6 +31,7 @@ from collector.meters.profile import Profile
 from collector.meters.reading import Reading
 from collector.simulator.history import history_lines
 from collector.simulator.model import SiteModel, apply_scenario
+from collector.site import load_site
 from collector.state import MemoryStateStore
 from collector.wire.kinds import Envelope
 from tests.support.links import RecordingLink

@@ -43,12 +43,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from collector.commands.check import load_site
 from collector.config import IngestorConfig, SiteConfig
 from collector.ingest.service import Ingestor
 from collector.meters.poller import Poller
 from collector.simulator.history import history_lines
 from collector.simulator.server import SimulatedSite
+from collector.site import load_site
 from collector.store.influxql import InfluxQL, Series
 from tests import grafana_queries as gq
 from tests import servers

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from collector.collect import Collector, Stages
-from collector.commands.check import load_site
 from collector.mqtt import client as mqtt_client
 from collector.mqtt.client import MqttLink
+from collector.site import load_site
 from collector.wire.kinds import Envelope
 from tests import servers
 from tests.sim_helpers import socket_meter, tcp_bus, write_site

@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.collect import Stages
-from collector.commands.check import load_site
+from collector.site import load_site
 from scripts import local_broker
 from tests import servers
 from tests.sim_helpers import socket_meter, tcp_bus, write_site

@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.meters.bus import BadAnswer, NoAnswer
 from collector.meters.poller import Poller, PollStats, minimum_per_cycle, read_once
 from collector.meters.profile import Profile, ValueSpec
 from collector.meters.reading import Reading
 from collector.simulator.server import SimulatedSite
+from collector.site import load_site
 from tests.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
 T = TypeVar("T")

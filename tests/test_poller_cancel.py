@@ -7,10 +7,10 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from collector.commands.check import load_site
 from collector.meters.poller import Poller
 from collector.meters.reading import Reading
 from collector.simulator.server import SimulatedSite
+from collector.site import load_site
 from tests.sim_helpers import socket_meter, tcp_bus, write_site
 
 

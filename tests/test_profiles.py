@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.commands.check import load_site
 from collector.meters.decode import encode
 from collector.meters.plan import decode_request, plan_reads
 from collector.meters.profile import BUNDLED, UNITS, Profile, load_profiles
+from collector.site import load_site
 from tests.conftest import EXAMPLES
 
 BUNDLED_FILES = sorted(e.name for e in BUNDLED.iterdir() if e.name.endswith(".yaml"))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from collector.cli import main
-from collector.commands.check import load_site
 from collector.commands.read import checks
 from collector.meters.reading import Reading
+from collector.site import load_site
 from tests.sim_helpers import (
     main_meter,
     rtu_bus,

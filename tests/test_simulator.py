@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.meters.bus import ExceptionAnswer
 from collector.meters.poller import read_once
 from collector.meters.profile import load_profiles
 from collector.simulator.model import Car, SiteModel, apply_scenario
 from collector.simulator.server import SimulatedSite, mapped_blocks
+from collector.site import load_site
 from tests.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
 START = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)

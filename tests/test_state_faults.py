@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from collector.commands.check import load_site
+from collector.site import load_site
 from tests.alert_helpers import Subscriber
 from tests.conftest import TinyDisk
 from tests.servers import Server, wait_until

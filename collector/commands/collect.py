@@ -17,12 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from collector.alerts.notify import Notifier
-from collector.collect import Collector, Stages, build_processors, collector_link, utc_now
-from collector.commands.check import add_config_argument, load_site, serial_warnings
+from collector.collect import Collector, Stages, build_processors, collector_link
+from collector.commands.check import add_config_argument, serial_warnings
 from collector.config import SiteConfig
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
 from collector.mqtt.client import MqttLink
+from collector.site import load_site
+from collector.wire.times import utc_now
 
 log = logging.getLogger(__name__)
 

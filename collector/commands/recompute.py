@@ -24,11 +24,11 @@ from collector.billing.reprice import (
 )
 from collector.billing.source import load_sessions, load_windows
 from collector.billing.statement import money
-from collector.commands.bill import local_instant
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, MqttSettings, SiteConfig, load
+from collector.config import ConfigError, MqttSettings
 from collector.energy.tariff import Tariff, TariffError
 from collector.mqtt.auth import new_client
+from collector.site import load_site, local_instant
 from collector.store.influxql import InfluxQL, InfluxQLError
 from collector.wire.topics import Topics
 
@@ -74,7 +74,7 @@ def publish(settings: MqttSettings, messages: list[tuple[str, bytes]], client_id
 
 
 def run(args: argparse.Namespace) -> int:
-    site = load(SiteConfig, args.config)
+    site, _ = load_site(args.config)
     tz = site.site.tz
     start = local_instant(args.start, tz, "from")
     end = local_instant(args.end, tz, "to")

@@ -86,10 +86,8 @@ def history_lines(
             produced = list(energy.on_reading(reading))
             if any(_unbadged_start(out) for out in produced):
                 produced += energy.on_badge(meter.id, rooms.choice(ROOMS), now)
-            state = reading.to_state(energy.charging(meter.id))
-            line = lines.reading(
-                site_id, meter.id, state.model_copy(update=state_keys(site, meter))
-            )
+            state = reading.to_state(energy.charging(meter.id), state_keys(site, meter))
+            line = lines.reading(site_id, meter.id, state)
             if line is not None:
                 counts.readings += 1
                 yield demo_tagged(line)

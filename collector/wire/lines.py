@@ -13,7 +13,7 @@ Decisions the SPEC leaves open, documented in docs/ingest.md:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from collector.wire.messages import (
@@ -23,8 +23,8 @@ from collector.wire.messages import (
     SessionMessage,
     StateMessage,
 )
+from collector.wire.times import EPOCH
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 _TAG = str.maketrans(
@@ -61,7 +61,7 @@ def epoch_ms(ts: datetime) -> int:
     Raises ValueError for a time InfluxDB cannot store, so it becomes a dead letter rather
     than a rejected batch.
     """
-    millis = (ts - _EPOCH) // _MS
+    millis = (ts - EPOCH) // _MS
     if not _MIN_MS < millis < _MAX_MS:
         raise ValueError(f"timestamp {ts.isoformat()} is outside what InfluxDB can store")
     return millis

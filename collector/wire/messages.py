@@ -59,6 +59,8 @@ _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
 Period = Literal["BASE", "HP", "HC"]
+# The tariff periods in the order statements and reports list them.
+PERIODS: tuple[Period, ...] = ("HP", "HC", "BASE")
 AlertName = Literal["socket_overcurrent", "site_overload", "site_overload_warning", "meter_offline"]
 
 

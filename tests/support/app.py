@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from collector.collect import Collector, Source, Stages, build_processors, collector_link, utc_now
+from collector.collect import Collector, Source, Stages, build_processors, collector_link
 from collector.config import SiteConfig
 from collector.meters.profile import Profile
 from collector.mqtt.client import MqttLink
+from collector.wire.times import utc_now
 
 
 def make_app(
