@@ -46,19 +46,32 @@ BADGE_RATE_PER_S = 2.0
 BADGE_BURST = 5
 FLOOD_LOG_EVERY_S = 10.0
 
-Charging = Callable[[str], bool | None]
 Observer = Callable[[Outgoing], None]
 
 
 @dataclass
 class Stages:
-    """What sits between the meters and MQTT (built by `build_processors`)."""
+    """What sits between the meters and MQTT (built by `build_processors`), each by its name."""
 
-    processors: list[Processor] = field(default_factory=list)
-    # Whether a socket is charging now, for the state message's `charging` key (None: unknown).
-    charging: Charging | None = None
-    # Called with every message the app publishes (e.g. phone notifications for alerts).
+    alerts: AlertProcessor | None = None  # alert rules and the shed request
+    energy: EnergyProcessor | None = None  # windows, sessions, index events; `charging`
+    notifier: Notifier | None = None  # phone notifications of alerts
+    others: list[Processor] = field(default_factory=list)  # further processors
+    # Further observers: called with every message the app publishes.
     observers: list[Observer] = field(default_factory=list)
+
+    @property
+    def processors(self) -> list[Processor]:
+        """Every processor, in the order each event goes through them."""
+        named: list[Processor | None] = [self.alerts, self.energy]
+        return [p for p in named if p is not None] + self.others
+
+    def all_observers(self) -> list[Observer]:
+        return ([self.notifier.observe] if self.notifier is not None else []) + self.observers
+
+    def charging(self, point: str) -> bool | None:
+        """Whether a session runs on this socket, for the state message (None: unknown)."""
+        return self.energy.charging(point) if self.energy is not None else None
 
 
 def build_processors(
@@ -66,19 +79,15 @@ def build_processors(
 ) -> Stages:
     """THE place where processing stages are plugged in, one line each. The state files are
     the processors' (closed by their `close`); the notifier is its owner's."""
-    stages = Stages()
     alert_state = FileStateStore(alerts_path(site.state_dir, site.site.id), what="alert state")
-    stages.processors.append(AlertProcessor(site, store=alert_state))
     energy_state = FileStateStore(
         site.energy.state_file or default_path(site.state_dir, site.site.id)
     )
-    stages.processors.append(
-        energy := EnergyProcessor(site, profiles=profiles, store=energy_state)
-    )  # windows, sessions, index events
-    stages.charging = energy.charging
-    if notifier is not None:
-        stages.observers.append(notifier.observe)  # phone notifications of alerts
-    return stages
+    return Stages(
+        alerts=AlertProcessor(site, store=alert_state),
+        energy=EnergyProcessor(site, profiles=profiles, store=energy_state),
+        notifier=notifier,
+    )
 
 
 def collector_link(site: SiteConfig) -> MqttLink:
@@ -164,7 +173,7 @@ class Collector(Generic[LinkT]):
         self._ha_status = f"{site.mqtt.discovery_prefix}/status"
         self._badge_limits = {m.id: BadgeLimit() for m in site.meters}
         self._retained_logged: set[str] = set()
-        with_charging = self.stages.charging is not None
+        with_charging = self.stages.energy is not None
         self._discovery = (
             [
                 Envelope(topic, json.dumps(config).encode(), retain=True, kind="discovery")
@@ -191,7 +200,7 @@ class Collector(Generic[LinkT]):
 
     def reading(self, reading: Reading) -> None:
         produced = self._feed(lambda p: p.on_reading(reading))
-        charging = self.stages.charging(reading.point) if self.stages.charging else None
+        charging = self.stages.charging(reading.point)
         state = reading.to_state(charging, self._state_keys.get(reading.point))
         self.publish(Outgoing(reading.point, state))
         self.publish_all(produced)
@@ -214,7 +223,7 @@ class Collector(Generic[LinkT]):
             log.error("dropping a %s message: %s", outgoing.kind, exc)
             return
         self.link.send(message)
-        for observer in self.stages.observers:
+        for observer in self.stages.all_observers():
             try:
                 observer(outgoing)
             except Exception:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, Protocol
 
 from collector.meters.reading import Reading
 from collector.wire.kinds import Outgoing
+
+RETRY_S = 1.0  # a state that could not be saved (full or read-only disk) is tried again this often
 
 
 class Processor:
@@ -33,3 +36,67 @@ class Processor:
 
     def close(self) -> None:
         """An orderly stop: save what must survive the restart."""
+
+
+class StateStore(Protocol):
+    """Where a processor keeps its state so that it survives a restart: a file in the collector
+    (collector.state.FileStateStore), memory in batch computations and tests.
+
+    Each snapshot gets a number (its generation); `durable` is the newest one known to be
+    saved, which is how a processor knows when the messages a snapshot records as emitted
+    may go out."""
+
+    @property
+    def where(self) -> str:
+        """Where the state is kept, for log lines."""
+        ...
+
+    def load(self) -> dict[str, Any]: ...
+
+    def submit(self, data: dict[str, Any]) -> int:
+        """Hand over a snapshot (encoded at once: `data` may change afterwards); its number."""
+        ...
+
+    @property
+    def durable(self) -> int:
+        """The newest snapshot known to be saved (0: none yet, or the state loaded at start)."""
+        ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the last write failed, while saving fails."""
+        ...
+
+    def close(self, timeout: float) -> bool:
+        """Save the last snapshot submitted (within `timeout`) and stop; False if it is not."""
+        ...
+
+
+class MemoryStateStore:
+    """No file: for a batch computation that has nothing to resume (every snapshot counts as
+    saved at once, nothing is loaded)."""
+
+    def __init__(self) -> None:
+        self._generation = 0
+
+    @property
+    def where(self) -> str:
+        return "memory"
+
+    @property
+    def durable(self) -> int:
+        return self._generation
+
+    @property
+    def failure(self) -> str | None:
+        return None
+
+    def load(self) -> dict[str, Any]:
+        return {}
+
+    def submit(self, data: dict[str, Any]) -> int:
+        self._generation += 1
+        return self._generation
+
+    def close(self, timeout: float) -> bool:
+        return True

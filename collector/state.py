@@ -1,6 +1,7 @@
 """State files of the processors (I/O): the energy state (last index, open windows, open
 sessions and the messages emitted but not yet handed to MQTT, per point) and the alert state
-(which alerts are firing), JSON. The processors themselves only see a `StateStore`.
+(which alerts are firing), JSON. The processors themselves only see a `StateStore`
+(collector.pipeline).
 
 Written atomically (temporary file, fsync, rename, directory fsync) so a crash leaves the old or
 the new state, never half of one.
@@ -21,12 +22,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from collector.pipeline import RETRY_S
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
-RETRY_S = 1.0  # a failed write (full or read-only disk) is tried again this often
 
 
 def default_path(state_dir: Path, site_id: str) -> Path:
@@ -74,35 +76,6 @@ def write_state(path: Path, payload: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-class StateStore(Protocol):
-    """Where a processor keeps its state (see the module docstring)."""
-
-    @property
-    def where(self) -> str:
-        """Where the state is kept, for log lines."""
-        ...
-
-    def load(self) -> dict[str, Any]: ...
-
-    def submit(self, data: dict[str, Any]) -> int:
-        """Hand over a snapshot (encoded at once: `data` may change afterwards); its number."""
-        ...
-
-    @property
-    def durable(self) -> int:
-        """The newest snapshot known to be saved (0: none yet, or the state loaded at start)."""
-        ...
-
-    @property
-    def failure(self) -> str | None:
-        """Why the last write failed, while saving fails."""
-        ...
-
-    def close(self, timeout: float) -> bool:
-        """Save the last snapshot submitted (within `timeout`) and stop; False if it is not."""
-        ...
 
 
 class FileStateStore:
@@ -200,34 +173,4 @@ class FileStateStore:
         with self._cond:
             self._durable = max(self._durable, generation)
             self._failure = None
-        return True
-
-
-class MemoryStateStore:
-    """No file: for a batch computation that has nothing to resume (every snapshot counts as
-    saved at once, nothing is loaded)."""
-
-    def __init__(self) -> None:
-        self._generation = 0
-
-    @property
-    def where(self) -> str:
-        return "memory"
-
-    @property
-    def durable(self) -> int:
-        return self._generation
-
-    @property
-    def failure(self) -> str | None:
-        return None
-
-    def load(self) -> dict[str, Any]:
-        return {}
-
-    def submit(self, data: dict[str, Any]) -> int:
-        self._generation += 1
-        return self._generation
-
-    def close(self, timeout: float) -> bool:
         return True

@@ -129,8 +129,7 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 10) -> No
 
 
 def notifiers(app: Collector[MqttLink]) -> list[Notifier]:
-    bound = [getattr(obs, "__self__", None) for obs in app.stages.observers]
-    return [owner for owner in bound if isinstance(owner, Notifier)]
+    return [app.stages.notifier] if app.stages.notifier is not None else []
 
 
 async def run_collector(

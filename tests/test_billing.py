@@ -39,7 +39,7 @@ from collector.config import ConfigError, InfluxSettings, SiteConfig, load
 from collector.energy.processor import EnergyProcessor
 from collector.ingest.writer import HttpV1Backend
 from collector.meters.reading import Reading
-from collector.state import MemoryStateStore
+from collector.pipeline import MemoryStateStore
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string, time_literal
 from collector.wire.kinds import Outgoing, kind_of
 from tests import servers

@@ -57,7 +57,7 @@ def app_with(tmp_path: Path) -> tuple[Collector[RecordingLink], RecordingLink, R
     site = site.model_copy(update={"state_dir": tmp_path})
     link, processor = RecordingLink(), Recording()
     observed: list[str] = []
-    stages = Stages([processor], observers=[lambda out: observed.append(out.kind)])
+    stages = Stages(others=[processor], observers=[lambda out: observed.append(out.kind)])
     return Collector(site, profiles, link, stages, clock=lambda: TS), link, processor
 
 

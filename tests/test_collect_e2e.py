@@ -414,7 +414,7 @@ def test_badges_ticks_and_home_assistant_restart(
     site, profiles = load_site(str(path))
     recording = Recording()
     observed: list[str] = []
-    stages = Stages([Broken(), recording], observers=[lambda out: observed.append(out.kind)])
+    stages = Stages(others=[Broken(), recording], observers=[lambda out: observed.append(out.kind)])
     app = make_app(site, profiles, stages)
     sub = Recorder(broker.port)
     discovery = f"homeassistant/sensor/{SITE}/cp1_power/config"
@@ -491,7 +491,7 @@ def test_badge_published_while_the_collector_restarts_is_delivered(
     sub = Recorder(broker.port)
 
     def run(recording: Recording, body: Callable[[], Awaitable[None]]) -> None:
-        asyncio.run(with_app(make_app(site, profiles, Stages([recording])), Quiet(), body))
+        asyncio.run(with_app(make_app(site, profiles, Stages(others=[recording])), Quiet(), body))
 
     async def connected() -> None:
         await until(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online")

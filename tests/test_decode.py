@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from collector.meters.decode import DataType, WordOrder, decode, raw_int
 from collector.meters.plan import decode_request, plan_reads
 from collector.meters.profile import Profile, load_profiles
+from collector.meters.registers import DataType, WordOrder, decode, raw_int
 
 ALL_ONES_64 = 0xFFFF_FFFF_FFFF_FFFF
 PROFILES = load_profiles()

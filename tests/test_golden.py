@@ -26,13 +26,13 @@ from collector.alerts.processor import AlertProcessor
 from collector.collect import Collector, Stages
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
-from collector.ingest.decode import decode
+from collector.ingest.payloads import decode
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
+from collector.pipeline import MemoryStateStore
 from collector.simulator.history import history_lines
 from collector.simulator.model import SiteModel, apply_scenario
 from collector.site import load_site
-from collector.state import MemoryStateStore
 from collector.wire.kinds import Envelope
 from tests.support.links import RecordingLink
 
@@ -118,7 +118,7 @@ def collector_day() -> Iterator[Envelope]:
     model = SiteModel(site, phases(), seed=DAY_SEED, start=DAY_START, step_s=DAY_STEP_S)
     now = [DAY_START]
     energy = EnergyProcessor(site, profiles=profiles, store=MemoryStateStore())
-    stages = Stages([AlertProcessor(site), energy], charging=energy.charging)
+    stages = Stages(alerts=AlertProcessor(site), energy=energy)
     recorder = RecordingLink()
     collector = Collector(site, profiles, recorder, stages, clock=lambda: now[0])
     offline: set[str] = set()

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.ingest.decode import Rejected, decode
+from collector.ingest.payloads import Rejected, decode
 from collector.ingest.service import Ingestor
 from collector.wire.messages import MAX_PAYLOAD_BYTES
 from tests import servers

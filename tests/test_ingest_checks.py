@@ -13,7 +13,7 @@ import pytest
 
 from collector.energy.intervals import Window
 from collector.energy.sessions import Session
-from collector.ingest.decode import Rejected, decode
+from collector.ingest.payloads import Rejected, decode
 
 TS = "2026-11-23T10:15:02.123Z"
 STATE: dict[str, Any] = {

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.ingest.decode import Decoded, Rejected, decode, site_of, subscriptions
+from collector.ingest.payloads import Decoded, Rejected, decode, site_of, subscriptions
 from collector.wire import lines
 from collector.wire.messages import MAX_PAYLOAD_BYTES
 

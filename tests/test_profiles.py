@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.meters.decode import encode
 from collector.meters.plan import decode_request, plan_reads
 from collector.meters.profile import BUNDLED, UNITS, Profile, load_profiles
+from collector.meters.registers import encode
 from collector.site import load_site
 from tests.conftest import EXAMPLES
 

@@ -7,7 +7,8 @@ import json
 import time
 from pathlib import Path
 
-from collector.state import RETRY_S, FileStateStore
+from collector.pipeline import RETRY_S
+from collector.state import FileStateStore
 from tests.servers import wait_until
 
 

@@ -11,8 +11,7 @@ from collector.alerts.rules import AlertEvent, AlertRules
 from collector.alerts.text import Language, describe
 from collector.config import SiteConfig
 from collector.meters.reading import Reading
-from collector.pipeline import Processor
-from collector.state import MemoryStateStore, StateStore
+from collector.pipeline import MemoryStateStore, Processor, StateStore
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import AlertMessage
 

@@ -19,18 +19,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.config import MeterSettings, SiteConfig
 from collector.energy.intervals import GUESSED_SPANS_WH, VOLTAGE_MAX_V, PointEnergy
 from collector.energy.sessions import SessionTracker
 from collector.energy.tariff import Tariff
-from collector.meters.profile import Profile
 from collector.meters.reading import Reading
-from collector.pipeline import Processor
-from collector.state import RETRY_S, MemoryStateStore, StateStore
+from collector.pipeline import RETRY_S, MemoryStateStore, Processor, StateStore
 from collector.wire.kinds import KINDS, Outgoing
 from collector.wire.messages import Message
+
+if TYPE_CHECKING:
+    from collector.meters.profile import Profile
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector.config import ConfigError, IngestorConfig
 from collector.ingest.batch import AckToken, Batch, Batcher
-from collector.ingest.decode import Rejected, decode, site_of, subscriptions, topic_kind
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
+from collector.ingest.payloads import Rejected, decode, site_of, subscriptions, topic_kind
 from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
 from collector.mqtt.auth import default_client_id, new_client
 from collector.redact import redact, redact_url

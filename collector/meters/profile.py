@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from collector.config import read_text
-from collector.meters.decode import REGISTERS, DataType, WordOrder
+from collector.meters.registers import REGISTERS, DataType, WordOrder
 
 Function = Literal["holding", "input"]
 Confidence = Literal["confirmed", "partial", "unverified"]

@@ -23,8 +23,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from collector.config import ConfigError, RtuBus, SiteConfig
 from collector.meters.bus import quiet_pymodbus
-from collector.meters.decode import REGISTERS, encode
 from collector.meters.profile import Function, Profile, ValueSpec
+from collector.meters.registers import REGISTERS, encode
 from collector.simulator.model import MeterControl, SiteModel, apply_scenario
 
 log = logging.getLogger(__name__)
