@@ -36,9 +36,9 @@ from collector.collect import Collector
 from collector.meters.reading import Reading
 from collector.mqtt.client import MqttLink
 from collector.simulator.server import SimulatedSite
-from tests import servers
-from tests.alert_helpers import Subscriber, overload_site, run_collector, until
-from tests.ntfy_server import NtfyServer
+from tests.support import servers
+from tests.support.alert_helpers import Subscriber, overload_site, run_collector, until
+from tests.support.ntfy_server import NtfyServer
 
 RATED_A = 32.0
 OVER_A = 36.0

@@ -37,8 +37,8 @@ from collector.meters.profile import Profile, load_profiles
 from collector.meters.reading import Reading
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
-from tests.servers import free_port, wait_until
-from tests.sim_helpers import rtu_bus, socket_meter, write_site
+from tests.support.servers import free_port, wait_until
+from tests.support.sim_helpers import rtu_bus, socket_meter, write_site
 
 REPO = Path(__file__).resolve().parent.parent
 HOTEL = REPO / "config" / "examples" / "hotel-vda.yaml"

@@ -34,10 +34,20 @@ from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import EnergyMessage, StateMessage
-from tests import servers
-from tests.servers import Server, wait_until
-from tests.sim_helpers import main_meter, rtu_bus, socat_pair, socket_meter, tcp_bus, write_site
+from tests.support import servers
 from tests.support.app import make_app, with_app
+from tests.support.servers import Server, wait_until
+from tests.support.sim_helpers import (
+    main_meter,
+    rtu_bus,
+    socat_pair,
+    socket_meter,
+    tcp_bus,
+    write_site,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.serial]
+
 
 SITE = "test-site"
 REPO = Path(__file__).resolve().parent.parent

@@ -41,9 +41,9 @@ from collector.site import load_site
 from collector.wire import lines
 from collector.wire import messages as schema
 from collector.wire.topics import Topics
-from tests import servers
-from tests.alert_helpers import Subscriber, run_collector, until
-from tests.sim_helpers import main_meter, tcp_bus, write_site
+from tests.support import servers
+from tests.support.alert_helpers import Subscriber, run_collector, until
+from tests.support.sim_helpers import main_meter, tcp_bus, write_site
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
