@@ -6,15 +6,17 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from collector.config import ConfigError, SiteConfig, load
+from collector.config import SiteConfig
 from collector.meters.profile import Profile, load_profiles
 from collector.mqtt.client import tls_problems
+from collector.settings import ConfigError, apply_log_level, load
 
 
 def load_site(path: str) -> tuple[SiteConfig, dict[str, Profile]]:
     """The site and the profiles its meters use, every reference and file checked: what
     `irve check` accepts, `irve collect` starts with."""
     site = load(SiteConfig, path)
+    apply_log_level(site)
     profiles = load_profiles(site.profiles_dir)
     problems = tls_problems(site.mqtt) + [
         f"meters[{i}].profile: unknown profile {m.profile!r} (see `irve profiles`)"

@@ -41,8 +41,9 @@ import paho.mqtt.client as mqtt
 import yaml
 from pydantic import SecretStr
 
-from collector.config import ConfigError, SiteConfig, TcpBus, load
+from collector.config import SiteConfig, TcpBus
 from collector.mqtt.auth import new_client
+from collector.settings import ConfigError, load
 from collector.store.influxql import InfluxQL, InfluxQLError
 from scripts import local_broker, local_influxd
 from scripts.demo_view import Board, render, totals_queries

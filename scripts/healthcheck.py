@@ -61,8 +61,9 @@ def retained_status_online(site_file: str) -> bool:
     import paho.mqtt.client as mqtt
     from pydantic import SecretStr
 
-    from collector.config import SiteConfig, load
+    from collector.config import SiteConfig
     from collector.mqtt.auth import new_client
+    from collector.settings import load
 
     site = load(SiteConfig, site_file)
     settings = site.mqtt
@@ -104,7 +105,8 @@ def retained_status_online(site_file: str) -> bool:
 
 
 def simulator_ok(site_file: str) -> bool:
-    from collector.config import SiteConfig, TcpBus, load
+    from collector.config import SiteConfig, TcpBus
+    from collector.settings import load
 
     site = load(SiteConfig, site_file)
     buses = [bus for bus in site.buses if isinstance(bus, TcpBus)]

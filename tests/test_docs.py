@@ -32,10 +32,11 @@ from pydantic import BaseModel
 from collector.alerts.text import AlertState, describe
 from collector.cli import build_parser
 from collector.collect import Collector
-from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig, load
+from collector.config import SiteConfig
 from collector.meters.profile import load_profiles
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages
+from collector.settings import ENV_DELIMITER, ENV_PREFIX, load
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 from collector.wire import lines

@@ -28,7 +28,8 @@ from collector.billing.statement import (
     statement_number,
 )
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, SiteConfig
+from collector.config import SiteConfig
+from collector.settings import ConfigError
 from collector.site import load_site, local_instant
 from collector.store.influxql import InfluxQL, InfluxQLError
 from collector.wire.messages import badge_problem

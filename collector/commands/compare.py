@@ -19,8 +19,9 @@ from collector.billing.render import day, number
 from collector.billing.source import covered_days, load_windows
 from collector.billing.statement import money
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, SiteConfig
+from collector.config import SiteConfig
 from collector.energy.tariff import Tariff, TariffError
+from collector.settings import ConfigError
 from collector.site import load_site
 from collector.store.influxql import InfluxQL, InfluxQLError
 

@@ -25,9 +25,10 @@ from collector.billing.reprice import (
 from collector.billing.source import load_sessions, load_windows
 from collector.billing.statement import money
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, MqttSettings
+from collector.config import MqttSettings
 from collector.energy.tariff import Tariff, TariffError
 from collector.mqtt.auth import new_client
+from collector.settings import ConfigError
 from collector.site import load_site, local_instant
 from collector.store.influxql import InfluxQL, InfluxQLError
 from collector.wire.topics import Topics

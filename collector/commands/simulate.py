@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError
+from collector.settings import ConfigError
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 

@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from collector.config import ConfigError, IngestorConfig
+from collector.config import IngestorConfig
 from collector.ingest.batch import AckToken, Batch, Batcher
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
@@ -44,6 +44,7 @@ from collector.ingest.payloads import Rejected, decode, site_of, subscriptions, 
 from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
 from collector.mqtt.auth import default_client_id, new_client
 from collector.redact import redact, redact_url
+from collector.settings import ConfigError
 from collector.wire.messages import format_ts
 
 log = logging.getLogger(__name__)

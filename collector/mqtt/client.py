@@ -39,10 +39,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.config import ConfigError, MqttSettings
+from collector.config import MqttSettings
 from collector.mqtt.auth import new_client
 from collector.mqtt.outbox import Outbox
 from collector.mqtt.spool import Spool
+from collector.settings import ConfigError
 from collector.wire.kinds import Envelope
 from collector.wire.messages import StatusMessage
 

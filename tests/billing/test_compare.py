@@ -16,9 +16,10 @@ import yaml
 from collector.billing.compare import compare, split_cost
 from collector.billing.source import StoredWindow
 from collector.cli import main
-from collector.config import SiteConfig, TariffSettings, load
+from collector.config import SiteConfig, TariffSettings
 from collector.energy.tariff import Tariff
 from collector.ingest.writer import HttpV1Backend
+from collector.settings import load
 from tests.billing.test_statement import (
     GUEST_CHARGES,
     GUIDE_PRICES,

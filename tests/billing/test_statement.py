@@ -35,11 +35,12 @@ from collector.billing.statement import (
     statement_number,
 )
 from collector.cli import main
-from collector.config import ConfigError, InfluxSettings, SiteConfig, load
+from collector.config import InfluxSettings, SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.ingest.writer import HttpV1Backend
 from collector.meters.reading import Reading
 from collector.pipeline import MemoryStateStore
+from collector.settings import ConfigError, load
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string, time_literal
 from collector.wire.kinds import Outgoing, kind_of
 from tests.ingest.test_service import create_database, rows

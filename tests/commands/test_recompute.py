@@ -21,7 +21,8 @@ from collector.billing.statement import SessionUse
 from collector.cli import main
 from collector.commands import recompute
 from collector.commands.recompute import publish
-from collector.config import MqttSettings, SiteConfig, load
+from collector.config import MqttSettings, SiteConfig
+from collector.settings import load
 from collector.wire.messages import EnergyMessage, SessionMessage
 from collector.wire.topics import Topics
 from tests.billing.test_statement import SITE_ID, Charge, local, scripted_messages, site_file

@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from collector.config import SessionSettings, SiteConfig, TariffSettings, load
+from collector.config import SessionSettings, SiteConfig, TariffSettings
 from collector.energy.intervals import PointEnergy
 from collector.energy.processor import FAILURE_LOG_EVERY_S, EnergyProcessor
 from collector.energy.sessions import MAX_WAITING_BADGES, SessionTracker
 from collector.energy.tariff import Tariff
 from collector.meters.reading import Reading
+from collector.settings import load
 from collector.state import FileStateStore, default_path
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import EnergyMessage, EventMessage, Message, SessionMessage

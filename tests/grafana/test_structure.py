@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from collector.config import SiteConfig, load
+from collector.config import SiteConfig
+from collector.settings import load
 from tests.support import grafana_queries as gq
 
 UNITS = {"watt", "kwatt", "kwatth", "watth", "currencyEUR", "amp", "volt", "percent", "short", "s"}

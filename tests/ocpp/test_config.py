@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.config import SiteConfig, load
+from collector.config import SiteConfig
+from collector.settings import load
 from tests.conftest import EXAMPLES
 
 

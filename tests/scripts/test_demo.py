@@ -21,7 +21,8 @@ import psutil
 import pytest
 import yaml
 
-from collector.config import SiteConfig, load
+from collector.config import SiteConfig
+from collector.settings import load
 from collector.store.influxql import InfluxQL, Series
 from scripts import demo, local_influxd
 from scripts.demo_view import Board, local_midnight, render, totals_queries

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from collector.cli import main
-from collector.config import SiteConfig, load
+from collector.config import SiteConfig
 from collector.ingest.writer import HttpV1Backend
+from collector.settings import load
 from collector.simulator.history import demo_tagged
 from tests.billing.test_statement import (
     GUEST_CHARGES,
