@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test lint bench demo up down clean
+.PHONY: test test-fast lint bench demo up down clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(BIN)/.installed: pyproject.toml
 
 test: $(BIN)/.installed
 	$(BIN)/pytest -q
+
+# The tests that need no real server (mosquitto, influxd, socat): seconds, not minutes.
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -q -m "not broker and not influx and not serial and not knx"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check collector tests bench scripts

@@ -34,10 +34,11 @@ from typing import Any
 
 from collector.collect import Collector
 from collector.meters.reading import Reading
+from collector.mqtt.client import MqttLink
 from collector.simulator.server import SimulatedSite
-from tests import servers
-from tests.alert_helpers import Subscriber, overload_site, run_collector, until
-from tests.ntfy_server import NtfyServer
+from tests.support import servers
+from tests.support.alert_helpers import Subscriber, overload_site, run_collector, until
+from tests.support.ntfy_server import NtfyServer
 
 RATED_A = 32.0
 OVER_A = 36.0
@@ -55,7 +56,7 @@ class Trial:
 class TimingSink:
     """The poller's sink: notes when the first over-rating reading of a trial was polled."""
 
-    def __init__(self, app: Collector) -> None:
+    def __init__(self, app: Collector[MqttLink]) -> None:
         self.app = app
         self.first_over: float | None = None
 
@@ -82,7 +83,7 @@ async def run_trials(
     results: list[Trial] = []
     sink: TimingSink | None = None
 
-    def make_sink(app: Collector) -> TimingSink:
+    def make_sink(app: Collector[MqttLink]) -> TimingSink:
         nonlocal sink
         sink = TimingSink(app)
         return sink
@@ -102,7 +103,7 @@ async def run_trials(
         cp1 = sim.meter("cp1")
         cp1.force_current(NORMAL_A)
 
-        async def body(app: Collector) -> None:
+        async def body(app: Collector[MqttLink]) -> None:
             assert sink is not None
             await until(lambda: sub.payloads("shed") != [], "collector running", 20)
             for n in range(trials):

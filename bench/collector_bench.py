@@ -46,8 +46,8 @@ from bench.wire_bench import MbapTap
 from collector.meters.plan import plan_reads
 from collector.meters.profile import Profile, load_profiles
 from collector.simulator.server import mapped_blocks
-from tests import servers
-from tests.sim_helpers import simulate_process, socket_meter, tcp_bus, write_site
+from tests.support import servers
+from tests.support.sim_helpers import simulate_process, socket_meter, tcp_bus, write_site
 
 REPO = Path(__file__).resolve().parent.parent
 PEER = "modbus4mqtt==0.7.1"

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import psutil
 
-from collector.commands.check import load_site
 from collector.ingest.writer import HttpV1Backend
 from collector.simulator.history import HistoryCounts, history_lines
-from tests import servers
-from tests.desk_helpers import Client, add_user, desk_process
-from tests.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
-from tests.test_ingest_e2e import create_database
+from collector.site import load_site
+from tests.ingest.test_service import create_database
+from tests.support import servers
+from tests.support.desk import Client, add_user, desk_process
+from tests.support.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
 PASSWORD = "bench-password-1"
 BATCH = 5000

@@ -46,7 +46,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.ingest.service import tune_gc
-from tests import servers
+from tests.support import servers
 
 REPO = Path(__file__).resolve().parent.parent
 SITES, POINTS = 100, 10  # topics irve/site-NNN/cpN/state

@@ -31,14 +31,14 @@ from pathlib import Path
 
 import yaml
 
-from collector.commands.check import load_site
 from collector.config import SiteConfig
 from collector.meters.poller import Poller, PollStats, minimum_per_cycle
 from collector.meters.profile import Profile, load_profiles
 from collector.meters.reading import Reading
 from collector.simulator.server import SimulatedSite
-from tests.servers import free_port, wait_until
-from tests.sim_helpers import rtu_bus, socket_meter, write_site
+from collector.site import load_site
+from tests.support.servers import free_port, wait_until
+from tests.support.sim_helpers import rtu_bus, socket_meter, write_site
 
 REPO = Path(__file__).resolve().parent.parent
 HOTEL = REPO / "config" / "examples" / "hotel-vda.yaml"

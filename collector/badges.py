@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.schema import EventMessage
+from collector.wire.messages import EventMessage
 
 REPORT_EVERY_S = 60.0
 

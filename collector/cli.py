@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from collector import __version__, redact
-from collector.config import LOG_LEVELS, ConfigError
+from collector.config import LOG_LEVELS
 from collector.meters.profile import ProfileError
+from collector.settings import ConfigError
 
 # Each module has `register(subparsers)`, which adds its parser and sets `run(args) -> int`.
 COMMANDS = (
@@ -62,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    if "log_level" in args:  # above the environment and the site file, which `config.load` applies
+    # Above the environment and the site file, whose level a command applies once it has
+    # loaded its configuration (collector.settings.apply_log_level).
+    if "log_level" in args:
         os.environ["IRVE_LOG_LEVEL"] = args.log_level
     level = os.environ.get("IRVE_LOG_LEVEL", "INFO")
     if level.upper() not in LOG_LEVELS:

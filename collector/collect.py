@@ -1,6 +1,6 @@
 """The collector app (`irve collect`): meters -> processors -> MQTT.
 
-The input (H2's Poller, or anything with `async run()`) calls `reading` and `availability`
+The input (collector.meters.poller.Poller, or anything with `async run()`) calls `reading` and `availability`
 on the app (it is the poller's sink). Each reading becomes a retained `state` message and is
 fed to the processors (energy, sessions, alerts); what they return is published too. A 1 s tick
 drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`, at most
@@ -15,8 +15,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -29,47 +29,95 @@ from collector.meters.profile import Profile
 from collector.meters.reading import Reading, state_keys
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages, former_discovery_topics
-from collector.mqtt.envelope import Envelope, envelope_for
 from collector.mqtt.spool import Spool
-from collector.pipeline import Outgoing, Processor
-from collector.schema import BadgeMessage
-from collector.topics import Topics, parse_topic
+from collector.pipeline import Processor
+from collector.state import FileStateStore, alerts_path, default_path
+from collector.wire.kinds import Envelope, Outgoing, envelope
+from collector.wire.messages import AvailabilityMessage, BadgeMessage
+from collector.wire.times import utc_now
+from collector.wire.topics import Topics, parse_topic
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-STOP_FLUSH_S = 5.0
 # A badge reader shows a few badges a second at most: beyond that (a stuck reader, a script),
 # badges are dropped before they cost the polling loop anything. A burst of BADGE_BURST passes.
 BADGE_RATE_PER_S = 2.0
 BADGE_BURST = 5
 FLOOD_LOG_EVERY_S = 10.0
 
-Charging = Callable[[str], bool | None]
 Observer = Callable[[Outgoing], None]
 
 
 @dataclass
 class Stages:
-    """What sits between the meters and MQTT (built by `build_processors`)."""
+    """What sits between the meters and MQTT (built by `build_processors`), each by its name."""
 
-    processors: list[Processor] = field(default_factory=list)
-    # Whether a socket is charging now, for the state message's `charging` key (None: unknown).
-    charging: Charging | None = None
-    # Called with every message the app publishes (e.g. phone notifications for alerts).
+    alerts: AlertProcessor | None = None  # alert rules and the shed request
+    energy: EnergyProcessor | None = None  # windows, sessions, index events; `charging`
+    notifier: Notifier | None = None  # phone notifications of alerts
+    others: list[Processor] = field(default_factory=list)  # further processors
+    # Further observers: called with every message the app publishes.
     observers: list[Observer] = field(default_factory=list)
 
+    @property
+    def processors(self) -> list[Processor]:
+        """Every processor, in the order each event goes through them."""
+        named: list[Processor | None] = [self.alerts, self.energy]
+        return [p for p in named if p is not None] + self.others
 
-def build_processors(site: SiteConfig, profiles: dict[str, Profile]) -> Stages:
-    """THE place where processing stages are plugged in, one line each."""
-    stages = Stages()
-    stages.processors.append(AlertProcessor(site))
-    stages.processors.append(
-        energy := EnergyProcessor(site, profiles=profiles)
-    )  # windows, sessions, index events
-    stages.charging = energy.charging
-    stages.observers.append(Notifier.from_site(site).observe)  # phone notifications of alerts
-    return stages
+    def all_observers(self) -> list[Observer]:
+        return ([self.notifier.observe] if self.notifier is not None else []) + self.observers
+
+    def charging(self, point: str) -> bool | None:
+        """Whether a session runs on this socket, for the state message (None: unknown)."""
+        return self.energy.charging(point) if self.energy is not None else None
+
+
+def build_processors(
+    site: SiteConfig, profiles: dict[str, Profile], notifier: Notifier | None = None
+) -> Stages:
+    """THE place where processing stages are plugged in, one line each. The state files are
+    the processors' (closed by their `close`); the notifier is its owner's."""
+    alert_state = FileStateStore(alerts_path(site.state_dir, site.site.id), what="alert state")
+    energy_state = FileStateStore(
+        site.energy.state_file or default_path(site.state_dir, site.site.id)
+    )
+    return Stages(
+        alerts=AlertProcessor(site, store=alert_state),
+        energy=EnergyProcessor(site, profiles=profiles, store=energy_state),
+        notifier=notifier,
+    )
+
+
+def collector_link(site: SiteConfig) -> MqttLink:
+    """The collector's MQTT link (not started: its owner enters it)."""
+    topics = Topics(site.mqtt.topic_prefix, site.site.id)
+    subscriptions = [topics.point("+", "badge")]
+    if site.mqtt.discovery:
+        subscriptions.append(f"{site.mqtt.discovery_prefix}/status")
+    return MqttLink(
+        site.mqtt,
+        # The site id: unique per site even where several sites share a broker user,
+        # and the id a broker binding client ids to users gives it (username = site id).
+        client_id=site.mqtt.client_id or site.site.id,
+        status_topic=topics.site_topic("status"),
+        subscriptions=subscriptions,
+        spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),
+    )
+
+
+class Link(Protocol):
+    """What the collector needs of its MQTT link (collector.mqtt.client.MqttLink)."""
+
+    def attach(
+        self, on_message: Callable[[str, bytes, bool], None], on_connected: Callable[[], None]
+    ) -> None: ...
+
+    def send(self, envelope: Envelope) -> None: ...
+
+
+LinkT = TypeVar("LinkT", bound=Link)
 
 
 @dataclass
@@ -103,30 +151,29 @@ class Source(Protocol):
     async def run(self) -> None: ...
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Collector:
-    """The app: a poller sink, the processors and the MQTT link."""
+class Collector(Generic[LinkT]):
+    """The app: a poller sink, the processors and the MQTT link. The link and the stages are
+    made, entered and closed by the app's owner (collector.commands.collect); the app only
+    closes its processors when it stops."""
 
     def __init__(
         self,
         site: SiteConfig,
         profiles: dict[str, Profile],
-        stages: Stages | None = None,
+        link: LinkT,
+        stages: Stages,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.site = site
         self.clock = clock
-        self.stages = stages if stages is not None else build_processors(site, profiles)
+        self.stages = stages
         self.topics = Topics(site.mqtt.topic_prefix, site.site.id)
         self._roles = {m.id: m.role for m in site.meters}
         self._state_keys = {m.id: state_keys(site, m) for m in site.meters}
         self._ha_status = f"{site.mqtt.discovery_prefix}/status"
         self._badge_limits = {m.id: BadgeLimit() for m in site.meters}
         self._retained_logged: set[str] = set()
-        with_charging = self.stages.charging is not None
+        with_charging = self.stages.energy is not None
         self._discovery = (
             [
                 Envelope(topic, json.dumps(config).encode(), retain=True, kind="discovery")
@@ -145,31 +192,17 @@ class Collector:
             else []
         )
         self._former_cleared = site.state_dir / f"discovery-layout-2-{site.site.id}"
-        subscriptions = [self.topics.point("+", "badge")]
-        if site.mqtt.discovery:
-            subscriptions.append(self._ha_status)
-        self.link = MqttLink(
-            site.mqtt,
-            # The site id: unique per site even where several sites share a broker user,
-            # and the id a broker binding client ids to users gives it (username = site id).
-            client_id=site.mqtt.client_id or site.site.id,
-            status_topic=self.topics.site_topic("status"),
-            subscriptions=subscriptions,
-            spool=Spool(site.state_dir / f"outbox-{site.site.id}.jsonl"),
-        )
-        self.link.on_connected = self._send_discovery
+        self.link = link
         self._refusals = BadgeRefusals()
-        self.link.on_message = self._on_message
+        self.link.attach(self._on_message, self._send_discovery)
 
     # -- the poller's sink ---------------------------------------------------------------
 
     def reading(self, reading: Reading) -> None:
         produced = self._feed(lambda p: p.on_reading(reading))
-        charging = self.stages.charging(reading.point) if self.stages.charging else None
-        state = reading.to_state(charging).model_copy(
-            update=self._state_keys.get(reading.point, {})
-        )
-        self.publish(Outgoing("state", reading.point, state))
+        charging = self.stages.charging(reading.point)
+        state = reading.to_state(charging, self._state_keys.get(reading.point))
+        self.publish(Outgoing(reading.point, state))
         self.publish_all(produced)
 
     def availability(self, point: str, online: bool, reason: str | None) -> None:
@@ -177,7 +210,7 @@ class Collector:
             log.info("meter %s: online", point)
         else:
             log.warning("meter %s: offline (%s)", point, reason or "no answer")
-        self.publish(Outgoing("availability", point, "online" if online else "offline"))
+        self.publish(Outgoing(point, AvailabilityMessage(online=online)))
         self.publish_all(self._feed(lambda p: p.on_availability(point, online, self.clock())))
 
     # -- output --------------------------------------------------------------------------
@@ -185,12 +218,12 @@ class Collector:
     def publish(self, outgoing: Outgoing) -> None:
         """Send one message (QoS 1, kept while the broker is away) and tell the observers."""
         try:
-            envelope = envelope_for(self.topics, outgoing)
+            message = envelope(self.topics, outgoing)
         except ValueError as exc:
             log.error("dropping a %s message: %s", outgoing.kind, exc)
             return
-        self.link.send(envelope)
-        for observer in self.stages.observers:
+        self.link.send(message)
+        for observer in self.stages.all_observers():
             try:
                 observer(outgoing)
             except Exception:
@@ -225,8 +258,8 @@ class Collector:
                 self._former_cleared.touch()
             except OSError as exc:  # cleared again next start: harmless
                 log.warning("cannot record the discovery clean-up: %s", exc)
-        for envelope in self._discovery:
-            self.link.send(envelope)
+        for config in self._discovery:
+            self.link.send(config)
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         if topic == self._ha_status:
@@ -265,7 +298,7 @@ class Collector:
             reason = "; ".join(_reasons(exc))
             log.warning("bad badge message on %r: %s", topic, reason)
             if (event := self._refusals.refused(point, reason, self.clock())) is not None:
-                self.publish(Outgoing("event", point, event))
+                self.publish(Outgoing(point, event))
             return
         log.info("badge %r on %s", badge.badge, point)
         self.publish_all(self._feed(lambda p: p.on_badge(point, badge.badge, self.clock())))
@@ -281,9 +314,8 @@ class Collector:
             self.tick(self.clock())
 
     async def run(self, source: Source, stop: asyncio.Event) -> None:
-        """Until `stop` is set (or the source fails): poll, process, publish; then shut down
-        cleanly: `offline` status, outbox flushed (at most STOP_FLUSH_S), disconnect."""
-        self.link.start()
+        """Until `stop` is set (or the source fails): poll, process, publish; then stop the
+        processors (their state saved). The link is the owner's to start and to close."""
         workers = [
             asyncio.create_task(source.run(), name="poller"),
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -300,7 +332,6 @@ class Collector:
                     processor.close()
                 except Exception:
                     log.exception("processor %s failed to close", type(processor).__name__)
-            await self.link.close(STOP_FLUSH_S)
         for task in workers:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise RuntimeError(f"{task.get_name()} failed: {error}") from error

@@ -1,40 +1,22 @@
-"""The collector's pipeline: meters -> processors -> MQTT.
+"""The collector's pipeline contract: meters -> processors -> MQTT.
 
 The input stage (collector.meters.poller) turns registers into `Reading`s. Processors (energy,
 sessions, alerts) are pure: they get readings, availability changes, badges and clock ticks,
-and return the messages to publish. The output stage (collector.mqtt) sends them.
+and return the messages to publish as `Outgoing(point, message)`; the catalogue
+(collector.wire.kinds) says where and how each goes. The output stage (collector.mqtt) sends
+them. The wiring is collector.collect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Protocol
 
 from collector.meters.reading import Reading
-from collector.schema import Message
+from collector.wire.kinds import Outgoing
 
-OutKind = Literal["state", "availability", "energy", "session", "event", "alert", "shed", "status"]
-
-# Never dropped while the broker is away: they carry money, energy or safety.
-CRITICAL_KINDS: frozenset[str] = frozenset({"energy", "session", "event", "alert", "shed"})
-RETAINED_KINDS: frozenset[str] = frozenset({"state", "availability", "shed", "status"})
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    kind: OutKind
-    point: str | None  # None for site-level topics (alert, shed, status)
-    message: Message | str  # str for availability and status ("online"/"offline")
-
-    @property
-    def critical(self) -> bool:
-        return self.kind in CRITICAL_KINDS
-
-    @property
-    def retain(self) -> bool:
-        return self.kind in RETAINED_KINDS
+RETRY_S = 1.0  # a state that could not be saved (full or read-only disk) is tried again this often
 
 
 class Processor:
@@ -54,3 +36,67 @@ class Processor:
 
     def close(self) -> None:
         """An orderly stop: save what must survive the restart."""
+
+
+class StateStore(Protocol):
+    """Where a processor keeps its state so that it survives a restart: a file in the collector
+    (collector.state.FileStateStore), memory in batch computations and tests.
+
+    Each snapshot gets a number (its generation); `durable` is the newest one known to be
+    saved, which is how a processor knows when the messages a snapshot records as emitted
+    may go out."""
+
+    @property
+    def where(self) -> str:
+        """Where the state is kept, for log lines."""
+        ...
+
+    def load(self) -> dict[str, Any]: ...
+
+    def submit(self, data: dict[str, Any]) -> int:
+        """Hand over a snapshot (encoded at once: `data` may change afterwards); its number."""
+        ...
+
+    @property
+    def durable(self) -> int:
+        """The newest snapshot known to be saved (0: none yet, or the state loaded at start)."""
+        ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the last write failed, while saving fails."""
+        ...
+
+    def close(self, timeout: float) -> bool:
+        """Save the last snapshot submitted (within `timeout`) and stop; False if it is not."""
+        ...
+
+
+class MemoryStateStore:
+    """No file: for a batch computation that has nothing to resume (every snapshot counts as
+    saved at once, nothing is loaded)."""
+
+    def __init__(self) -> None:
+        self._generation = 0
+
+    @property
+    def where(self) -> str:
+        return "memory"
+
+    @property
+    def durable(self) -> int:
+        return self._generation
+
+    @property
+    def failure(self) -> str | None:
+        return None
+
+    def load(self) -> dict[str, Any]:
+        return {}
+
+    def submit(self, data: dict[str, Any]) -> int:
+        self._generation += 1
+        return self._generation
+
+    def close(self, timeout: float) -> bool:
+        return True

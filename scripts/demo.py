@@ -39,9 +39,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
-from collector.config import ConfigError, SiteConfig, TcpBus, load
+from collector.config import SiteConfig, TcpBus
+from collector.mqtt.auth import new_client
+from collector.settings import ConfigError, load
 from collector.store.influxql import InfluxQL, InfluxQLError
 from scripts import local_broker, local_influxd
 from scripts.demo_view import Board, render, totals_queries
@@ -225,8 +227,10 @@ class Viewer:
     `mosquitto_sub -u building` of the user's (the footer suggests it) would replace ours."""
 
     def __init__(self, board: Board, port: int, password: str) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="homeassistant")
-        self.client.username_pw_set("homeassistant", password)
+        settings = board.site.mqtt.model_copy(
+            update={"port": port, "username": "homeassistant", "password": SecretStr(password)}
+        )
+        self.client = new_client(settings, "homeassistant", protocol="3.1.1")
         base = f"{board.prefix}/{board.site.site.id}"
         topics = [
             f"{base}/status",

@@ -16,9 +16,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.config import SiteConfig
-from collector.schema import AlertMessage, ShedMessage
 from collector.store.influxql import Series, quote_string, time_literal
-from collector.topics import parse_topic
+from collector.wire.messages import AlertMessage, ShedMessage
+from collector.wire.topics import parse_topic
 
 
 @dataclass

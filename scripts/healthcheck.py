@@ -59,11 +59,11 @@ def tcp_open(host: str, port: int) -> bool:
 def retained_status_online(site_file: str) -> bool:
     """Is the retained status of the site `online`? Same settings (file + env) as the collector."""
     import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
     from pydantic import SecretStr
 
-    from collector.config import SiteConfig, load
-    from collector.mqtt.auth import apply_credentials
+    from collector.config import SiteConfig
+    from collector.mqtt.auth import new_client
+    from collector.settings import load
 
     site = load(SiteConfig, site_file)
     settings = site.mqtt
@@ -79,10 +79,7 @@ def retained_status_online(site_file: str) -> bool:
         settings = settings.model_copy(
             update={"username": username, "password": SecretStr(password) if password else None}
         )
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=username or "", protocol=mqtt.MQTTv311
-    )
-    apply_credentials(client, settings)
+    client = new_client(settings, username or "", protocol="3.1.1")
 
     def on_connect(c: mqtt.Client, u: object, f: object, reason: object, p: object) -> None:
         if reason == 0:
@@ -108,7 +105,8 @@ def retained_status_online(site_file: str) -> bool:
 
 
 def simulator_ok(site_file: str) -> bool:
-    from collector.config import SiteConfig, TcpBus, load
+    from collector.config import SiteConfig, TcpBus
+    from collector.settings import load
 
     site = load(SiteConfig, site_file)
     buses = [bus for bus in site.buses if isinstance(bus, TcpBus)]

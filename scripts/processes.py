@@ -1,5 +1,5 @@
 """Local server processes on free ports: `make demo` (scripts/demo.py) and the tests
-(tests/servers.py re-exports this module).
+(tests/support/servers.py re-exports this module).
 
 A `Server` is a process that can be stopped and started again on the same port and folder,
 its output appended to `<workdir>/<name>.log`, with a readiness check.

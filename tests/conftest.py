@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests import servers
-from tests.ntfy_server import NtfyServer
+from tests.support import servers
+from tests.support.ntfy_server import NtfyServer
 
 # `make test` and CI run the same examples every time (a red build is reproducible); explore
 # new ones with `pytest --hypothesis-profile=explore`.
@@ -18,6 +18,33 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile("default")
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Fixtures that start a real server, and the marker a test using them gets, so that
+# `pytest -m "not broker and not influx and not serial and not knx"` (make test-fast) runs the others alone.
+# Modules whose every test needs a server say so with a module-level `pytestmark`.
+SERVER_FIXTURES = {
+    "broker": ("broker",),
+    "persistent_broker": ("broker",),
+    "tls_broker": ("broker",),
+    "stack_broker": ("broker",),
+    "real_messages": ("broker",),
+    "influx": ("influx",),
+    "victoria": ("influx",),
+    "influx_module": ("influx",),
+    "billed_site": ("influx",),
+    "base_site": ("influx",),
+    "ingest": ("broker", "influx"),
+    "setup": ("broker", "influx"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            for marker in SERVER_FIXTURES.get(name, ()):
+                item.add_marker(marker)
+
+
 EXAMPLES = REPO / "config" / "examples"
 
 
@@ -92,7 +119,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
 
 @pytest.fixture
 def ntfy() -> Iterator[NtfyServer]:
-    """A local ntfy endpoint (tests/ntfy_server.py)."""
+    """A local ntfy endpoint (tests/support/ntfy_server.py)."""
     server = NtfyServer()
     server.start()
     yield server

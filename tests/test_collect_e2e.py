@@ -26,15 +26,28 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector import cli
-from collector.collect import Collector, Source, Stages
-from collector.commands.check import load_site
+from collector.collect import Collector, Stages
 from collector.meters.poller import Poller
-from collector.pipeline import Outgoing, Processor
-from collector.schema import EnergyMessage, StateMessage
+from collector.mqtt.client import MqttLink
+from collector.pipeline import Processor
 from collector.simulator.server import SimulatedSite
-from tests import servers
-from tests.servers import Server, wait_until
-from tests.sim_helpers import main_meter, rtu_bus, socat_pair, socket_meter, tcp_bus, write_site
+from collector.site import load_site
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import EnergyMessage, StateMessage
+from tests.support import servers
+from tests.support.app import make_app, with_app
+from tests.support.servers import Server, wait_until
+from tests.support.sim_helpers import (
+    main_meter,
+    rtu_bus,
+    socat_pair,
+    socket_meter,
+    tcp_bus,
+    write_site,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.serial]
+
 
 SITE = "test-site"
 REPO = Path(__file__).resolve().parent.parent
@@ -106,17 +119,6 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 15) -> No
         await asyncio.sleep(0.05)
 
 
-async def with_app(app: Collector, poller: Source, body: Callable[[], Awaitable[None]]) -> None:
-    """Run the app (as `irve collect` does) while `body` runs, then stop it cleanly."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.run(poller, stop))
-    try:
-        await body()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-
-
 def assert_matches_model(state: dict[str, Any], model: dict[str, float]) -> None:
     """A published reading against the simulator's own numbers (the model may have moved one
     5 s step since the poll: voltage drifts, the index grows by at most one step)."""
@@ -142,7 +144,7 @@ def test_tcp_end_to_end(tmp_path: Path, broker: Server) -> None:
     async def scenario() -> None:
         async with SimulatedSite(site, profiles, seed=3) as sim:
             sim.meter("cp1").force_current(10.0)
-            app = Collector(site, profiles)
+            app = make_app(site, profiles)
 
             async def body() -> None:
                 await until(lambda: len(sub.states("cp1")) >= 3, "cp1 readings")
@@ -205,7 +207,7 @@ def test_rtu_end_to_end(tmp_path: Path, broker: Server) -> None:
         async def scenario() -> None:
             async with SimulatedSite(site, profiles, seed=5, serial={"rs485": server_end}) as sim:
                 sim.meter("cp1").force_current(16.0)
-                app = Collector(site, profiles)
+                app = make_app(site, profiles)
 
                 async def body() -> None:
                     await until(lambda: len(sub.states("cp1")) >= 3, "cp1 readings over RTU")
@@ -295,7 +297,7 @@ def energy(n: int) -> Outgoing:
         start=start, end=start + timedelta(minutes=1), energy_wh=float(n), period="BASE",
         price_eur_kwh=0.2, cost_eur=n * 0.0002, index_start_wh=0.0, index_end_wh=float(n),
     )  # fmt: skip
-    return Outgoing("energy", "cp1", message)
+    return Outgoing("cp1", message)
 
 
 def state(n: int) -> Outgoing:
@@ -303,7 +305,7 @@ def state(n: int) -> Outgoing:
         ts=T0 + timedelta(seconds=n), power_w=float(n), current_a=None, voltage_v=None,
         energy_wh=None,
     )  # fmt: skip
-    return Outgoing("state", "cp1", message)
+    return Outgoing("cp1", message)
 
 
 def numbers(sub: Recorder, kind: str, key: str) -> list[int]:
@@ -321,13 +323,13 @@ class Quiet:
         await asyncio.Event().wait()
 
 
-def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector, Quiet]:
+def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector[MqttLink], Quiet]:
     """An app whose only meter is never polled and without processors: every message comes
     from the test."""
     path = site_file(tmp_path, broker, [tcp_bus("board")], [socket_meter("cp1", "board", 1)],
                      discovery=False, **mqtt)  # fmt: skip
     site, profiles = load_site(str(path))
-    return Collector(site, profiles, Stages()), Quiet()
+    return make_app(site, profiles, Stages()), Quiet()
 
 
 def test_broker_restart_loses_nothing(tmp_path: Path, persistent_broker: Server) -> None:
@@ -422,8 +424,8 @@ def test_badges_ticks_and_home_assistant_restart(
     site, profiles = load_site(str(path))
     recording = Recording()
     observed: list[str] = []
-    stages = Stages([Broken(), recording], observers=[lambda out: observed.append(out.kind)])
-    app = Collector(site, profiles, stages)
+    stages = Stages(others=[Broken(), recording], observers=[lambda out: observed.append(out.kind)])
+    app = make_app(site, profiles, stages)
     sub = Recorder(broker.port)
     discovery = f"homeassistant/sensor/{SITE}/cp1_power/config"
 
@@ -499,7 +501,7 @@ def test_badge_published_while_the_collector_restarts_is_delivered(
     sub = Recorder(broker.port)
 
     def run(recording: Recording, body: Callable[[], Awaitable[None]]) -> None:
-        asyncio.run(with_app(Collector(site, profiles, Stages([recording])), Quiet(), body))
+        asyncio.run(with_app(make_app(site, profiles, Stages(others=[recording])), Quiet(), body))
 
     async def connected() -> None:
         await until(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online")
@@ -576,7 +578,7 @@ def test_discovery_configs_of_the_former_layout_are_cleared_once(
         async def body() -> None:
             await until(lambda: len(sub.on(new)) >= 1, "the new discovery configs")
 
-        asyncio.run(with_app(Collector(site, profiles, Stages()), Quiet(), body))
+        asyncio.run(with_app(make_app(site, profiles, Stages()), Quiet(), body))
         sub.close()
         return sub
 

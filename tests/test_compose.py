@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 from collector.config import IngestorConfig, SiteConfig
 from scripts import healthcheck, init_env
-from tests import servers
-from tests.sim_helpers import socket_meter, tcp_bus, write_site
+from tests.support import servers
+from tests.support.sim_helpers import socket_meter, tcp_bus, write_site
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

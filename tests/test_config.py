@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -14,8 +15,10 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.commands.check import load_site, serial_warnings
-from collector.config import RtuBus, SiteConfig, TcpBus, load
+from collector.commands.check import serial_warnings
+from collector.config import RtuBus, SiteConfig, TcpBus
+from collector.settings import apply_log_level, load
+from collector.site import load_site
 from tests.conftest import EXAMPLES
 
 
@@ -338,10 +341,10 @@ def test_log_level_from_the_file_and_its_precedence(
     data["log_level"] = "debug"
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(data))
-    load(SiteConfig, path)
+    load_site(str(path))  # as every command loads its site
     assert root.level == logging.DEBUG
     monkeypatch.setenv("IRVE_LOG_LEVEL", "WARNING")  # what `--log-level` sets, above the file
-    load(SiteConfig, path)
+    load_site(str(path))
     assert root.level == logging.WARNING
     data["log_level"] = "chatty"
     path.write_text(yaml.safe_dump(data))
@@ -631,3 +634,20 @@ def test_collect_logs_the_serial_warning_at_start_up(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_loading_a_configuration_leaves_the_root_logger_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library loading a site file does not change the process's logging; the command
+    applies the file's level when it chooses to."""
+    data = yaml.safe_load((EXAMPLES / "hotel-vda.yaml").read_text())
+    data["log_level"] = "debug"
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    site = load(SiteConfig, path)
+    assert root.level == logging.WARNING
+    apply_log_level(site)
+    assert root.level == logging.DEBUG

@@ -29,20 +29,22 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from collector import schema
 from collector.alerts.text import AlertState, describe
 from collector.cli import build_parser
 from collector.collect import Collector
-from collector.commands.check import load_site
-from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig, load
-from collector.ingest import lines
+from collector.config import SiteConfig
 from collector.meters.profile import load_profiles
+from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages
+from collector.settings import ENV_DELIMITER, ENV_PREFIX, load
 from collector.simulator.server import SimulatedSite
-from collector.topics import Topics
-from tests import servers
-from tests.alert_helpers import Subscriber, run_collector, until
-from tests.sim_helpers import main_meter, tcp_bus, write_site
+from collector.site import load_site
+from collector.wire import lines
+from collector.wire import messages as schema
+from collector.wire.topics import Topics
+from tests.support import servers
+from tests.support.alert_helpers import Subscriber, run_collector, until
+from tests.support.sim_helpers import main_meter, tcp_bus, write_site
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -317,7 +319,7 @@ def real_messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[di
             cp1.force_current(0.0)
             cp2.force_current(0.0)
 
-            async def body(app: Collector) -> None:
+            async def body(app: Collector[MqttLink]) -> None:
                 cp1.force_current(39.5)
                 await until(lambda: sub.payloads("cp1/session") != [], "session start", 10)
                 cp2.force_current(35.2)

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from collector.cli import build_parser
-from collector.config import ENV_DELIMITER, ENV_PREFIX, SiteConfig
+from collector.config import SiteConfig
+from collector.settings import ENV_DELIMITER, ENV_PREFIX
 from tests.test_docs import key_paths
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,9 +5,12 @@ from __future__ import annotations
 import urllib.request
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests import servers
+from tests.support import servers
+
+pytestmark = [pytest.mark.broker, pytest.mark.influx]
 
 
 def test_mosquitto_accepts_clients_and_restarts(broker: servers.Server) -> None:

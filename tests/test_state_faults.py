@@ -12,12 +12,22 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from collector.commands.check import load_site
-from tests.alert_helpers import Subscriber
+import pytest
+
+from collector.site import load_site
 from tests.conftest import TinyDisk
-from tests.servers import Server, wait_until
-from tests.sim_helpers import main_meter, running_simulator, socket_meter, tcp_bus, write_site
+from tests.support.alert_helpers import Subscriber
+from tests.support.servers import Server, wait_until
+from tests.support.sim_helpers import (
+    main_meter,
+    running_simulator,
+    socket_meter,
+    tcp_bus,
+    write_site,
+)
 from tests.test_collect_e2e import collect_process
+
+pytestmark = [pytest.mark.broker]
 
 
 def windows(sub: Subscriber) -> list[dict[str, Any]]:

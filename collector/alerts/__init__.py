@@ -1,1 +1,1 @@
-"""Overload protection at the edge: alert rules, load-shedding request, phone notifications."""
+"""Overload protection: alert rules, processor, shed request (pure); phone notifications (I/O)."""

@@ -20,8 +20,8 @@ from tenacity import Retrying, retry_if_result, stop_when_event_set, wait_expone
 from collector.alerts.notify_queue import NotifyQueue, Pending
 from collector.alerts.text import title
 from collector.config import NotifySettings, SiteConfig
-from collector.pipeline import Outgoing
-from collector.schema import AlertMessage
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import AlertMessage
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,12 @@ class Notifier:
         """The app's observer hook: every published message passes here; alerts go out."""
         if outgoing.kind == "alert" and isinstance(outgoing.message, AlertMessage):
             self.submit(outgoing.message)
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self, timeout: float = 5.0) -> None:
         for channel in self.channels:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from collector.schema import AlertMessage
+from collector.wire.messages import AlertMessage
 
 Key = tuple[str, str]
 

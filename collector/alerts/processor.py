@@ -11,10 +11,13 @@ from collector.alerts.rules import AlertEvent, AlertRules
 from collector.alerts.text import Language, describe
 from collector.config import SiteConfig
 from collector.meters.reading import Reading
-from collector.pipeline import Outgoing, Processor
-from collector.schema import AlertMessage
+from collector.pipeline import MemoryStateStore, Processor, StateStore
+from collector.wire.kinds import Outgoing
+from collector.wire.messages import AlertMessage
 
 log = logging.getLogger(__name__)
+
+CLOSE_SAVE_S = 5.0
 
 
 def point_label(site: SiteConfig, point: str, language: Language) -> str:
@@ -51,10 +54,18 @@ def alert_message(site: SiteConfig, event: AlertEvent) -> AlertMessage:
 class AlertProcessor(Processor):
     """Outputs `alert` (site level, point in the payload) and the retained `shed` request."""
 
-    def __init__(self, site: SiteConfig) -> None:
+    def __init__(self, site: SiteConfig, store: StateStore | None = None) -> None:
+        """`store`: where the firing alerts survive a restart (the collector gives the alert
+        state file; by default, nothing survives)."""
         self.site = site
         self.rules = AlertRules(site)
         self.shed = shed.ShedPublisher(site.alerts)
+        self.store: StateStore = store if store is not None else MemoryStateStore()
+        saved = self.store.load().get("firing", [])
+        try:
+            self.rules.restore([(str(e["alert"]), str(e["point"])) for e in saved])
+        except (KeyError, TypeError) as exc:
+            log.error("alert state %s unreadable (%s): no alert firing", self.store.where, exc)
 
     def on_reading(self, reading: Reading) -> Iterable[Outgoing]:
         return self._out(self.rules.reading(reading), reading.ts)
@@ -78,13 +89,24 @@ class AlertProcessor(Processor):
                 event.point,
                 alert.message,
             )
-            out.append(Outgoing("alert", None, alert))
+            out.append(Outgoing(None, alert))
+        if events:
+            firing = self.rules.firing_alerts()
+            self.store.submit({"firing": [{"alert": a, "point": p} for a, p in firing]})
         request = self._shed_request(now)
         if request is not None:
             message = self.shed.update(request, now)
             if message is not None:
-                out.append(Outgoing("shed", None, message))
+                out.append(Outgoing(None, message))
         return out
+
+    def close(self) -> None:
+        if not self.store.close(CLOSE_SAVE_S):
+            log.error(
+                "cannot save alert state to %s on stopping (%s)",
+                self.store.where,
+                self.store.failure or "timed out",
+            )
 
     def _shed_request(self, now: datetime) -> shed.ShedRequest | None:
         rules = self.rules

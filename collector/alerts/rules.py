@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from collector.alerts.text import AlertState
 from collector.config import AlertSettings, SiteConfig
 from collector.meters.reading import Reading
-from collector.schema import AlertName
+from collector.wire.messages import AlertName
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,31 @@ class AlertRules:
             if meter.role == "socket" and meter.last_value is not None:
                 total += max(0.0, meter.last_value.power_w or 0.0)
         return total
+
+    # What survives a restart ---------------------------------------------------------------
+
+    def firing_alerts(self) -> list[tuple[AlertName, str]]:
+        """The alerts firing now, as (alert, point)."""
+        out: list[tuple[AlertName, str]] = []
+        for point, meter in self._meters.items():
+            out += [(lim.alert, point) for lim in meter.limits if lim.trigger.firing]
+            if meter.offline:
+                out.append(("meter_offline", point))
+        return out
+
+    def restore(self, firing: list[tuple[str, str]]) -> None:
+        """Alerts that were firing when the previous run stopped fire still: no second
+        `firing`, and one `resolved` once their condition has cleared (a meter_offline one:
+        at the meter's first reading). Alerts or points the site no longer has are ignored."""
+        for alert, point in firing:
+            meter = self._meters.get(point)
+            if meter is None:
+                continue
+            if alert == "meter_offline":
+                meter.offline = True
+            for lim in meter.limits:
+                if lim.alert == alert:
+                    lim.trigger.firing = True
 
     # Internals ----------------------------------------------------------------------------
 

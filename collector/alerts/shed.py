@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from collector.config import AlertSettings
-from collector.schema import ShedMessage
+from collector.wire.messages import ShedMessage
 
 REASON_OVERLOAD = "site_overload"
 REASON_MAIN_OFFLINE = "main_meter_offline"

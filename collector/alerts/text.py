@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from collector.schema import AlertName
+from collector.wire.messages import AlertName
 
 Language = Literal["fr", "en"]
 AlertState = Literal["firing", "resolved"]

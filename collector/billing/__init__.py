@@ -1,0 +1,1 @@
+"""Guest statements and re-pricing: statement arithmetic (pure); InfluxDB, rendering (I/O)."""

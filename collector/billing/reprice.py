@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector.billing.source import StoredWindow, window_floor
+from collector.billing.source import StoredWindow
 from collector.billing.statement import SessionUse
 from collector.energy.intervals import cost_eur, window_end
 from collector.energy.tariff import Tariff
-from collector.schema import EnergyMessage, Period, PeriodTotal, SessionMessage
+from collector.wire.messages import EnergyMessage, Period, PeriodTotal, SessionMessage
+from collector.wire.times import window_start
 
 
 def repriced_window(w: StoredWindow, tariff: Tariff, window_s: int) -> EnergyMessage:
@@ -52,7 +53,7 @@ def repriced_session(
     """Each period's energy (as stored) at the energy-weighted new price of that period's
     windows during the session, so a session across a price change keeps both prices."""
     end = session_end(s)
-    first = window_floor(s.start, window_s)
+    first = window_start(s.start, window_s)
     periods: dict[Period, PeriodTotal] = {}
     for name, (energy, _) in s.periods.items():
         period: Period = name  # type: ignore[assignment]
@@ -87,6 +88,6 @@ def span(
 ) -> tuple[datetime, datetime]:
     """The range to republish: the asked one, widened to whole sessions that overlap it, so
     a session and its windows always carry the same prices."""
-    lo = min([start] + [window_floor(s.start, window_s) for s in sessions])
+    lo = min([start] + [window_start(s.start, window_s) for s in sessions])
     hi = max([end] + [session_end(s) for s in sessions])
     return lo, hi

@@ -8,10 +8,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.billing.statement import SessionUse
-from collector.energy.intervals import EPOCH
 from collector.store.influxql import InfluxQL, quote_string, time_literal
-
-PERIODS = ("HP", "HC", "BASE")
+from collector.wire.lines import period_cost_field, period_energy_field
+from collector.wire.messages import PERIODS
+from collector.wire.times import window_start
 
 
 def _where(site: str, start: datetime, end: datetime) -> str:
@@ -26,10 +26,10 @@ def _rows(client: InfluxQL, statement: str) -> list[dict[str, Any]]:
 
 
 def _periods(row: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    periods = {
-        p: (float(row[f"energy_{p.lower()}_wh"]), float(row.get(f"cost_{p.lower()}_eur") or 0.0))
+    periods: dict[str, tuple[float, float]] = {
+        p: (float(row[period_energy_field(p)]), float(row.get(period_cost_field(p)) or 0.0))
         for p in PERIODS
-        if row.get(f"energy_{p.lower()}_wh") is not None
+        if row.get(period_energy_field(p)) is not None
     }
     if not periods and row.get("energy_wh") is not None:
         # A session written without per-period fields: one line with its own average price.
@@ -82,15 +82,11 @@ def load_sessions(
     return sessions, warnings
 
 
-def window_floor(ts: datetime, window_s: int) -> datetime:
-    return EPOCH + timedelta(seconds=((ts - EPOCH) // timedelta(seconds=window_s)) * window_s)
-
-
 def meter_wh(client: InfluxQL, site: str, sessions: list[SessionUse], window_s: int) -> float:
     """Energy of the index-based windows covering the sessions: the reconciliation figure."""
     total = 0.0
     for s in sessions:
-        start = window_floor(s.start, window_s)
+        start = window_start(s.start, window_s)
         end = s.start + timedelta(seconds=s.duration_s)
         where = _where(site, start, end) + f" AND point = {quote_string(s.point)}"
         for row in _rows(client, f"SELECT sum(energy_wh) AS wh FROM energy WHERE {where}"):

@@ -23,10 +23,11 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
+from collector.wire.messages import PERIODS
+
 PolicyName = Literal["at_cost", "flat", "allowance"]
 StayKind = Literal["room", "badge", "point"]
 CENT = Decimal("0.01")
-PERIOD_ORDER = ("HP", "HC", "BASE")
 
 
 def money(eur: float) -> Decimal:
@@ -256,4 +257,4 @@ def make_statement(
 
 
 def _period_key(period: str) -> int:
-    return PERIOD_ORDER.index(period) if period in PERIOD_ORDER else len(PERIOD_ORDER)
+    return PERIODS.index(period) if period in PERIODS else len(PERIODS)

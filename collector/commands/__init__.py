@@ -1,1 +1,1 @@
-"""Subcommands of `irve`: the shell around the pipeline. Each module registers one command."""
+"""Subcommands of `irve` (I/O): the shell around the pipeline, one command per module."""

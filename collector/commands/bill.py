@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from collector.billing.render import to_csv, to_html, to_pdf
 from collector.billing.source import load_sessions, meter_wh
@@ -29,9 +28,11 @@ from collector.billing.statement import (
     statement_number,
 )
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, SiteConfig, load
-from collector.schema import badge_problem
+from collector.config import SiteConfig
+from collector.settings import ConfigError
+from collector.site import load_site, local_instant
 from collector.store.influxql import InfluxQL, InfluxQLError
+from collector.wire.messages import badge_problem
 
 POLICIES = {"at-cost": "at_cost", "flat": "flat", "allowance": "allowance"}
 DEFAULT_KWH_PER_NIGHT = "8"
@@ -62,20 +63,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", type=Path, help="write the printable HTML statement here")
     parser.add_argument("--pdf", type=Path, help="write the PDF statement here")
     parser.set_defaults(run=run)
-
-
-def local_instant(text: str, tz: ZoneInfo, field: str, end_of_day: bool = False) -> datetime:
-    """`2026-01-10` or `2026-01-10T15:00` in the site's time zone -> aware datetime."""
-    try:
-        if len(text.strip()) == 10:
-            day = date.fromisoformat(text.strip())
-            if end_of_day:
-                day += timedelta(days=1)
-            return datetime.combine(day, time(0), tzinfo=tz)
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError([f"--{field}: {text!r} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM"]) from None
-    return value if value.tzinfo else value.replace(tzinfo=tz)
 
 
 def decimal_arg(text: str, field: str) -> Decimal:
@@ -129,7 +116,7 @@ def badge_arg(text: str | None, option: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    site = load(SiteConfig, args.config)
+    site, _ = load_site(args.config)
     tz = site.site.tz
     if not (args.badge or args.room or args.point):
         raise ConfigError(["--room/--badge/--point: give at least one (whose sessions)"])

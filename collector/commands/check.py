@@ -6,35 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from collector.config import ConfigError, RtuBus, SiteConfig, load
-from collector.meters.profile import Profile, load_profiles
-from collector.mqtt.client import tls_problems
+from collector.config import RtuBus, SiteConfig
+from collector.meters.profile import Profile
+from collector.site import load_site
 
 
 def add_config_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("-c", "--config", required=required, metavar="SITE.yaml", help="site file")
-
-
-def load_site(path: str) -> tuple[SiteConfig, dict[str, Profile]]:
-    """The site and the profiles its meters use, every reference and file checked: what
-    `irve check` accepts, `irve collect` starts with."""
-    site = load(SiteConfig, path)
-    profiles = load_profiles(site.profiles_dir)
-    problems = tls_problems(site.mqtt) + [
-        f"meters[{i}].profile: unknown profile {m.profile!r} (see `irve profiles`)"
-        for i, m in enumerate(site.meters)
-        if m.profile not in profiles
-    ]
-    for i, meter in enumerate(site.meters):
-        profile = profiles.get(meter.profile)
-        if meter.socket and profile and meter.socket.phases > profile.phases:
-            problems.append(
-                f"meters[{i}].socket.phases: {meter.socket.phases} phases but profile "
-                f"{profile.id} measures {profile.phases}"
-            )
-    if problems:
-        raise ConfigError(problems)
-    return site, profiles
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -133,6 +111,3 @@ def _price(value: float) -> str:
     """Four decimals as prices are printed, more when the source has more (0.19398)."""
     text = f"{value:.4f}"
     return text if float(text) == value else repr(value)
-
-
-__all__ = ["ConfigError", "add_config_argument", "load_site", "serial_warnings"]

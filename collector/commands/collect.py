@@ -1,7 +1,8 @@
 """`irve collect -c SITE.yaml`: poll the site's meters and publish to MQTT until stopped.
 
-SIGTERM or SIGINT stops cleanly (status `offline`, outbox flushed, disconnect). Exit 2 on an
-invalid configuration, 1 when the collector fails at run time.
+SIGTERM or SIGINT stops cleanly (status `offline`, outbox flushed, disconnect, phone
+notifications delivered or given up). Exit 2 on an invalid configuration, 1 when the collector
+fails at run time.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ import argparse
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
-from collector.collect import Collector
-from collector.commands.check import add_config_argument, load_site, serial_warnings
+from collector.alerts.notify import Notifier
+from collector.collect import Collector, Stages, build_processors, collector_link
+from collector.commands.check import add_config_argument, serial_warnings
 from collector.config import SiteConfig
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
+from collector.mqtt.client import MqttLink
+from collector.site import load_site
+from collector.wire.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +44,35 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(site, profiles))
 
 
+@asynccontextmanager
+async def open_collector(
+    site: SiteConfig,
+    profiles: dict[str, Profile],
+    stages: Stages | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[Collector[MqttLink]]:
+    """The app with the services it uses, each entered here and closed here in reverse order:
+    the notifier (after the link, so the last alerts are still notified), then the MQTT link
+    (after the app has stopped its processors, so their last messages are flushed).
+    `stages`: instead of the site's processors (tests)."""
+    with Notifier.from_site(site) as notifier:
+        link = collector_link(site)
+        if stages is None:
+            stages = build_processors(site, profiles, notifier)
+        app = Collector(site, profiles, link, stages, clock)
+        async with link:
+            yield app
+
+
 async def serve(site: SiteConfig, profiles: dict[str, Profile]) -> int:
-    app = Collector(site, profiles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stopper(stop, signum))
     log.info("collecting site %s: %d meter(s)", site.site.id, len(site.meters))
     try:
-        await app.run(Poller(site, profiles, app), stop)
+        async with open_collector(site, profiles) as app:
+            await app.run(Poller(site, profiles, app), stop)
     except RuntimeError as exc:
         log.error("collector failed: %s", exc)
         return 1

@@ -19,8 +19,10 @@ from collector.billing.render import day, number
 from collector.billing.source import covered_days, load_windows
 from collector.billing.statement import money
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, SiteConfig, load
+from collector.config import SiteConfig
 from collector.energy.tariff import Tariff, TariffError
+from collector.settings import ConfigError
+from collector.site import load_site
 from collector.store.influxql import InfluxQL, InfluxQLError
 
 OPTION_NAMES = {"base": "Base", "hphc": "HP/HC"}
@@ -86,7 +88,7 @@ def check_offpeak(site: SiteConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    site = load(SiteConfig, args.config)
+    site, _ = load_site(args.config)
     lang: Literal["fr", "en"] = args.lang
     t = TEXT[lang]
     meters = sorted(m.id for m in site.meters)

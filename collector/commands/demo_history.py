@@ -21,11 +21,13 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from collector.commands.check import add_config_argument, load_site
-from collector.config import ConfigError, InfluxSettings
+from collector.commands.check import add_config_argument
+from collector.config import InfluxSettings
 from collector.ingest.writer import WriteAborted, Writer, backend_for
 from collector.redact import redact_url
+from collector.settings import ConfigError
 from collector.simulator.history import DEFAULT_STEP_S, DEMO_TAG, HistoryCounts, history_lines
+from collector.site import load_site
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, SiteConfig, load
+from collector.config import SiteConfig
+from collector.settings import ConfigError, load
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.desk.storage import Storage, StorageUnavailable
     from collector.mqtt.client import MqttLink
     from collector.store.influxql import InfluxQL
-    from collector.topics import Topics
+    from collector.wire.topics import Topics
 
     site = load(SiteConfig, site_file(args))
     settings = site.desk

@@ -7,7 +7,8 @@ import signal
 import threading
 from typing import Any
 
-from collector.config import IngestorConfig, load
+from collector.config import IngestorConfig
+from collector.settings import apply_log_level, load
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.ingest.service import Ingestor
 
     config = load(IngestorConfig, args.config)
+    apply_log_level(config)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

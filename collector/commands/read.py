@@ -13,12 +13,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from collector.commands.check import add_config_argument, load_site
+from collector.commands.check import add_config_argument
 from collector.config import MeterSettings
 from collector.meters.poller import read_once
 from collector.meters.profile import Profile, public_unit
 from collector.meters.reading import PHASES, Reading
-from collector.schema import format_ts
+from collector.site import load_site
+from collector.wire.messages import format_ts
 
 NOMINAL_V = 230.0
 VOLTAGE_TOLERANCE = 0.10  # EN 50160: 230 V ± 10 %

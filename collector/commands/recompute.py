@@ -15,9 +15,6 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from collector.billing.reprice import (
     PointWindow,
     repriced_session,
@@ -27,12 +24,14 @@ from collector.billing.reprice import (
 )
 from collector.billing.source import load_sessions, load_windows
 from collector.billing.statement import money
-from collector.commands.bill import local_instant
 from collector.commands.check import add_config_argument
-from collector.config import ConfigError, MqttSettings, SiteConfig, load
+from collector.config import MqttSettings
 from collector.energy.tariff import Tariff, TariffError
+from collector.mqtt.auth import new_client
+from collector.settings import ConfigError
+from collector.site import load_site, local_instant
 from collector.store.influxql import InfluxQL, InfluxQLError
-from collector.topics import Topics
+from collector.wire.topics import Topics
 
 log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 30.0
@@ -61,17 +60,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def publish(settings: MqttSettings, messages: list[tuple[str, bytes]], client_id: str) -> None:
     """QoS 1, each acknowledged by the broker before we return."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
-    if settings.tls or settings.ca_file is not None:
-        client.tls_set(
-            ca_certs=str(settings.ca_file) if settings.ca_file else None,
-            certfile=str(settings.cert_file) if settings.cert_file else None,
-            keyfile=str(settings.key_file) if settings.key_file else None,
-        )
-        client.tls_insecure_set(settings.tls_insecure)
+    client = new_client(settings, client_id, protocol="3.1.1")
     client.connect(settings.host, settings.port, settings.keepalive_s)
     client.loop_start()
     try:
@@ -86,7 +75,7 @@ def publish(settings: MqttSettings, messages: list[tuple[str, bytes]], client_id
 
 
 def run(args: argparse.Namespace) -> int:
-    site = load(SiteConfig, args.config)
+    site, _ = load_site(args.config)
     tz = site.site.tz
     start = local_instant(args.start, tz, "from")
     end = local_instant(args.end, tz, "to")

@@ -14,9 +14,10 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from collector.commands.check import add_config_argument, load_site
-from collector.config import ConfigError
+from collector.commands.check import add_config_argument
+from collector.settings import ConfigError
 from collector.simulator.server import SimulatedSite
+from collector.site import load_site
 
 log = logging.getLogger(__name__)
 

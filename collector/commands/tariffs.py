@@ -16,7 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.commands.check import add_config_argument
-from collector.config import PriceRow, SiteConfig, load
+from collector.config import PriceRow, SiteConfig
+from collector.settings import load
 from collector.tariffs import regulated
 from collector.tariffs.regulated import OPTIONS, Option, Prices, RegulatedError, Source, Table
 

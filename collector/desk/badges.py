@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from collector.desk.stays import badges_in_force
 from collector.desk.storage import Storage, StorageUnavailable, iso
 from collector.mqtt.client import MqttLink
-from collector.mqtt.envelope import Envelope
+from collector.wire.kinds import Envelope
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from collector.energy.tariff import Tariff
-from collector.schema import EnergyMessage, EventMessage, Period
+from collector.wire.messages import EnergyMessage, EventMessage, Period
+from collector.wire.times import aligned_end
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,6 @@ REFRESH_MAX_S = 60.0  # slowest energy-register refresh allowed for when judging
 # 0.001 .. 1000 Wh.
 GUESSED_SPANS_WH = tuple(2**32 * size for size in (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0))
 QUANTA_WH = (1000.0, 100.0, 10.0)  # coarse index steps we recognise
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def aligned_end(instant: datetime, window_s: int) -> datetime:
-    """End of the epoch-aligned window containing `instant`."""
-    seconds = (instant - EPOCH) // timedelta(seconds=window_s)
-    return EPOCH + timedelta(seconds=(seconds + 1) * window_s)
 
 
 def window_end(start: datetime, tariff: Tariff, window_s: int) -> datetime:

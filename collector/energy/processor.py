@@ -1,7 +1,7 @@
 """The energy stage of `irve collect`: windows, index events and sessions for every meter.
 
 Every message it emits (energy window, session start or end, event) is held back until the
-state that records it as emitted is saved (collector.energy.state: a saver thread, so the
+state that records it as emitted is saved (collector.state: a saver thread, so the
 polling loop never waits for the disk). A crash therefore restarts from a state that either
 never emitted the message (it is computed again from the next readings, and was never
 published) or emitted it: such a state also lists it under `unsent` until it is in the MQTT
@@ -17,34 +17,27 @@ snapshot: snapshots are coalesced, never one write per badge.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.config import MeterSettings, SiteConfig
 from collector.energy.intervals import GUESSED_SPANS_WH, VOLTAGE_MAX_V, PointEnergy
 from collector.energy.sessions import SessionTracker
-from collector.energy.state import RETRY_S, FileStateStore, StateStore, default_path
 from collector.energy.tariff import Tariff
-from collector.meters.profile import Profile
 from collector.meters.reading import Reading
-from collector.pipeline import Outgoing, Processor
-from collector.schema import EnergyMessage, EventMessage, Message, SessionMessage
+from collector.pipeline import RETRY_S, MemoryStateStore, Processor, StateStore
+from collector.wire.kinds import KINDS, Outgoing
+from collector.wire.messages import Message
+
+if TYPE_CHECKING:
+    from collector.meters.profile import Profile
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 10.0
 FAILURE_LOG_EVERY_S = 30.0
 CLOSE_SAVE_S = 5.0
-
-# The kinds this stage emits, and how a held one is read back from the state file.
-HELD_MODELS: dict[str, type[Message]] = {
-    "energy": EnergyMessage,
-    "session": SessionMessage,
-    "event": EventMessage,
-}
 
 
 def max_power_w(meter: MeterSettings, site: SiteConfig) -> float:
@@ -64,15 +57,13 @@ class EnergyProcessor(Processor):
     def __init__(
         self,
         site: SiteConfig,
-        state_file: Path | None = None,
         profiles: Mapping[str, Profile] | None = None,
         store: StateStore | None = None,
     ) -> None:
+        """`store`: where the state survives a restart (the collector gives the state file;
+        by default, nothing survives)."""
         self.tariff = Tariff(site.tariff, site.site.tz)
-        self.path = (
-            state_file or site.energy.state_file or default_path(site.state_dir, site.site.id)
-        )
-        self.store: StateStore = store if store is not None else FileStateStore(self.path)
+        self.store: StateStore = store if store is not None else MemoryStateStore()
         gap_s = max(float(site.energy.window_s), 5 * site.poll_interval_s)
         self.points = {
             m.id: PointEnergy(
@@ -100,7 +91,7 @@ class EnergyProcessor(Processor):
         self._held: list[tuple[int, Outgoing]] = [(0, o) for o in _unsent(saved)]
         self._dirty = False
         self._saved_at: datetime | None = None
-        self._failure_logged_at: float | None = None
+        self._failure_logged_at: datetime | None = None
         self._retried_at: datetime | None = None
 
     def charging(self, point: str) -> bool | None:
@@ -113,8 +104,7 @@ class EnergyProcessor(Processor):
         if meter is None:
             return self._release()
         step = meter.update(reading.ts, reading.energy_wh, reading.power_w)
-        out = [Outgoing("energy", reading.point, w) for w in step.windows]
-        out += [Outgoing("event", reading.point, e) for e in step.events]
+        out = [Outgoing(reading.point, m) for m in [*step.windows, *step.events]]
         tracker = self.sessions.get(reading.point)
         if tracker is not None:
             out += self._wrap(
@@ -152,7 +142,7 @@ class EnergyProcessor(Processor):
             log.error(
                 "cannot save energy state to %s on stopping (%s): the next start resumes "
                 "from the last state saved",
-                self.path,
+                self.store.where,
                 self.store.failure or "timed out",
             )
 
@@ -169,7 +159,7 @@ class EnergyProcessor(Processor):
             # (A failing store is given the newest state to try again, at most every RETRY_S.)
             self._dirty = False
             self.store.submit(self._snapshot())
-        self._report(failure)
+        self._report(failure, now)
         return self._release()
 
     def _hold(self, out: list[Outgoing]) -> None:
@@ -196,21 +186,23 @@ class EnergyProcessor(Processor):
             self._dirty = True
         return ready
 
-    def _report(self, failure: str | None) -> None:
+    def _report(self, failure: str | None, now: datetime) -> None:
         """An ERROR while the state cannot be saved (at most every FAILURE_LOG_EVERY_S), and a
         line when it can again."""
         if failure is None:
             if self._failure_logged_at is not None:
                 self._failure_logged_at = None
-                log.warning("energy state %s saved again: held messages go out", self.path)
+                log.warning("energy state %s saved again: held messages go out", self.store.where)
             return
-        now = time.monotonic()
-        if self._failure_logged_at is None or now - self._failure_logged_at >= FAILURE_LOG_EVERY_S:
+        if (
+            self._failure_logged_at is None
+            or (now - self._failure_logged_at).total_seconds() >= FAILURE_LOG_EVERY_S
+        ):
             self._failure_logged_at = now
             log.error(
                 "cannot save energy state to %s (%s): %d energy/session message(s) held back "
                 "until it can be saved",
-                self.path,
+                self.store.where,
                 failure,
                 len(self._held),
             )
@@ -222,28 +214,22 @@ class EnergyProcessor(Processor):
             "unsent": [
                 {"kind": o.kind, "point": o.point, "message": o.message.to_json().decode()}
                 for _, o in self._held
-                if isinstance(o.message, Message)
             ],
         }
 
     @staticmethod
     def _wrap(point: str, messages: list[Message]) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        for message in messages:
-            if isinstance(message, SessionMessage):
-                out.append(Outgoing("session", point, message))
-            elif isinstance(message, EventMessage):
-                out.append(Outgoing("event", point, message))
-        return out
+        return [Outgoing(point, message) for message in messages]
 
 
 def _unsent(saved: dict[str, Any]) -> list[Outgoing]:
     out: list[Outgoing] = []
     for entry in saved.get("unsent", []):
         try:
-            model = HELD_MODELS[entry["kind"]]
-            message = model.model_validate_json(entry["message"])
-            out.append(Outgoing(entry["kind"], entry["point"], message))
+            kind = KINDS[entry["kind"]]
+            if kind.model is None or not kind.critical:
+                raise ValueError(f"{kind.name!r} is not a kind this stage holds")
+            out.append(Outgoing(entry["point"], kind.model.model_validate_json(entry["message"])))
         except (KeyError, TypeError, ValueError) as exc:
             log.error("energy state: an unsent message cannot be read back (%s)", exc)
     return out

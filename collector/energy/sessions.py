@@ -25,7 +25,7 @@ from typing import Any
 
 from collector.config import SessionSettings
 from collector.energy.intervals import Piece
-from collector.schema import EventMessage, Message, Period, PeriodTotal, SessionMessage
+from collector.wire.messages import EventMessage, Message, Period, PeriodTotal, SessionMessage
 
 log = logging.getLogger(__name__)
 

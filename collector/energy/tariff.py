@@ -20,7 +20,7 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from collector.config import PriceRow, TariffSettings, parse_clock_range, season_contains
-from collector.schema import Period
+from collector.wire.messages import Period
 
 _TINY = timedelta(microseconds=1)
 

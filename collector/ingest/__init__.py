@@ -1,1 +1,1 @@
-"""`irve ingest`: MQTT -> InfluxDB, at least once (decode, batch, write, acknowledge)."""
+"""`irve ingest`, MQTT -> InfluxDB: payloads and checks (pure); service and writer (I/O)."""

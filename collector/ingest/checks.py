@@ -8,15 +8,18 @@ and overflows, not a meter that reads a little high, so that a real reading is n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
-from collector.schema import (
+from collector.wire.messages import (
     AlertMessage,
     EnergyMessage,
     EventMessage,
     SessionMessage,
     StateMessage,
 )
+from collector.wire.times import EPOCH
 
 # A whole site, however large (a hotel draws well under 1 MW).
 MAX_POWER_W = 1e8
@@ -39,9 +42,8 @@ MAX_DETAIL = 1e15
 MAX_KEY_CHARS = 64
 
 # InfluxDB stores nanoseconds since the epoch in a signed 64-bit integer.
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-FIRST_TIME = _EPOCH + timedelta(microseconds=-(2**63) // 1000 + 1)
-LAST_TIME = _EPOCH + timedelta(microseconds=(2**63 - 1) // 1000)
+FIRST_TIME = EPOCH + timedelta(microseconds=-(2**63) // 1000 + 1)
+LAST_TIME = EPOCH + timedelta(microseconds=(2**63 - 1) // 1000)
 
 _CONTROL = frozenset(chr(c) for c in range(32)) | {"\x7f"}
 
@@ -169,3 +171,13 @@ def event(msg: EventMessage) -> None:
         _key("details", key)
         if isinstance(value, float):
             _range(f"details.{key}", value, -MAX_DETAIL, MAX_DETAIL)
+
+
+# Per message kind (collector.wire.kinds); a kind without an entry has no range to check.
+BY_KIND: dict[str, Callable[[Any], None]] = {
+    "state": state,
+    "energy": energy,
+    "session": session,
+    "alert": alert,
+    "event": event,
+}

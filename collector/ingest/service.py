@@ -31,21 +31,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from collector.config import ConfigError, IngestorConfig
+from collector.config import IngestorConfig
 from collector.ingest.batch import AckToken, Batch, Batcher
-from collector.ingest.decode import Rejected, decode, kind_of, site_of, subscriptions
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
+from collector.ingest.payloads import Rejected, decode, site_of, subscriptions, topic_kind
 from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
-from collector.mqtt.auth import apply_credentials, default_client_id
+from collector.mqtt.auth import default_client_id, new_client
 from collector.redact import redact, redact_url
-from collector.schema import format_ts
+from collector.settings import ConfigError
+from collector.wire.messages import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,12 @@ class Ingestor:
 
     def _make_client(self) -> mqtt.Client:
         settings = self.config.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=default_client_id(
-                self.config.ingest.client_id, settings.username, "irve-ingest"
-            ),
-            protocol=mqtt.MQTTv5,
+        client = new_client(
+            settings,
+            default_client_id(self.config.ingest.client_id, settings.username, "irve-ingest"),
+            protocol="5",
         )
         client.manual_ack_set(True)
-        apply_credentials(client, settings)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -165,7 +162,7 @@ class Ingestor:
         except Exception as exc:  # a bug of ours must not stop the stream; the letter keeps it
             log.exception("could not decode %r", topic)
             site = site_of(self.prefix, topic)
-            self._dead_letter(msg, site, kind_of(self.prefix, topic), f"internal error: {exc!r}")
+            self._dead_letter(msg, site, topic_kind(self.prefix, topic), f"internal error: {exc!r}")
             return
         self.metrics.messages[decoded.kind] += 1
         self.metrics.received += 1
@@ -200,7 +197,7 @@ class Ingestor:
             for item in dropped:
                 topic, payload = batch.origins[item.index]
                 reason = f"refused by the database: {item.reason}"
-                site, kind = site_of(self.prefix, topic), kind_of(self.prefix, topic)
+                site, kind = site_of(self.prefix, topic), topic_kind(self.prefix, topic)
                 self._publish_letter(topic, payload, site, kind, reason)
 
     # --- writing --------------------------------------------------------------------------

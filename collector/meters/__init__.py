@@ -1,1 +1,1 @@
-"""Input stage: meter profiles (data), register decoding, read plans and the Modbus shell."""
+"""Input stage: readings and register decoding (pure); profiles, bus and poller (I/O)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from collector.meters.decode import decode
 from collector.meters.profile import Function, Profile
+from collector.meters.registers import decode
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from tenacity import wait_exponential
@@ -31,6 +31,7 @@ from collector.meters.bus import (
 from collector.meters.plan import Request, Slot, decode_request, plan_reads
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
+from collector.wire.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ class PollStats:
     overruns: int  # cycles that took longer than poll_interval_s
     cycles: int  # poll cycles completed, summed over buses
     readings: int  # successful meter polls
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _sub_request(request: Request, slots: tuple[Slot, ...]) -> Request:

@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from collector.config import read_text
-from collector.meters.decode import REGISTERS, DataType, WordOrder
+from collector.meters.registers import REGISTERS, DataType, WordOrder
+from collector.settings import read_text
 
 Function = Literal["holding", "input"]
 Confidence = Literal["confirmed", "partial", "unverified"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
 from collector.config import MeterSettings, SiteConfig
-from collector.schema import StateMessage
+from collector.wire.messages import StateMessage
 
 PHASES = ("l1", "l2", "l3")
 
@@ -63,8 +64,12 @@ class Reading:
     def energy_wh(self) -> float | None:
         return self.values.get("energy_wh")
 
-    def to_state(self, charging: bool | None = None) -> StateMessage:
-        return StateMessage(
+    def to_state(
+        self, charging: bool | None = None, keys: Mapping[str, object] | None = None
+    ) -> StateMessage:
+        """The `state` message: the reading, whether a session is running, and the meter's
+        `state_keys`."""
+        state = StateMessage(
             ts=self.ts,
             power_w=self.power_w,
             current_a=self.current_a,
@@ -77,6 +82,7 @@ class Reading:
             export_energy_wh=self.values.get("export_energy_wh"),
             charging=charging,
         )
+        return state.model_copy(update=dict(keys)) if keys else state
 
 
 def state_keys(site: SiteConfig, meter: MeterSettings) -> dict[str, object]:

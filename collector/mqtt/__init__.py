@@ -1,1 +1,1 @@
-"""Output stage: the MQTT link (paho-mqtt), its outbox and Home Assistant discovery."""
+"""Output stage (I/O): the MQTT link (paho), its client factory and journal; outbox (pure)."""

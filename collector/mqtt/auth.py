@@ -1,14 +1,60 @@
-"""Credentials, client ids and TLS from the site file, the same for every MQTT client of the
-product (collector, ingestor, healthcheck)."""
+"""The one MQTT client factory of the product (collector, ingestor, `irve recompute`, the
+healthcheck, the demo viewer): credentials, TLS, client id and protocol version from the site
+file, the same for every client."""
 
 from __future__ import annotations
 
+from typing import Literal, TypeVar, overload
+
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import MqttSettings
 
+ClientT = TypeVar("ClientT", bound=mqtt.Client)
 
-def apply_credentials(client: mqtt.Client, settings: MqttSettings) -> None:
+
+Protocol = Literal["5", "3.1.1"]
+
+
+@overload
+def new_client(
+    settings: MqttSettings, client_id: str, protocol: Protocol | None = None
+) -> mqtt.Client: ...
+
+
+@overload
+def new_client(
+    settings: MqttSettings,
+    client_id: str,
+    protocol: Protocol | None = None,
+    *,
+    client_class: type[ClientT],
+) -> ClientT: ...
+
+
+def new_client(
+    settings: MqttSettings,
+    client_id: str,
+    protocol: Protocol | None = None,
+    *,
+    client_class: type[mqtt.Client] = mqtt.Client,
+) -> mqtt.Client:
+    """A paho client (callback API 2) with the settings' credentials and TLS; MQTT 5 or 3.1.1
+    as `protocol` says, else as the settings say. Not connected."""
+    v5 = (protocol or settings.protocol) == "5"
+    client = client_class(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        # MQTT 5 has no clean session flag (its session expiry says it); 3.1.1 starts clean.
+        clean_session=None if v5 else True,
+    )
+    _apply_credentials(client, settings)
+    return client
+
+
+def _apply_credentials(client: mqtt.Client, settings: MqttSettings) -> None:
     if settings.username is not None:
         password = settings.password.get_secret_value() if settings.password is not None else None
         client.username_pw_set(settings.username, password)

@@ -34,16 +34,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.config import ConfigError, MqttSettings
-from collector.mqtt.auth import apply_credentials
-from collector.mqtt.envelope import Envelope
+from collector.config import MqttSettings
+from collector.mqtt.auth import new_client
 from collector.mqtt.outbox import Outbox
 from collector.mqtt.spool import Spool
+from collector.settings import ConfigError
+from collector.wire.kinds import Envelope
+from collector.wire.messages import StatusMessage
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ WINDOW = 64  # messages with paho at once, lowered to the broker's Receive Maxim
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 # MQTT 5: the broker keeps our session (and the badges sent to us) over a short outage.
 SESSION_EXPIRY_S = 300
+STOP_FLUSH_S = 5.0  # on stopping, how long the outbox may take to flush
 FAILURE_SUMMARY_S = 300  # an unchanged connection failure is logged again at most this often
 # CONNACK reasons that mean the credentials: the fix is in the site file or the password file.
 AUTH_REASONS = ("Bad user name or password", "Not authorized")
@@ -170,15 +173,7 @@ class MqttLink:
         return len(self.outbox) + len(self._inflight)
 
     def _build_client(self, client_id: str) -> _Client:
-        s = self.settings
-        v5 = s.protocol == "5"
-        client = _Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else True,
-        )
-        apply_credentials(client, s)
+        client = new_client(self.settings, client_id, client_class=_Client)
         client.will_set(self.status_topic, "offline", qos=QOS, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(self._max_window)
@@ -190,6 +185,18 @@ class MqttLink:
         return client
 
     # -- lifecycle (asyncio thread) ------------------------------------------------------
+
+    def attach(self, on_message: MessageHandler, on_connected: Callable[[], None]) -> None:
+        """Who gets the messages received, and who is told of each (re)connection."""
+        self.on_message = on_message
+        self.on_connected = on_connected
+
+    async def __aenter__(self) -> MqttLink:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(STOP_FLUSH_S)
 
     def start(self) -> None:
         """Connect in the background; messages queue in the outbox until the broker answers."""
@@ -228,7 +235,11 @@ class MqttLink:
     async def close(self, timeout: float = 5.0) -> None:
         """Say `offline`, flush what can be flushed within `timeout`, disconnect."""
         self._closing = True
-        self.send(Envelope(self.status_topic, b"offline", retain=True, kind="status"))
+        self.send(
+            Envelope(
+                self.status_topic, StatusMessage(online=False).to_json(), retain=True, kind="status"
+            )
+        )
         if not await self.wait_idle(timeout):
             undelivered = [*self._inflight.values(), *self.outbox.envelopes()]
             log.error(
@@ -385,7 +396,9 @@ class MqttLink:
             len(self.outbox),
         )
         # The status goes first: it replaces what the last will may have said.
-        online = Envelope(self.status_topic, b"online", retain=True, kind="status")
+        online = Envelope(
+            self.status_topic, StatusMessage(online=True).to_json(), retain=True, kind="status"
+        )
         if not self._hand_over(online):
             self.outbox.put_front(online)
         self.on_connected()

@@ -22,7 +22,8 @@ from typing import Any
 from collector import __version__
 from collector.config import MeterSettings, SiteConfig
 from collector.meters.profile import Profile
-from collector.topics import Topics
+from collector.meters.reading import PHASES
+from collector.wire.topics import Topics
 
 ORIGIN = {"name": "irve-telemetry", "sw_version": __version__}
 
@@ -51,8 +52,6 @@ def _optional(key: str) -> str:
 def _phase(key: str, index: int) -> str:
     return f"{{{{ (value_json.{key} | default([None, None, None]))[{index}] }}}}"
 
-
-_PHASES = ("l1", "l2", "l3")
 
 QUANTITIES: tuple[Quantity, ...] = (
     Quantity(
@@ -88,14 +87,14 @@ QUANTITIES: tuple[Quantity, ...] = (
             f"current_{p}", f"Current {p.upper()}", _phase("currents_a", i), "current", "A",
             "measurement", 2, (f"current_{p}_a",),
         )
-        for i, p in enumerate(_PHASES)
+        for i, p in enumerate(PHASES)
     ),
     *(
         Quantity(
             f"voltage_{p}", f"Voltage {p.upper()}", _phase("voltages_v", i), "voltage", "V",
             "measurement", 1, (f"voltage_{p}_v",),
         )
-        for i, p in enumerate(_PHASES)
+        for i, p in enumerate(PHASES)
     ),
 )  # fmt: skip
 

@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from collector.mqtt.envelope import Envelope
+from collector.wire.kinds import Envelope
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Outbox:
         seq = self._next_seq
         self._next_seq += 1
         self._entries[seq] = envelope
-        if not envelope.critical:
+        if envelope.droppable:
             self._lane(envelope).append(seq)
         elif len(self._entries) > self.max_messages:
             self.stats.over_limit += 1
@@ -71,7 +71,7 @@ class Outbox:
         seq = self._first_seq() - 1
         self._entries[seq] = envelope
         self._entries.move_to_end(seq, last=False)
-        if not envelope.critical:
+        if envelope.droppable:
             self._lane(envelope).appendleft(seq)
 
     def pop(self) -> Envelope:
@@ -79,7 +79,7 @@ class Outbox:
         if not self._entries:
             raise IndexError("outbox is empty")
         seq, envelope = self._entries.popitem(last=False)
-        if not envelope.critical:
+        if envelope.droppable:
             lane = self._lane(envelope)
             # FIFO: the oldest entry is also the oldest of its lane.
             assert lane[0] == seq
@@ -92,7 +92,7 @@ class Outbox:
             del self._entries[self._states.popleft()]
             self.stats.dropped_state += 1
             return True
-        if incoming.critical:
+        if not incoming.droppable:
             if self._others:
                 del self._entries[self._others.popleft()]
                 self.stats.dropped_other += 1

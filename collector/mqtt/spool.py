@@ -22,7 +22,7 @@ import logging
 import os
 from pathlib import Path
 
-from collector.mqtt.envelope import Envelope
+from collector.wire.kinds import Envelope
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,10 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from collector.config import ChargerSettings, OcppSettings
-from collector.energy.state import encode_state, write_state
 from collector.ocpp.core import Badge, CentralCore, Outgoing, Transaction, format_ts
 from collector.ocpp.events import ChargerWarning, CommandResult, Event
+from collector.state import encode_state, write_state
+from collector.wire.times import utc_now
 
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("collector.ocpp.wire")
@@ -106,10 +107,6 @@ EventSink = Callable[[Event], None]
 Clock = Callable[[], datetime]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def state_path(state_dir: Path, site_id: str) -> Path:
     return state_dir / f"ocpp-{site_id}.json"
 
@@ -160,7 +157,7 @@ class CentralSystem:
         *,
         call_timeout_s: float = 15.0,
         tick_s: float = 5.0,
-        clock: Clock = _utcnow,
+        clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
         self.chargers = {c.id: c for c in chargers}

@@ -1,1 +1,1 @@
-"""Meter simulator: a seeded model of a hotel and the Modbus servers that expose it."""
+"""Meter simulator (I/O): a seeded model of a hotel, the Modbus servers, demo history."""

@@ -3,7 +3,7 @@
 The simulator's model advances in coarse steps (60 s by default instead of a poll a second);
 each step's values become a `Reading` that goes through the collector's `EnergyProcessor`
 (tariff periods, energy windows, sessions) exactly as live readings do, and every message it
-produces becomes line protocol through the ingestor's `collector.ingest.lines`. The dashboards
+produces becomes line protocol through the catalogue's `to_line`, as the ingestor writes it. The dashboards
 therefore show on the first start what they will show for real data.
 
 Guests badge in: a session that starts without a badge gets a room badge, as when the guest
@@ -24,12 +24,11 @@ from datetime import datetime, timedelta
 
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
-from collector.energy.state import MemoryStateStore
-from collector.ingest import lines
 from collector.meters.reading import Reading, state_keys
-from collector.pipeline import Outgoing
-from collector.schema import EnergyMessage, EventMessage, SessionMessage
 from collector.simulator.model import SiteModel
+from collector.wire import lines
+from collector.wire.kinds import Outgoing, kind_of
+from collector.wire.messages import SessionMessage
 
 DEFAULT_STEP_S = 60.0
 DEMO_TAG = ("demo", "1")
@@ -49,6 +48,15 @@ class HistoryCounts:
     def total(self) -> int:
         return self.readings + self.energy + self.sessions + self.events
 
+    def count(self, kind: str) -> None:
+        """One more message of `kind` (a name of collector.wire.kinds.KINDS)."""
+        if kind == "energy":
+            self.energy += 1
+        elif kind == "session":
+            self.sessions += 1
+        elif kind == "event":
+            self.events += 1
+
 
 def history_lines(
     site: SiteConfig,
@@ -66,9 +74,9 @@ def history_lines(
     model = SiteModel(site, phases_of, seed=seed, start=start, step_s=step_s)
     rooms = random.Random(seed)
     site_id = site.site.id
-    # The live energy stage without its state file: a one-shot batch has nothing to resume,
-    # and it must not touch the running collector's state.
-    energy = EnergyProcessor(site, store=MemoryStateStore())
+    # The live energy stage without its state file (its state stays in memory): a one-shot
+    # batch has nothing to resume, and it must not touch the running collector's state.
+    energy = EnergyProcessor(site)
     step = timedelta(seconds=step_s)
     while model.now + step <= end:
         model.step()
@@ -78,10 +86,8 @@ def history_lines(
             produced = list(energy.on_reading(reading))
             if any(_unbadged_start(out) for out in produced):
                 produced += energy.on_badge(meter.id, rooms.choice(ROOMS), now)
-            state = reading.to_state(energy.charging(meter.id))
-            line = lines.reading(
-                site_id, meter.id, state.model_copy(update=state_keys(site, meter))
-            )
+            state = reading.to_state(energy.charging(meter.id), state_keys(site, meter))
+            line = lines.reading(site_id, meter.id, state)
             if line is not None:
                 counts.readings += 1
                 yield demo_tagged(line)
@@ -96,17 +102,11 @@ def _unbadged_start(out: Outgoing) -> bool:
 
 def _lines(site_id: str, produced: Iterable[Outgoing], counts: HistoryCounts) -> Iterator[str]:
     for out in produced:
-        message, point = out.message, out.point or ""
-        line: str | None = None
-        if isinstance(message, EnergyMessage):
-            line = lines.energy(site_id, point, message)
-            counts.energy += 1
-        elif isinstance(message, SessionMessage):
-            line = lines.session(site_id, point, message)
-            counts.sessions += 1
-        elif isinstance(message, EventMessage):
-            line = lines.event(site_id, point, message)
-            counts.events += 1
+        kind = kind_of(out.message)
+        if kind.to_line is None:
+            continue
+        counts.count(kind.name)
+        line = kind.to_line(site_id, out.point or "", out.message, 0)
         if line is not None:
             yield demo_tagged(line)
 

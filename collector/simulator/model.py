@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from collector.config import MeterSettings, SiteConfig
+from collector.meters.reading import PHASES
 
 STEP_S = 5.0
 NOMINAL_V = 230.0
-PHASES = ("l1", "l2", "l3")
 # Hotel base load as a share of the subscribed power, per local hour (kitchen, laundry, rooms).
 _BASE_SHAPE = (
     0.10, 0.09, 0.09, 0.09, 0.09, 0.10, 0.15, 0.24, 0.27, 0.22, 0.18, 0.20,

@@ -21,10 +21,11 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
-from collector.config import ConfigError, RtuBus, SiteConfig
+from collector.config import RtuBus, SiteConfig
 from collector.meters.bus import quiet_pymodbus
-from collector.meters.decode import REGISTERS, encode
 from collector.meters.profile import Function, Profile, ValueSpec
+from collector.meters.registers import REGISTERS, encode
+from collector.settings import ConfigError
 from collector.simulator.model import MeterControl, SiteModel, apply_scenario
 
 log = logging.getLogger(__name__)

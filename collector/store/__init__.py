@@ -1,0 +1,1 @@
+"""Reading InfluxDB back with InfluxQL (I/O), for bills, comparisons and re-pricing."""

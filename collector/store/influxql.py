@@ -18,8 +18,7 @@ from typing import Any
 
 from collector.config import InfluxSettings
 from collector.redact import redact
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from collector.wire.times import EPOCH
 
 
 class InfluxQLError(RuntimeError):
@@ -41,7 +40,7 @@ class Series:
             row.update(zip(self.columns, values, strict=False))
             stamp = row.get("time")
             if isinstance(stamp, int | float):
-                row["time"] = _EPOCH + timedelta(milliseconds=stamp)
+                row["time"] = EPOCH + timedelta(milliseconds=stamp)
             out.append(row)
         return out
 
@@ -49,10 +48,6 @@ class Series:
 def quote_string(value: str) -> str:
     """An InfluxQL string literal: `'room 12'`."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def quote_ident(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def time_literal(ts: datetime) -> str:

@@ -1,0 +1,237 @@
+"""The messages the collector publishes and the ingestor reads (one definition for both sides).
+
+Field names and meanings are fixed by the public interface (SPEC.md). Every model refuses NaN and
+infinities, so a bogus number can never travel from a meter to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+BADGE_MAX_CHARS = 64
+
+
+def badge_problem(badge: str) -> str | None:
+    """Why a badge (surrounding spaces already removed) is refused, or None.
+
+    Control and invisible characters (newline, tab, ...) and backslashes are refused: the
+    database stores them escaped in tags, where `irve bill --badge` could never find them,
+    and a newline would forge log lines."""
+    if not badge:
+        return "must not be blank"
+    if len(badge) > BADGE_MAX_CHARS:
+        return f"has {len(badge)} characters, at most {BADGE_MAX_CHARS} allowed"
+    bad = sorted({c for c in badge if c == "\\" or unicodedata.category(c).startswith("C")})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        return f"contains {shown}: control characters and backslashes are not allowed"
+    return None
+
+
+def format_ts(ts: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, as every timestamp on the wire."""
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime: timestamps must be timezone-aware")
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone (use ...Z)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError("timestamp is outside the years 1..9999 in UTC") from None
+
+
+# Pydantic would also take a number, or a string of digits, as Unix seconds: the wire format is
+# ISO 8601 (SPEC), and a bare number says nothing about its unit or time zone.
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
+Period = Literal["BASE", "HP", "HC"]
+# The tariff periods in the order statements and reports list them.
+PERIODS: tuple[Period, ...] = ("HP", "HC", "BASE")
+AlertName = Literal["socket_overcurrent", "site_overload", "site_overload_warning", "meter_offline"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes | bytearray) -> Any:
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        return cls.model_validate_json(payload)
+
+
+class _Timed(Message):
+    @field_validator("ts", "start", "end", mode="before", check_fields=False)
+    @classmethod
+    def _iso(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _ISO_DATE_TIME.match(value):
+            raise ValueError("timestamp must be ISO 8601 date and time (2026-11-23T10:15:02.123Z)")
+        if isinstance(value, int | float):
+            raise ValueError("timestamp must be an ISO 8601 string, not a number")
+        return value
+
+    @field_validator("ts", "start", "end", mode="after", check_fields=False)
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # Optional timestamps (SessionMessage.start) may be null.
+        return None if value is None else _require_aware(value)
+
+
+class StateMessage(_Timed):
+    """Retained `irve/{site}/{point}/state`: the latest reading of one meter."""
+
+    ts: Timestamp
+    power_w: float | None
+    current_a: float | None
+    voltage_v: float | None
+    energy_wh: float | None
+    currents_a: list[float | None] | None = None
+    voltages_v: list[float | None] | None = None
+    power_factor: float | None = None
+    frequency_hz: float | None = None
+    export_energy_wh: float | None = None
+    charging: bool | None = None
+    # Which meter this is (SPEC `reading.role` tag); the ingestor assumes "socket" when absent.
+    role: Literal["socket", "main"] | None = None
+    # The limits this meter is judged by, from the site file, so that dashboards and alert
+    # rules compare each series with its own site's limits: a socket's rated current; the
+    # main meter's subscribed power and pre-alarm threshold, in W.
+    rated_current_a: float | None = Field(default=None, gt=0)
+    limit_w: float | None = Field(default=None, gt=0)
+    warning_w: float | None = Field(default=None, gt=0)
+
+    def to_json(self) -> bytes:
+        # Optional keys are left out rather than sent as null; the four core keys always appear.
+        data = self.model_dump(mode="json", exclude_none=True)
+        for key in ("power_w", "current_a", "voltage_v", "energy_wh"):
+            data.setdefault(key, None)
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+class EnergyMessage(_Timed):
+    """`irve/{site}/{point}/energy`: energy drawn in one window that lies in one tariff period."""
+
+    start: Timestamp
+    end: Timestamp
+    energy_wh: float = Field(ge=0)
+    period: Period
+    price_eur_kwh: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)
+    index_start_wh: float | None
+    index_end_wh: float | None
+    # Set when the energy was shared out over a gap (restart, outage) rather than measured
+    # inside this window; the ingestor keeps it as a field so reports can show it.
+    estimated: bool = False
+
+
+class PeriodTotal(Message):
+    energy_wh: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)
+
+
+class SessionMessage(_Timed):
+    """`irve/{site}/{point}/session`: start and end of a guest's charging session."""
+
+    event: Literal["start", "end"]
+    session_id: str = Field(min_length=1, max_length=64)
+    ts: Timestamp
+    badge: str | None = None
+    energy_wh: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)
+    duration_s: float = Field(ge=0)
+    max_power_w: float = Field(ge=0)
+    start: Timestamp | None = None
+    periods: dict[Period, PeriodTotal] = Field(default_factory=dict)
+
+
+class AlertMessage(_Timed):
+    """`irve/{site}/alert`: an alert firing or resolving."""
+
+    ts: Timestamp
+    alert: AlertName
+    state: Literal["firing", "resolved"]
+    point: str
+    value: float | None
+    limit: float | None
+    message: str
+
+
+class ShedMessage(_Timed):
+    """Retained `irve/{site}/shed`: how much building systems should take off the site."""
+
+    ts: Timestamp
+    active: bool
+    excess_w: float = Field(ge=0)
+    reason: str
+
+
+class EventMessage(_Timed):
+    """`irve/{site}/{point}/event`: something the owner should know that is not an alert
+    (index reset, meter replaced, counter wrap, implausible jump, energy estimated over a gap)."""
+
+    ts: Timestamp
+    event: str = Field(min_length=1, max_length=64)
+    message: str
+    details: dict[str, float | str | bool | None] = Field(default_factory=dict)
+
+
+class _OnOff(Message):
+    """A bare `online` / `offline` payload (no JSON, no timestamp)."""
+
+    WHAT: ClassVar[str] = "payload"
+
+    online: bool
+
+    def to_json(self) -> bytes:
+        return b"online" if self.online else b"offline"
+
+    @classmethod
+    def from_payload(cls, payload: bytes | bytearray) -> Any:
+        text = payload.strip()
+        if text in (b"online", b"offline"):
+            return cls(online=text == b"online")
+        raise ValueError(f"{cls.WHAT} must be 'online' or 'offline', not {payload[:40]!r}")
+
+
+class AvailabilityMessage(_OnOff):
+    """Retained `irve/{site}/{point}/availability`: the meter answers or not."""
+
+    WHAT: ClassVar[str] = "availability"
+
+
+class StatusMessage(_OnOff):
+    """Retained `irve/{site}/status`: the collector is running (its last will says offline)."""
+
+    WHAT: ClassVar[str] = "status"
+
+
+class BadgeMessage(Message):
+    """Input on `irve/{site}/{point}/badge` from an RFID reader or the front desk."""
+
+    badge: str
+
+    @field_validator("badge")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        value = value.strip()
+        problem = badge_problem(value)
+        if problem is not None:
+            raise ValueError(f"badge {problem}")
+        return value

@@ -1,0 +1,372 @@
+"""`make demo` end to end: real mosquitto and influxd from the system packages, the simulator,
+ingestor and collector as processes; readings reach InfluxDB; nothing is left running after
+DEMO_SECONDS, Ctrl-C, or the demo being killed outright. Plus the pure parts of the script.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from collector.config import SiteConfig
+from collector.settings import load
+from collector.store.influxql import InfluxQL, Series
+from scripts import demo, local_influxd
+from scripts.demo_view import Board, local_midnight, render, totals_queries
+from scripts.processes import find_program
+from tests.support.servers import wait_until
+
+pytestmark = [pytest.mark.broker, pytest.mark.influx]
+
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "examples" / "hotel-vda.yaml"
+METERS = {"main", "cp1", "cp2"}
+
+
+class Run:
+    """The demo as a child process in its own session (a terminal's foreground group)."""
+
+    def __init__(self, argv: list[str], **env: str) -> None:
+        self.process = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, pattern: str, timeout: float = 40) -> re.Match[str]:
+        deadline = datetime.now().timestamp() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - datetime.now().timestamp()))
+            except queue.Empty:
+                raise AssertionError(f"no line {pattern!r} in:\n{self.text()}") from None
+            self.output.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def finish(self, timeout: float) -> str:
+        self.process.wait(timeout=timeout)
+        return self.text()
+
+    def text(self) -> str:
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return "".join(self.output)
+
+    def descendants(self) -> list[psutil.Process]:
+        return list(psutil.Process(self.process.pid).children(recursive=True))
+
+
+def gone(processes: list[psutil.Process]) -> bool:
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
+def started_servers(run: Run) -> tuple[str, list[psutil.Process]]:
+    """Wait for the live view; the InfluxDB URL and every process the demo started."""
+    url = run.wait_for_line(r"InfluxDB\s+(http://127\.0\.0\.1:\d+)").group(1)
+    run.wait_for_line("live readings")
+    children = run.descendants()
+    names = " ".join(" ".join(p.cmdline()) for p in children)
+    for program in ("mosquitto", "influxd", "simulate", "ingest", "collect"):
+        assert program in names, names
+    return url, children
+
+
+def readings_per_meter(url: str) -> dict[str, int]:
+    series = InfluxQL(url, "irve").query(
+        "SELECT count(\"power_w\") AS n FROM reading WHERE site = 'hotel-vda' GROUP BY point"
+    )
+    return {s.tags["point"]: int(s.values[0][1]) for s in series}
+
+
+def test_make_demo_reaches_influxdb_and_stops_after_demo_seconds() -> None:
+    run = Run(
+        ["make", "--no-print-directory", "-o", ".venv/bin/.installed", "demo"],
+        DEMO_SECONDS="6",
+        VENV=sys.prefix,
+    )
+    try:
+        url, children = started_servers(run)
+        # Simulator -> Modbus -> collector -> mosquitto -> ingestor -> influxd, every meter.
+        wait_until(
+            lambda: set(readings_per_meter(url)) == METERS,
+            timeout=10,
+            what="readings of every meter in InfluxDB",
+        )
+        latest = InfluxQL(url, "irve").query(
+            "SELECT last(voltage_v) FROM reading WHERE point = 'cp1'"
+        )
+        assert 200 < latest[0].values[0][1] < 260
+        output = run.finish(timeout=40)
+    finally:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+    assert run.process.returncode == 0, output
+    # The default scenario: a car on cp1 drawing 16 A (half of 32 A), about 3.7 kW.
+    cp1 = re.findall(r"^cp1\s+Borne 1\s+(?:idle|charging)\s+-\s+(\d+) (\d+)\s", output, re.M)
+    assert cp1 and 3000 < int("".join(cp1[-1])) < 4000, output
+    assert output.rstrip().endswith("demo: stopped"), output
+    wait_until(lambda: gone(children), timeout=5, what="every child gone")
+    temporary = re.search(r"logs\s+(\S+)/\*\.log", output)
+    assert temporary and not Path(temporary.group(1)).exists()
+
+
+def test_demo_shows_alerts_and_shed_offers_a_watch_command_and_keeps_logs() -> None:
+    """An overcurrent on cp1 and an overload of the site: the table shows both alerts firing
+    (time, value, limit) and the shed request; the footer's watch command works without
+    mosquitto-clients; DEMO_KEEP_LOGS keeps the temporary run folder and prints it."""
+    run = Run(
+        [sys.executable, "-m", "scripts.demo"],
+        DEMO_SECONDS="12",
+        DEMO_KEEP_LOGS="1",
+        DEMO_SIMULATE_ARGS="--scenario overcurrent:cp1:40 --scenario overload:40000",
+    )
+    try:
+        started_servers(run)
+        watch = re.search(r"^demo: watch\s+cd (\S+) && (.+)$", run.text(), re.M)
+        assert watch, run.text()
+        # The collector's retained status: the command connects as `building` and reads.
+        command = watch.group(2).replace("'irve/#'", "irve/hotel-vda/status") + " -C 1"
+        result = subprocess.run(
+            shlex.split(command), cwd=watch.group(1), capture_output=True, text=True, timeout=20
+        )
+        assert result.stdout == "irve/hotel-vda/status online\n", result.stderr
+        output = run.finish(timeout=60)
+    finally:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+        folder = re.search(
+            r"^demo: run folder kept: (\S+) \(logs: \S+/\*\.log\)$", run.text(), re.M
+        )
+    assert folder, run.text()
+    kept = Path(folder.group(1))
+    try:
+        assert run.process.returncode == 0, output
+        frame = output.rsplit("live readings", 1)[1]
+        assert re.search(r"^cp1\s+Borne 1\s+\w+\s+socket_overcurrent\s", frame, re.M), frame
+        assert re.search(
+            r"^main\s+\(site\)\s+\w+\s+site_overload, site_overload_warning\s", frame, re.M
+        )
+        assert re.search(
+            r"\d\d:\d\d:\d\d  firing\s+socket_overcurrent\s+cp1  40\.0 A \(limit 32\.0 A\)",
+            frame,
+        ), frame
+        assert re.search(r"firing\s+site_overload\s+main  40 000 W \(limit 36 000 W\)", frame)
+        assert re.search(r"^shed    ACTIVE: take \d[\d ]* W off \(site_overload\)$", frame, re.M)
+        assert kept.name.startswith("irve-demo-")
+        log = (kept / "collector.log").read_text()
+        assert "alert socket_overcurrent firing on cp1: Surintensité sur Borne 1" in log
+    finally:
+        shutil.rmtree(kept)
+
+
+def test_ctrl_c_stops_everything_in_order(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run = Run([sys.executable, "-m", "scripts.demo"], DEMO_DIR=str(run_dir), DEMO_SECONDS="60")
+    try:
+        url, children = started_servers(run)
+        wait_until(lambda: readings_per_meter(url) != {}, timeout=10, what="readings")
+        # A terminal's Ctrl-C goes to the whole foreground process group.
+        os.killpg(run.process.pid, signal.SIGINT)
+        output = run.finish(timeout=40)
+    finally:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+    assert run.process.returncode == 0, output
+    stops = re.findall(r"^demo: stopping (\w+)$", output, re.M)
+    assert stops == ["collector", "ingestor", "simulator", "influxd", "mosquitto"], output
+    wait_until(lambda: gone(children), timeout=5, what="every child gone")
+    # The collector got a SIGTERM of its own and went offline cleanly; the run folder stays.
+    assert "SIGTERM received" in (run_dir / "collector.log").read_text()
+
+
+def test_killed_demo_leaves_no_orphan(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run = Run([sys.executable, "-m", "scripts.demo"], DEMO_DIR=str(run_dir), DEMO_SECONDS="60")
+    try:
+        _, children = started_servers(run)
+        run.process.kill()  # no chance to clean up: the children's death signal must do it
+        run.process.wait(timeout=5)
+        wait_until(lambda: gone(children), timeout=20, what="every child gone")
+    finally:
+        for child in children:
+            if not gone([child]):
+                child.kill()
+
+
+# --- pure parts -------------------------------------------------------------------------------
+
+
+def test_missing_programs_get_a_clear_message_and_apt_commands() -> None:
+    assert demo.missing_programs(lambda name: None) == ["mosquitto", "influxd"]
+    assert demo.missing_programs(lambda name: f"/usr/sbin/{name}") == []
+    message = demo.missing_message(["influxd"])
+    assert "influxd (package influxdb)" in message
+    assert "sudo apt-get install influxdb" in message and "DEMO_INSTALL=1" in message
+    assert demo.install_commands(["mosquitto", "influxd"], is_root=True)[1] == [
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "mosquitto",
+        "influxdb",
+    ]
+    assert demo.install_commands(["mosquitto"], is_root=False)[0][0] == "sudo"
+
+
+def test_a_missing_program_stops_the_demo_with_the_package_to_install(tmp_path: Path) -> None:
+    # A PATH without the servers: only the sbin folders are still searched.
+    missing = [name for name in demo.PACKAGES if find_program(name, str(tmp_path)) is None]
+    assert missing, "every server binary is in an sbin folder: nothing to test"
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.demo"],
+        cwd=REPO,
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    for name in missing:
+        assert f"{name} (package {demo.PACKAGES[name]})" in result.stderr
+    assert "DEMO_INSTALL=1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_options_from_environment() -> None:
+    opts = demo.options({"DEMO_SECONDS": "2.5", "DEMO_INSTALL": "1", "DEMO_SIMULATE_ARGS": "-s 3"})
+    assert (opts.seconds, opts.install, opts.simulate_args) == (2.5, True, ["-s", "3"])
+    assert demo.options({}).seconds is None and demo.options({}).site == demo.DEFAULT_SITE
+    assert not demo.options({}).keep_logs and demo.options({"DEMO_KEEP_LOGS": "1"}).keep_logs
+    assert demo.options({}).simulate_args is None  # the default scenario
+    assert demo.options({"DEMO_SIMULATE_ARGS": ""}).simulate_args == []  # none at all
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(demo.DemoError, match="DEMO_SECONDS"):
+            demo.options({"DEMO_SECONDS": bad})
+
+
+def test_influxd_version_is_read() -> None:
+    assert local_influxd.major_version("InfluxDB v1.6.7~rc0 (git: unknown unknown)") == 1
+    assert local_influxd.major_version("InfluxDB v2.7.11 (git: fbf5d4ab5e) build_date: x") == 2
+    assert local_influxd.major_version("garbage") is None
+
+
+def test_demo_site_uses_local_ports_and_the_site_id_as_mqtt_user() -> None:
+    example = yaml.safe_load(EXAMPLE.read_text())
+    site = demo.demo_site(example, 41883, {"board": 45020})
+    assert site["buses"] == [{**example["buses"][0], "host": "127.0.0.1", "port": 45020}]
+    assert site["mqtt"]["port"] == 41883 and site["mqtt"]["username"] == "hotel-vda"
+    assert site["meters"] == example["meters"]
+    rtu = {**example, "buses": [{"id": "rs485", "type": "rtu", "device": "/dev/ttyUSB0"}]}
+    with pytest.raises(demo.DemoError, match="TCP buses only"):
+        demo.demo_site(rtu, 1883, {})
+
+
+def test_board_and_table(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        yaml.safe_dump(demo.demo_site(yaml.safe_load(EXAMPLE.read_text()), 1, {"board": 2}))
+    )
+    site = load(SiteConfig, str(path))
+    assert demo.default_simulate_args(site) == ["--scenario", "overcurrent:cp1:16"]
+    board = Board(site)
+    board.on_message("irve/hotel-vda/status", b"online")
+    board.on_message(
+        "irve/hotel-vda/cp1/state",
+        b'{"ts": "2026-11-23T10:15:02.123Z", "power_w": 7245.4, "current_a": 31.52,'
+        b' "voltage_v": 230.1, "energy_wh": 1000, "charging": true}',
+    )
+    board.on_message("irve/hotel-vda/cp2/availability", b"offline")
+    board.on_message("irve/other-site/cp1/state", b'{"power_w": 1}')  # not this site: ignored
+    board.on_message("irve/hotel-vda/cp1/state", b"not json")  # kept the last good one
+    now = datetime(2026, 11, 23, 10, 15, 5, tzinfo=UTC)
+    energy_q, readings_q = totals_queries(site, now)
+    # Paris is UTC+1 in November: the local day began at 23:00 UTC the day before.
+    assert local_midnight(now, "Europe/Paris") == datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
+    assert "time >= '2026-11-22T23:00:00.000000Z'" in energy_q
+    assert "\"site\" = 'hotel-vda'" in energy_q and 'GROUP BY "point"' in readings_q
+    board.on_totals(
+        [
+            Series(
+                "energy", {"point": "cp1"}, ["time", "energy_wh", "cost_eur"], [[0, 1234.5, 0.2549]]
+            )
+        ],
+        [Series("reading", {"point": "cp1"}, ["time", "n"], [[0, 42]])],
+    )
+    frame = render(board, now, ["footer line"])
+    assert re.search(r"^main\s+\(site\)\s+waiting", frame, re.M)
+    assert frame.endswith("footer line")
+    assert "shed    no request yet\nalerts  none yet" in frame
+    assert "collector online" in frame.splitlines()[0]
+    assert re.search(
+        r"^cp1\s+Borne 1\s+charging\s+-\s+7 245\s+31\.5\s+1\.234\s+0\.25\s+42$", frame, re.M
+    )
+    assert re.search(r"^cp2\s+Borne 2\s+offline\s+-\s+-\s+-\s+0\.000\s+0\.00\s+0$", frame, re.M)
+
+    def alert(ts: str, state: str, value: float) -> bytes:
+        return (
+            f'{{"ts": "{ts}", "alert": "socket_overcurrent", "state": "{state}", "point": "cp1",'
+            f' "value": {value}, "limit": 32.0, "message": "..."}}'
+        ).encode()
+
+    board.on_message("irve/hotel-vda/alert", alert("2026-11-23T10:15:03.500Z", "firing", 40.04))
+    board.on_message(
+        "irve/hotel-vda/shed",
+        b'{"ts": "2026-11-23T10:15:03.500Z", "active": true, "excess_w": 4000.0,'
+        b' "reason": "site_overload"}',
+    )
+    frame = render(board, now, [])
+    assert re.search(r"^cp1\s+Borne 1\s+charging\s+socket_overcurrent\s+7 245\s", frame, re.M)
+    assert "shed    ACTIVE: take 4 000 W off (site_overload)" in frame
+    assert "alerts  11:15:03  firing    socket_overcurrent     cp1  40.0 A (limit 32.0 A)" in frame
+    board.on_message(
+        "irve/hotel-vda/shed",
+        b'{"ts": "2026-11-23T10:15:05Z", "active": true, "excess_w": 0, "reason": "site_overload"}',
+    )
+    assert "shed    ACTIVE: hold the reduction (site_overload)" in render(board, now, [])
+    board.on_message("irve/hotel-vda/alert", alert("2026-11-23T10:15:09Z", "resolved", 12.0))
+    board.on_message("irve/hotel-vda/alert", b'{"alert": "bogus"}')  # refused, ignored
+    board.on_message(
+        "irve/hotel-vda/shed",
+        b'{"ts": "2026-11-23T10:15:09Z", "active": false, "excess_w": 0, "reason": "normal"}',
+    )
+    frame = render(board, now, [])
+    assert re.search(r"^cp1\s+Borne 1\s+charging\s+-\s+7 245\s", frame, re.M)
+    assert "shed    none (normal)" in frame
+    # Latest first, each with its local time, value and limit.
+    assert (
+        "alerts  11:15:09  resolved  socket_overcurrent     cp1  12.0 A (limit 32.0 A)\n"
+        "        11:15:03  firing    socket_overcurrent     cp1  40.0 A (limit 32.0 A)"
+    ) in frame
