@@ -38,6 +38,10 @@ PURE = [
     "mqtt/outbox.py",
     "ocpp/core.py",
     "ocpp/events.py",
+    "load/allocate.py",
+    "load/controller.py",
+    "load/schedule.py",
+    "load/settings.py",
 ]
 FORBIDDEN = {
     "paho", "pymodbus", "apprise", "influxdb_client", "urllib", "websockets", "socket",
