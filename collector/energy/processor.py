@@ -142,7 +142,7 @@ class EnergyProcessor(Processor):
         if tracker is None:
             return self._release()
         session_id = f"{point}-tx{transaction_id}"
-        out = self._wrap(point, tracker.open(session_id, start, badge, room, transaction_id))
+        out = self._wrap(point, tracker.begin(session_id, start, badge, room, transaction_id))
         return self._emit(out, now) if out else self._mark(now)
 
     def close_session(
@@ -157,7 +157,7 @@ class EnergyProcessor(Processor):
         tracker = self._explicit(point)
         if tracker is None:
             return self._release()
-        out = self._wrap(point, tracker.close(transaction_id, end, charger_energy_wh))
+        out = self._wrap(point, tracker.stop(transaction_id, end, charger_energy_wh))
         return self._emit(out, now) if out else self._mark(now)
 
     def _explicit(self, point: str) -> SessionTracker | None:

@@ -16,8 +16,8 @@ shown again on a running session changes nothing and sends nothing; at most
 MAX_WAITING_BADGES wait per socket (the oldest is dropped, logged).
 
 A socket served by an OCPP charger (`explicit`) is never started or ended by power: its
-sessions are the charger's transactions, opened and closed at the charger's times (`open`,
-`close`). Their energy and cost are still the MID meter's pieces over that interval, the pieces
+sessions are the charger's transactions, begun and stopped at the charger's times (`begin`,
+`stop`). Their energy and cost are still the MID meter's pieces over that interval, the pieces
 on either side of a boundary shared out in proportion of time. A transaction the charger queued
 while its link was down starts in the past: the pieces of the last RECENT_S are kept (in
 memory) for it. A session closed at a time the meter has not reached yet ends at the first
@@ -207,7 +207,7 @@ class SessionTracker:
 
     # ---- explicit sessions (a charger's transactions) ------------------------------------
 
-    def open(
+    def begin(
         self,
         session_id: str,
         start: datetime,
@@ -230,7 +230,7 @@ class SessionTracker:
         log.info("%s: session %s started (badge %r)", self.point, session_id, badge)
         return [session.message("start", start)]
 
-    def close(
+    def stop(
         self, transaction_id: int, end: datetime, charger_energy_wh: float | None
     ) -> list[Message]:
         session = self.session

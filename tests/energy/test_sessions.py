@@ -408,10 +408,10 @@ def test_a_charger_session_is_opened_and_closed_at_its_times_not_by_power() -> N
     s.draw(7200, 60)  # power alone starts nothing on a socket served by a charger
     assert s.sessions("start") == []
     start = s.ts + timedelta(seconds=5)  # between two readings: half the next one counts
-    s.out += s.tracker.open("cp1-tx7", start, "04A1B2C3", "12", 7)
+    s.out += s.tracker.begin("cp1-tx7", start, "04A1B2C3", "12", 7)
     s.draw(7200, 3600)
     end = s.ts - timedelta(seconds=5)  # the stop arrives after the meter passed it
-    s.out += s.tracker.close(7, end, charger_energy_wh=7150.0)
+    s.out += s.tracker.stop(7, end, charger_energy_wh=7150.0)
     s.draw(7200, 60)
     (first,) = s.sessions("start")
     (last,) = s.sessions("end")
@@ -426,9 +426,9 @@ def test_a_charger_session_is_opened_and_closed_at_its_times_not_by_power() -> N
 
 def test_a_stop_ahead_of_the_meter_ends_at_the_first_reading_past_it() -> None:
     s = charger_socket()
-    s.out += s.tracker.open("cp1-tx8", s.ts, "B", None, 8)
+    s.out += s.tracker.begin("cp1-tx8", s.ts, "B", None, 8)
     s.draw(3600, 600)
-    s.out += s.tracker.close(8, s.ts + timedelta(seconds=5), charger_energy_wh=900.0)
+    s.out += s.tracker.stop(8, s.ts + timedelta(seconds=5), charger_energy_wh=900.0)
     assert s.sessions("end") == []  # the meter has not reached the end yet
     s.draw(3600, 10)
     (last,) = s.sessions("end")
@@ -446,8 +446,8 @@ def test_a_transaction_queued_by_the_charger_is_accounted_at_its_real_times() ->
     ended = s.ts
     s.draw(0, 600)
     # Both arrive once the link is back, 10 minutes after the end.
-    s.out += s.tracker.open("cp1-tx9", began, "B", None, 9)
-    s.out += s.tracker.close(9, ended, charger_energy_wh=None)
+    s.out += s.tracker.begin("cp1-tx9", began, "B", None, 9)
+    s.out += s.tracker.stop(9, ended, charger_energy_wh=None)
     (last,) = s.sessions("end")
     assert (last.start, last.ts) == (began, ended)
     assert last.energy_wh == pytest.approx(1200.0)
@@ -455,12 +455,12 @@ def test_a_transaction_queued_by_the_charger_is_accounted_at_its_real_times() ->
 
 def test_a_charger_session_survives_a_restart() -> None:
     s = charger_socket()
-    s.out += s.tracker.open("cp1-tx10", s.ts, "B", "3", 10)
+    s.out += s.tracker.begin("cp1-tx10", s.ts, "B", "3", 10)
     s.draw(3600, 600)
     again = SessionTracker("cp1", SETTINGS, explicit=True)
     again.restore(s.tracker.to_dict())
     s.tracker = again
     s.draw(3600, 600)
-    s.out += s.tracker.close(10, s.ts, charger_energy_wh=1200.0)
+    s.out += s.tracker.stop(10, s.ts, charger_energy_wh=1200.0)
     (last,) = s.sessions("end")
     assert (last.room, last.transaction_id, last.energy_wh) == ("3", 10, pytest.approx(1200.0))

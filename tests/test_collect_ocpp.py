@@ -1,0 +1,237 @@
+"""`irve collect` with OCPP chargers, end to end: the real process, the simulator's Modbus
+meters, a real mosquitto, and a charge point driven by the test with the `ocpp` library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ocpp.v16 import call
+
+from collector.site import load_site
+from tests.support.ocpp import charge_point
+from tests.support.servers import Server, free_port
+from tests.support.sim_helpers import running_simulator, socket_meter, tcp_bus, write_site
+from tests.test_collect_e2e import SITE, Recorder, collect_process
+
+pytestmark = [pytest.mark.broker]
+
+PASSWORD = "borne-1-secret"
+GUEST, GONE = "04A1B2C3", "04DEAD00"
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ocpp_site(tmp_path: Path, broker: Server, port: int) -> Path:
+    return write_site(
+        tmp_path,
+        buses=[tcp_bus("board")],
+        meters=[socket_meter("cp1", "board", 1)],
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+        poll_interval_s=0.2,
+        state_dir=str(tmp_path / "state"),
+        # The shortest heartbeat: a charger silent for 10 s is offline.
+        ocpp={"listen": f"127.0.0.1:{port}", "heartbeat_s": 10, "offline_after_heartbeats": 1},
+        chargers=[{"id": "borne-1", "password": PASSWORD, "connectors": {1: "cp1"}}],
+    )
+
+
+async def until_true(check: Any, what: str, timeout: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := check()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+    return result
+
+
+def payloads(sub: Recorder, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(p) for p in sub.on(topic) if p]
+
+
+def test_a_charger_runs_in_irve_collect(tmp_path: Path, broker: Server) -> None:
+    """Boot -> retained charger; badges from the retained list; start -> meter values -> stop
+    -> one session with badge, room, MID energy and cost, the charger's count; commands from
+    MQTT; the link dropped -> charger_offline."""
+    port = free_port()
+    path = ocpp_site(tmp_path, broker, port)
+    site, profiles = load_site(str(path))
+    sub = Recorder(broker.port)
+    now = datetime.now(UTC)
+    badges = {
+        "ts": iso(now),
+        "badges": [
+            {"badge": GUEST, "room": "12", "until": iso(now + timedelta(days=2))},
+            {"badge": GONE, "room": "7", "until": iso(now - timedelta(hours=1))},
+        ],
+    }
+    sub.client.publish(f"irve/{SITE}/badges", json.dumps(badges), qos=1, retain=True)
+    base = f"irve/{SITE}"
+
+    with running_simulator(site, profiles, seed=1) as sim:
+        sim.meter("cp1").force_current(0.0)
+        process = collect_process(path)
+        try:
+            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+
+            async def scenario() -> None:
+                url = f"ws://borne-1:{PASSWORD}@127.0.0.1:{port}/ocpp/borne-1"
+                async with charge_point(url, "borne-1") as cp:
+                    await cp.boot()
+                    charger = await until_true(
+                        lambda: payloads(sub, f"{base}/chargers/borne-1"), "charger message"
+                    )
+                    assert charger[-1]["online"] is True
+                    assert (charger[-1]["vendor"], charger[-1]["serial"]) == ("Legrand", "LG-0001")
+                    await cp.call(
+                        call.StatusNotification(
+                            connector_id=1, error_code="NoError", status="Preparing"
+                        )
+                    )
+                    status = await until_true(
+                        lambda: payloads(sub, f"{base}/cp1/connector"), "connector status"
+                    )
+                    assert (status[-1]["status"], status[-1]["charger"]) == ("Preparing", "borne-1")
+
+                    async def answer(tag: str) -> str:
+                        reply = await cp.call(call.Authorize(id_tag=tag))
+                        return str(reply.id_tag_info["status"])
+
+                    assert await answer(GUEST) == "Accepted"
+                    assert await answer(GONE) == "Expired"
+                    assert await answer("NOBODY") == "Invalid"
+
+                    # A charging session: the meter draws while the transaction runs.
+                    sim.meter("cp1").force_current(30.0)
+                    await asyncio.sleep(1.0)
+                    began = datetime.now(UTC)
+                    started = await cp.call(
+                        call.StartTransaction(
+                            connector_id=1, id_tag=GUEST, meter_start=1000, timestamp=iso(began)
+                        )
+                    )
+                    tx = started.transaction_id
+                    await cp.call(
+                        call.MeterValues(
+                            connector_id=1,
+                            transaction_id=tx,
+                            meter_value=[
+                                {
+                                    "timestamp": iso(datetime.now(UTC)),
+                                    "sampled_value": [{"value": "1002", "unit": "Wh"}],
+                                }
+                            ],
+                        )
+                    )
+                    # Long enough for the meter's index (10 Wh steps) to move.
+                    await asyncio.sleep(8.0)
+                    ended = datetime.now(UTC)
+                    await cp.call(
+                        call.StopTransaction(
+                            transaction_id=tx, meter_stop=1004, timestamp=iso(ended)
+                        )
+                    )
+                    await asyncio.sleep(1.0)
+                    sim.meter("cp1").force_current(0.0)
+                    ends = await until_true(
+                        lambda: [
+                            s for s in payloads(sub, f"{base}/cp1/session") if s["event"] == "end"
+                        ],
+                        "session end",
+                    )
+                    (session,) = ends
+                    assert (session["badge"], session["room"], session["source"]) == (
+                        GUEST,
+                        "12",
+                        "ocpp",
+                    )
+                    assert session["transaction_id"] == tx
+                    assert session["session_id"] == f"cp1-tx{tx}"
+                    assert session["start"] == iso(began) and session["ts"] == iso(ended)
+                    assert session["charger_energy_wh"] == 4.0
+                    # The MID meter's energy between the charger's times: what its index counted
+                    # from the last reading before the start to the first one after the end,
+                    # within one step of the index.
+                    states = [
+                        (datetime.fromisoformat(m["ts"]), m["energy_wh"]) for m in sub.states("cp1")
+                    ]
+                    before = max(idx for ts, idx in states if ts <= began)
+                    after = min(idx for ts, idx in states if ts >= ended)
+                    assert 0 < session["energy_wh"] <= after - before + 10
+                    assert session["cost_eur"] == pytest.approx(
+                        session["energy_wh"] / 1000 * 0.2, abs=1e-6
+                    )
+                    starts = [
+                        s for s in payloads(sub, f"{base}/cp1/session") if s["event"] == "start"
+                    ]
+                    assert [s["room"] for s in starts] == ["12"]
+
+                    # Commands from MQTT become OCPP calls; the answer is an event.
+                    command = f"{base}/cp1/command"
+                    sub.client.publish(command, json.dumps({"action": "start", "badge": GUEST}), 1)
+                    await until_true(lambda: cp.got("RemoteStartTransaction"), "remote start")
+                    assert cp.got("RemoteStartTransaction")[0]["id_tag"] == GUEST
+                    second = await cp.call(
+                        call.StartTransaction(
+                            connector_id=1,
+                            id_tag=GUEST,
+                            meter_start=0,
+                            timestamp=iso(datetime.now(UTC)),
+                        )
+                    )
+                    assert second.transaction_id > tx  # never reused
+                    sub.client.publish(command, json.dumps({"action": "stop"}), 1)
+                    await until_true(lambda: cp.got("RemoteStopTransaction"), "remote stop")
+                    assert cp.got("RemoteStopTransaction")[0]["transaction_id"] == (
+                        second.transaction_id
+                    )
+                    events = await until_true(
+                        lambda: [
+                            e
+                            for e in payloads(sub, f"{base}/cp1/event")
+                            if e["event"] == "command_stop"
+                        ],
+                        "the charger's answer",
+                    )
+                    assert events[0]["details"]["status"] == "Accepted"
+                    sub.client.publish(command, json.dumps({"action": "explode"}), 1)
+                    await until_true(
+                        lambda: [
+                            e
+                            for e in payloads(sub, f"{base}/cp1/event")
+                            if e["event"] == "command_refused"
+                        ],
+                        "a refused command",
+                    )
+
+                # The link dropped: silent for a heartbeat, the charger is offline.
+                alerts = await until_true(
+                    lambda: [
+                        a for a in payloads(sub, f"{base}/alert") if a["alert"] == "charger_offline"
+                    ],
+                    "charger_offline",
+                    timeout=30,
+                )
+                assert (alerts[0]["state"], alerts[0]["point"]) == ("firing", "borne-1")
+                assert payloads(sub, f"{base}/chargers/borne-1")[-1]["online"] is False
+                assert payloads(sub, f"{base}/cp1/connector")[-1]["status"] == "offline"
+
+            asyncio.run(scenario())
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                output = process.communicate(timeout=20)[0].decode()
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output = process.communicate()[0].decode()
+    sub.close()
+    assert process.returncode == 0, output
+    assert PASSWORD not in output
