@@ -15,12 +15,13 @@ import pytest
 from ocpp.v16 import call
 
 from collector.site import load_site
+from tests.ingest.test_service import config, create_database, rows, running
 from tests.support.ocpp import charge_point
-from tests.support.servers import Server, free_port
+from tests.support.servers import Server, free_port, wait_until
 from tests.support.sim_helpers import running_simulator, socket_meter, tcp_bus, write_site
 from tests.test_collect_e2e import SITE, Recorder, collect_process
 
-pytestmark = [pytest.mark.broker]
+pytestmark = [pytest.mark.broker, pytest.mark.influx]
 
 PASSWORD = "borne-1-secret"
 GUEST, GONE = "04A1B2C3", "04DEAD00"
@@ -57,10 +58,17 @@ def payloads(sub: Recorder, topic: str) -> list[dict[str, Any]]:
     return [json.loads(p) for p in sub.on(topic) if p]
 
 
-def test_a_charger_runs_in_irve_collect(tmp_path: Path, broker: Server) -> None:
+def test_a_charger_runs_in_irve_collect(tmp_path: Path, broker: Server, influx: Server) -> None:
     """Boot -> retained charger; badges from the retained list; start -> meter values -> stop
-    -> one session with badge, room, MID energy and cost, the charger's count; commands from
-    MQTT; the link dropped -> charger_offline."""
+    -> one session with badge, room, MID energy and cost, the charger's count, stored in
+    InfluxDB by the ingestor with its room tag; commands from MQTT; the link dropped ->
+    charger_offline."""
+    create_database(influx)
+    with running(config(broker, influx, "1", flush_interval_s=0.1)):
+        charger_session(tmp_path, broker, influx)
+
+
+def charger_session(tmp_path: Path, broker: Server, influx: Server) -> None:
     port = free_port()
     path = ocpp_site(tmp_path, broker, port)
     site, profiles = load_site(str(path))
@@ -86,8 +94,12 @@ def test_a_charger_runs_in_irve_collect(tmp_path: Path, broker: Server) -> None:
                 url = f"ws://borne-1:{PASSWORD}@127.0.0.1:{port}/ocpp/borne-1"
                 async with charge_point(url, "borne-1") as cp:
                     await cp.boot()
+                    # Online as soon as it talks, then what its boot says.
                     charger = await until_true(
-                        lambda: payloads(sub, f"{base}/chargers/borne-1"), "charger message"
+                        lambda: [
+                            c for c in payloads(sub, f"{base}/chargers/borne-1") if c["vendor"]
+                        ],
+                        "charger message",
                     )
                     assert charger[-1]["online"] is True
                     assert (charger[-1]["vendor"], charger[-1]["serial"]) == ("Legrand", "LG-0001")
@@ -235,3 +247,19 @@ def test_a_charger_runs_in_irve_collect(tmp_path: Path, broker: Server) -> None:
     sub.close()
     assert process.returncode == 0, output
     assert PASSWORD not in output
+    (session,) = [s for s in payloads(sub, f"{base}/cp1/session") if s["event"] == "end"]
+
+    def stored() -> list[dict[str, Any]]:
+        found = rows(influx, "SELECT * FROM session WHERE \"source\" = 'ocpp' GROUP BY *")
+        return [r for r in found if r["session_id"] == session["session_id"]]
+
+    wait_until(lambda: any(r["event"] == "end" for r in stored()), 15, "the session in InfluxDB")
+    (row,) = stored()
+    assert (row["room"], row["badge"], row["point"]) == ("12", GUEST, "cp1")
+    assert row["energy_wh"] == session["energy_wh"]
+    assert row["charger_energy_wh"] == 4.0 and row["transaction_id"] == session["transaction_id"]
+    statuses = rows(influx, "SELECT * FROM connector GROUP BY *")
+    assert {(r["charger"], r["connector"], r["status"]) for r in statuses} >= {
+        ("borne-1", "1", "Preparing"),
+        ("borne-1", "1", "offline"),
+    }
