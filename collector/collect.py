@@ -196,7 +196,7 @@ class Collector(Generic[LinkT]):
         self._badge_limits = {m.id: BadgeLimit() for m in site.meters}
         self._command_limits = {m.id: BadgeLimit() for m in site.meters}
         self.chargers: Chargers | None = None
-        self._ocpp = OcppBridge()
+        self._ocpp = OcppBridge(site.notify.language)
         # The badge list as last received: the central system may be attached after it came.
         self._badges: list[Badge] | None = None
         self._commands: set[asyncio.Task[None]] = set()

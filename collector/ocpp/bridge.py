@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from collector.alerts.text import Language, describe
 from collector.ocpp.events import (
     ChargerBooted,
     ChargerOffline,
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class OcppBridge:
-    def __init__(self) -> None:
+    def __init__(self, language: Language = "fr") -> None:
+        self.language = language  # of the alerts' sentences, as the phone notifications
         # The last description of each charger: an online/offline change keeps what its boot said.
         self.chargers: dict[str, ChargerMessage] = {}
         self.offline: set[str] = set()  # chargers whose charger_offline alert is firing
@@ -53,15 +55,15 @@ class OcppBridge:
             out = [self._describe(event.charger, self._changed(event.charger, event.ts, True))]
             if event.charger in self.offline:
                 self.offline.discard(event.charger)
-                out.append(self._alert(event.charger, event.ts, "resolved", "talks again"))
+                out.append(self._alert(event.charger, event.ts, "resolved", None))
             return out
         if isinstance(event, ChargerOffline):
             described = self._changed(event.charger, event.ts, False, event.last_seen)
             self.offline.add(event.charger)
-            silent = f"silent since {event.last_seen.isoformat(timespec='seconds')}"
+            silent_s = (event.ts - event.last_seen).total_seconds()
             return [
                 self._describe(event.charger, described),
-                self._alert(event.charger, event.ts, "firing", silent),
+                self._alert(event.charger, event.ts, "firing", silent_s),
             ]
         if isinstance(event, ConnectorStatus):
             return self._connector(event)
@@ -82,19 +84,21 @@ class OcppBridge:
             return ChargerMessage(ts=ts, online=online, last_seen=seen)
         return known.model_copy(update={"ts": ts, "online": online, "last_seen": seen})
 
-    @staticmethod
     def _alert(
-        charger: str, ts: datetime, state: Literal["firing", "resolved"], detail: str
+        self,
+        charger: str,
+        ts: datetime,
+        state: Literal["firing", "resolved"],
+        silent_s: float | None,
     ) -> Outgoing:
-        verb = "offline" if state == "firing" else "back online"
         message = AlertMessage(
             ts=ts,
             alert="charger_offline",
             state=state,
             point=charger,
-            value=None,
+            value=silent_s,
             limit=None,
-            message=f"charger {charger} {verb}: {detail}",
+            message=describe("charger_offline", state, charger, silent_s, None, self.language),
         )
         return Outgoing(None, message)
 

@@ -33,15 +33,18 @@ def test_a_charger_offline_keeps_its_description_and_fires_then_resolves_the_ale
         "firing",
         "borne-1",
     )
+    assert alert.message.value == 1200
+    assert alert.message.message.startswith("Borne borne-1 hors ligne : aucun message depuis")
     back, resolved = bridge.messages(ChargerOnline(later, "borne-1"))
     assert isinstance(back.message, ChargerMessage) and back.message.online
     assert isinstance(resolved.message, AlertMessage) and resolved.message.state == "resolved"
+    assert resolved.message.message == "Borne borne-1 de nouveau en ligne"
     # Online again without having been offline: nothing to resolve.
     assert len(bridge.messages(ChargerOnline(later, "borne-1"))) == 1
 
 
 def test_connector_statuses_of_mapped_connectors_and_command_answers() -> None:
-    bridge = OcppBridge()
+    bridge = OcppBridge("en")
     (status,) = bridge.messages(
         ConnectorStatus(T0, "borne-1", 2, "cp1", "Charging", "NoError", None)
     )
