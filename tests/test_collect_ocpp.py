@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,33 @@ def payloads(sub: Recorder, topic: str) -> list[dict[str, Any]]:
     return [json.loads(p) for p in sub.on(topic) if p]
 
 
+def publish_badges(sub: Recorder) -> None:
+    """The front desk's retained list: a guest of room 12, and one who left."""
+    now = datetime.now(UTC)
+    badges = {
+        "ts": iso(now),
+        "badges": [
+            {"badge": GUEST, "room": "12", "until": iso(now + timedelta(days=2))},
+            {"badge": GONE, "room": "7", "until": iso(now - timedelta(hours=1))},
+        ],
+    }
+    sub.client.publish(f"irve/{SITE}/badges", json.dumps(badges), qos=1, retain=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    """SIGTERM, and what the process said."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=20)[0].decode()
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0].decode()
+
+
+def session_ends(sub: Recorder) -> list[dict[str, Any]]:
+    return [s for s in payloads(sub, f"irve/{SITE}/cp1/session") if s["event"] == "end"]
+
+
 def test_a_charger_runs_in_irve_collect(tmp_path: Path, broker: Server, influx: Server) -> None:
     """Boot -> retained charger; badges from the retained list; start -> meter values -> stop
     -> one session with badge, room, MID energy and cost, the charger's count, stored in
@@ -73,15 +101,7 @@ def charger_session(tmp_path: Path, broker: Server, influx: Server) -> None:
     path = ocpp_site(tmp_path, broker, port)
     site, profiles = load_site(str(path))
     sub = Recorder(broker.port)
-    now = datetime.now(UTC)
-    badges = {
-        "ts": iso(now),
-        "badges": [
-            {"badge": GUEST, "room": "12", "until": iso(now + timedelta(days=2))},
-            {"badge": GONE, "room": "7", "until": iso(now - timedelta(hours=1))},
-        ],
-    }
-    sub.client.publish(f"irve/{SITE}/badges", json.dumps(badges), qos=1, retain=True)
+    publish_badges(sub)
     base = f"irve/{SITE}"
 
     with running_simulator(site, profiles, seed=1) as sim:
@@ -238,12 +258,7 @@ def charger_session(tmp_path: Path, broker: Server, influx: Server) -> None:
 
             asyncio.run(scenario())
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                output = process.communicate(timeout=20)[0].decode()
-            except subprocess.TimeoutExpired:
-                process.kill()
-                output = process.communicate()[0].decode()
+            output = stop(process)
     sub.close()
     assert process.returncode == 0, output
     assert PASSWORD not in output
@@ -263,3 +278,86 @@ def charger_session(tmp_path: Path, broker: Server, influx: Server) -> None:
         ("borne-1", "1", "Preparing"),
         ("borne-1", "1", "offline"),
     }
+
+
+def test_a_transaction_across_a_collector_restart_with_a_stop_queued_meanwhile(
+    tmp_path: Path, broker: Server
+) -> None:
+    """The collector stops mid-transaction; the charger stops the charge while it is down and
+    sends the StopTransaction once it is back: one session, at the charger's times, with the MID
+    energy over them (the gap shared out); the next transaction id is a new one."""
+    port = free_port()
+    path = ocpp_site(tmp_path, broker, port)
+    site, profiles = load_site(str(path))
+    sub = Recorder(broker.port)
+    publish_badges(sub)
+    url = f"ws://borne-1:{PASSWORD}@127.0.0.1:{port}/ocpp/borne-1"
+    base = f"irve/{SITE}"
+
+    with running_simulator(site, profiles, seed=1) as sim:
+        sim.meter("cp1").force_current(30.0)
+        first = collect_process(path)
+        try:
+            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+
+            async def start() -> tuple[int, datetime]:
+                async with charge_point(url, "borne-1") as cp:
+                    await cp.boot()
+                    began = datetime.now(UTC)
+                    reply = await cp.call(
+                        call.StartTransaction(
+                            connector_id=1, id_tag=GUEST, meter_start=0, timestamp=iso(began)
+                        )
+                    )
+                    await until_true(
+                        lambda: payloads(sub, f"{base}/cp1/session"), "the session's start"
+                    )
+                    # Long enough for the meter's index (10 Wh steps) to move.
+                    await asyncio.sleep(10.0)
+                    return int(reply.transaction_id), began
+
+            tx, began = asyncio.run(start())
+        finally:
+            output = stop(first)
+        assert first.returncode == 0, output
+        time.sleep(4.0)  # the car charges on while the collector is down...
+        ended = datetime.now(UTC)  # ... until the guest stops it, the charger queues the stop
+        time.sleep(2.0)
+        sim.meter("cp1").force_current(0.0)
+        second = collect_process(path)
+        try:
+            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+
+            async def resume() -> int:
+                async with charge_point(url, "borne-1") as cp:
+                    await cp.boot()
+                    await cp.call(
+                        call.StopTransaction(transaction_id=tx, meter_stop=25, timestamp=iso(ended))
+                    )
+                    await until_true(lambda: session_ends(sub), "the session's end")
+                    reply = await cp.call(
+                        call.StartTransaction(
+                            connector_id=1,
+                            id_tag=GUEST,
+                            meter_start=0,
+                            timestamp=iso(datetime.now(UTC)),
+                        )
+                    )
+                    return int(reply.transaction_id)
+
+            again = asyncio.run(resume())
+        finally:
+            output = stop(second)
+    sub.close()
+    assert second.returncode == 0, output
+    assert again > tx
+    (session,) = session_ends(sub)
+    assert (session["transaction_id"], session["room"]) == (tx, "12")
+    assert (session["start"], session["ts"]) == (iso(began), iso(ended))
+    # What the MID index counted from the start to the queued stop (the simulated meter stands
+    # still while nobody polls it), within one 10 Wh step.
+    states = [(datetime.fromisoformat(m["ts"]), m["energy_wh"]) for m in sub.states("cp1")]
+    before = max(idx for ts, idx in states if ts <= began)
+    after = min(idx for ts, idx in states if ts >= ended)
+    assert after > before
+    assert after - before - 10 <= session["energy_wh"] <= after - before + 10
