@@ -103,7 +103,13 @@ def collector_link(site: SiteConfig) -> MqttLink:
     topics = Topics(site.mqtt.topic_prefix, site.site.id)
     subscriptions = [topics.point("+", "badge")]
     if site.ocpp is not None:
-        subscriptions += [topics.site_topic("badges"), topics.point("+", "command")]
+        # Its own retained charger descriptions too: after a restart a charger that only
+        # reconnects (no new boot) keeps its vendor, model, serial and firmware.
+        subscriptions += [
+            topics.site_topic("badges"),
+            topics.point("+", "command"),
+            topics.charger("+"),
+        ]
     if site.mqtt.discovery:
         subscriptions.append(f"{site.mqtt.discovery_prefix}/status")
     return MqttLink(
@@ -298,6 +304,9 @@ class Collector(Generic[LinkT]):
         parsed = parse_topic(self.topics.prefix, topic)
         if parsed is not None and parsed.kind == "badges":
             self._on_badge_list(topic, payload)
+            return
+        if parsed is not None and parsed.kind == "charger" and parsed.point is not None:
+            self._ocpp.remember(parsed.point, payload)
             return
         if parsed is not None and parsed.kind == "command" and parsed.point is not None:
             self._on_command(topic, parsed.point, payload, retained)

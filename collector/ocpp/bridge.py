@@ -71,6 +71,15 @@ class OcppBridge:
             return [self._answer(event)] if event.point is not None else []
         return []  # warnings: the central system logs them
 
+    def remember(self, charger: str, payload: bytes) -> None:
+        """A description published before a restart: kept until the charger says more."""
+        if charger in self.chargers or not payload:
+            return
+        try:
+            self.chargers[charger] = ChargerMessage.from_payload(payload)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            log.warning("charger %s: former description unreadable (%s)", charger, exc)
+
     def _describe(self, charger: str, message: ChargerMessage) -> Outgoing:
         self.chargers[charger] = message
         return Outgoing(charger, message)

@@ -59,3 +59,15 @@ def test_connector_statuses_of_mapped_connectors_and_command_answers() -> None:
     assert answer.message.event == "command_unlock"
     assert answer.message.details["status"] == "UnlockFailed"
     assert bridge.messages(ChargerWarning(T0, "borne-1", "measurand", "unknown")) == []
+
+
+def test_a_description_from_before_a_restart_is_kept_when_the_charger_only_reconnects() -> None:
+    before = OcppBridge()
+    (booted,) = before.messages(ChargerBooted(T0, "borne-1", "Hager", "Witty", None, "1.0"))
+    after = OcppBridge()
+    after.remember("borne-1", booted.message.to_json())
+    after.remember("borne-2", b"not json")  # logged, nothing kept
+    (online,) = after.messages(ChargerOnline(T0 + timedelta(hours=1), "borne-1"))
+    assert isinstance(online.message, ChargerMessage)
+    assert (online.message.vendor, online.message.online) == ("Hager", True)
+    assert "borne-2" not in after.chargers
