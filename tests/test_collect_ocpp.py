@@ -15,11 +15,20 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
+from collector.simulator.chargers import default_url, play_chargers
+from collector.simulator.model import Car
+from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 from tests.ingest.test_service import config, create_database, rows, running
 from tests.support.ocpp import Station, charge_point
 from tests.support.servers import Server, free_port, wait_until
-from tests.support.sim_helpers import running_simulator, socket_meter, tcp_bus, write_site
+from tests.support.sim_helpers import (
+    running_simulator,
+    simulate_process,
+    socket_meter,
+    tcp_bus,
+    write_site,
+)
 from tests.test_collect_e2e import SITE, Recorder, collect_process
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
@@ -374,3 +383,86 @@ def test_a_transaction_across_a_collector_restart_with_a_stop_queued_meanwhile(
     after = min(idx for ts, idx in states if ts >= ended)
     assert after > before
     assert after - before - 10 <= session["energy_wh"] <= after - before + 10
+
+
+def test_the_simulator_plays_the_chargers_of_the_site(tmp_path: Path, broker: Server) -> None:
+    """`irve simulate`'s chargers follow the simulated cars: a car plugged on cp1 is badged
+    and charged as an OCPP transaction, its departure stops it: one session from the charger,
+    with the badge's room, against the real `irve collect`."""
+    port = free_port()
+    path = ocpp_site(tmp_path, broker, port)
+    site, profiles = load_site(str(path))
+    sub = Recorder(broker.port)
+    now = datetime.now(UTC)
+    listed = {"badge": "SIM-cp1", "room": "21", "until": iso(now + timedelta(days=1))}
+    sub.client.publish(
+        f"irve/{SITE}/badges", json.dumps({"ts": iso(now), "badges": [listed]}), 1, retain=True
+    )
+    process = collect_process(path)
+    try:
+        sub.wait(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online", timeout=30)
+
+        async def scenario() -> None:
+            async with SimulatedSite(site, profiles, seed=2) as sim:
+                sim.model.meters["cp1"].car = None
+                players = asyncio.create_task(play_chargers(site, sim.model, default_url(site), {}))
+                try:
+                    await until_true(
+                        lambda: payloads(sub, f"irve/{SITE}/cp1/connector"), "charger status"
+                    )
+                    departs = datetime.now(UTC) + timedelta(hours=1)
+                    sim.model.meters["cp1"].car = Car(40e3, 10e3, 0.95, departs)
+                    sim.model.refresh()
+                    await until_true(
+                        lambda: payloads(sub, f"irve/{SITE}/cp1/session"), "session start"
+                    )
+                    await asyncio.sleep(6.0)  # the index moves (10 Wh steps)
+                    sim.model.meters["cp1"].car = None
+                    sim.model.refresh()
+                    await until_true(lambda: session_ends(sub), "session end")
+                finally:
+                    players.cancel()
+                    await asyncio.gather(players, return_exceptions=True)
+
+        asyncio.run(scenario())
+    finally:
+        output = stop(process)
+    sub.close()
+    assert process.returncode == 0, output
+    (session,) = session_ends(sub)
+    assert (session["badge"], session["room"], session["source"]) == ("SIM-cp1", "21", "ocpp")
+    assert session["energy_wh"] > 0
+    assert session["charger_energy_wh"] is not None
+    assert payloads(sub, f"irve/{SITE}/chargers/borne-1")[-1]["vendor"] == "irve-simulator"
+
+
+def test_irve_simulate_connects_the_site_chargers_to_irve_collect(
+    tmp_path: Path, broker: Server
+) -> None:
+    port = free_port()
+    path = ocpp_site(tmp_path, broker, port)
+    site, _ = load_site(str(path))
+    bus = site.buses[0]
+    sub = Recorder(broker.port)
+    collector = collect_process(path)
+    try:
+        with simulate_process(path, "--seed", "1", port=getattr(bus, "port", None)):
+            sub.wait(
+                lambda: any(
+                    c["vendor"] == "irve-simulator" and c["online"]
+                    for c in payloads(sub, f"irve/{SITE}/chargers/borne-1")
+                ),
+                "the simulated charger",
+                timeout=30,
+            )
+            sub.wait(
+                lambda: (
+                    [c["status"] for c in payloads(sub, f"irve/{SITE}/cp1/connector")][-1:]
+                    == ["Available"]
+                ),
+                "its connector",
+            )
+    finally:
+        output = stop(collector)
+    sub.close()
+    assert collector.returncode == 0, output
