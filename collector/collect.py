@@ -5,6 +5,11 @@ on the app (it is the poller's sink). Each reading becomes a retained `state` me
 fed to the processors (energy, sessions, alerts); what they return is published too. A 1 s tick
 drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`, at most
 BADGE_RATE_PER_S per socket and never a retained one.
+
+With OCPP chargers (`attach_chargers`), the central system's events come to `ocpp_event`: its
+transactions become the energy stage's sessions, the rest catalogue messages
+(collector.ocpp.bridge); the retained badge list `irve/{site}/badges` and the commands of
+`irve/{site}/+/command` go to the central system.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -30,10 +35,13 @@ from collector.meters.reading import Reading, state_keys
 from collector.mqtt.client import MqttLink
 from collector.mqtt.discovery import discovery_messages, former_discovery_topics
 from collector.mqtt.spool import Spool
+from collector.ocpp.bridge import OcppBridge
+from collector.ocpp.core import Badge, CommandError, parse_badge_list
+from collector.ocpp.events import CommandResult, Event, TransactionEnded, TransactionStarted
 from collector.pipeline import Processor
 from collector.state import FileStateStore, alerts_path, default_path
 from collector.wire.kinds import Envelope, Outgoing, envelope
-from collector.wire.messages import AvailabilityMessage, BadgeMessage
+from collector.wire.messages import AvailabilityMessage, BadgeMessage, CommandMessage, EventMessage
 from collector.wire.times import utc_now
 from collector.wire.topics import Topics, parse_topic
 
@@ -94,6 +102,14 @@ def collector_link(site: SiteConfig) -> MqttLink:
     """The collector's MQTT link (not started: its owner enters it)."""
     topics = Topics(site.mqtt.topic_prefix, site.site.id)
     subscriptions = [topics.point("+", "badge")]
+    if site.ocpp is not None:
+        # Its own retained charger descriptions too: after a restart a charger that only
+        # reconnects (no new boot) keeps its vendor, model, serial and firmware.
+        subscriptions += [
+            topics.site_topic("badges"),
+            topics.point("+", "command"),
+            topics.charger("+"),
+        ]
     if site.mqtt.discovery:
         subscriptions.append(f"{site.mqtt.discovery_prefix}/status")
     return MqttLink(
@@ -151,6 +167,18 @@ class Source(Protocol):
     async def run(self) -> None: ...
 
 
+class Chargers(Protocol):
+    """What the collector needs of the OCPP central system (collector.ocpp.server)."""
+
+    def set_badges(self, badges: Sequence[Badge]) -> None: ...
+
+    async def command(
+        self, point: str, action: str, badge: str | None = None, connector: int | None = None
+    ) -> list[CommandResult]: ...
+
+    async def stop(self) -> None: ...
+
+
 class Collector(Generic[LinkT]):
     """The app: a poller sink, the processors and the MQTT link. The link and the stages are
     made, entered and closed by the app's owner (collector.commands.collect); the app only
@@ -172,6 +200,12 @@ class Collector(Generic[LinkT]):
         self._state_keys = {m.id: state_keys(site, m) for m in site.meters}
         self._ha_status = f"{site.mqtt.discovery_prefix}/status"
         self._badge_limits = {m.id: BadgeLimit() for m in site.meters}
+        self._command_limits = {m.id: BadgeLimit() for m in site.meters}
+        self.chargers: Chargers | None = None
+        self._ocpp = OcppBridge(site.notify.language)
+        # The badge list as last received: the central system may be attached after it came.
+        self._badges: list[Badge] | None = None
+        self._commands: set[asyncio.Task[None]] = set()
         self._retained_logged: set[str] = set()
         with_charging = self.stages.energy is not None
         self._discovery = (
@@ -268,6 +302,15 @@ class Collector(Generic[LinkT]):
                 self._send_discovery()
             return
         parsed = parse_topic(self.topics.prefix, topic)
+        if parsed is not None and parsed.kind == "badges":
+            self._on_badge_list(topic, payload)
+            return
+        if parsed is not None and parsed.kind == "charger" and parsed.point is not None:
+            self._ocpp.remember(parsed.point, payload)
+            return
+        if parsed is not None and parsed.kind == "command" and parsed.point is not None:
+            self._on_command(topic, parsed.point, payload, retained)
+            return
         if parsed is None or parsed.kind != "badge" or parsed.point is None:
             log.warning("ignoring message on unexpected topic %r", topic)
             return
@@ -303,6 +346,92 @@ class Collector(Generic[LinkT]):
         log.info("badge %r on %s", badge.badge, point)
         self.publish_all(self._feed(lambda p: p.on_badge(point, badge.badge, self.clock())))
 
+    # -- OCPP chargers ---------------------------------------------------------------------
+
+    def attach_chargers(self, chargers: Chargers) -> None:
+        """The central system, made and closed by the app's owner; stopped by `run` before the
+        processors close, so that no transaction ends after the sessions' state is saved."""
+        self.chargers = chargers
+        if self._badges is not None:
+            chargers.set_badges(self._badges)
+
+    def ocpp_event(self, event: Event) -> None:
+        """An event of the central system (on the loop): published, or a session for the
+        energy stage."""
+        energy, now = self.stages.energy, self.clock()
+        if isinstance(event, TransactionStarted | TransactionEnded):
+            if event.point is None:
+                log.warning("transaction %d: no meter for its connector", event.transaction_id)
+                return
+            if energy is None:
+                return
+            if isinstance(event, TransactionStarted):
+                self.publish_all(
+                    energy.open_session(
+                        event.point, event.ts, event.badge, event.room, event.transaction_id, now
+                    )
+                )
+            else:
+                self.publish_all(
+                    energy.close_session(
+                        event.point, event.transaction_id, event.end, event.charger_energy_wh, now
+                    )
+                )
+            return
+        self.publish_all(self._ocpp.messages(event))
+
+    def _on_badge_list(self, topic: str, payload: bytes) -> None:
+        try:
+            badges, problems = parse_badge_list(json.loads(payload))
+        except ValueError as exc:
+            log.warning("badge list on %r is not JSON (%s): the previous one is kept", topic, exc)
+            return
+        for problem in problems:
+            log.warning("badge list: %s (left out)", problem)
+        log.info("badge list: %d badge(s)", len(badges))
+        self._badges = badges
+        if self.chargers is not None:
+            self.chargers.set_badges(badges)
+
+    def _on_command(self, topic: str, point: str, payload: bytes, retained: bool) -> None:
+        if retained:
+            # An order is given once; a retained one would be given again at every reconnect.
+            log.warning("ignoring a retained command on %r: a command must not be retained", topic)
+            return
+        limit = self._command_limits.get(point)
+        if limit is None:
+            log.warning("command on %r: no meter %r on this site", topic, point)
+            return
+        if not limit.allow(time.monotonic()):
+            return
+        try:
+            command = CommandMessage.from_payload(payload)
+        except (ValidationError, ValueError) as exc:
+            self._refuse_command(point, "; ".join(_reasons(exc)))
+            return
+        if self.chargers is None:
+            self._refuse_command(point, "no OCPP central system runs")
+            return
+        log.info("command %s on %s", command.action, point)
+        task = asyncio.get_running_loop().create_task(self._command(point, command))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _command(self, point: str, command: CommandMessage) -> None:
+        assert self.chargers is not None
+        try:
+            # The charger's answers come back as events (ocpp_event).
+            await self.chargers.command(point, command.action, command.badge)
+        except CommandError as exc:
+            self._refuse_command(point, str(exc))
+
+    def _refuse_command(self, point: str, reason: str) -> None:
+        log.warning("command on %s refused: %s", point, reason)
+        event = EventMessage(
+            ts=self.clock(), event="command_refused", message=f"command refused: {reason}"
+        )
+        self.publish(Outgoing(point, event))
+
     def tick(self, now: datetime) -> None:
         self.publish_all(self._feed(lambda p: p.on_tick(now)))
 
@@ -327,6 +456,11 @@ class Collector(Generic[LinkT]):
             for task in [*workers, stopper]:
                 task.cancel()
             await asyncio.gather(*workers, stopper, return_exceptions=True)
+            for command in list(self._commands):
+                command.cancel()
+            await asyncio.gather(*self._commands, return_exceptions=True)
+            if self.chargers is not None:
+                await self.chargers.stop()
             for processor in self.stages.processors:
                 try:
                     processor.close()

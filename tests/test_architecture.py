@@ -38,6 +38,7 @@ PURE = [
     "mqtt/outbox.py",
     "ocpp/core.py",
     "ocpp/events.py",
+    "ocpp/bridge.py",
     "load/allocate.py",
     "load/controller.py",
     "load/schedule.py",

@@ -133,17 +133,19 @@ def published(service: dict[str, Any]) -> list[str]:
     return [str(port).rsplit(":", 1)[-1] for port in service.get("ports", [])]
 
 
-def test_only_grafana_mqtt_and_the_desk_are_published() -> None:
+def test_only_grafana_mqtt_the_desk_and_ocpp_are_published() -> None:
     assert "ports" not in SERVICES["influxdb"]
     for name, service in SERVICES.items():
         assert not DATABASE_PORTS & set(published(service)), name
     assert published(SERVICES["grafana"]) == ["3000"]
     assert published(SERVICES["mosquitto"]) == ["1883"]
     assert published(SERVICES["desk"]) == ["8080"]
+    assert published(SERVICES["collector"]) == ["9000"]
     assert {n for n, service in SERVICES.items() if published(service)} == {
         "grafana",
         "mosquitto",
         "desk",
+        "collector",
     }
     grafana = environment(SERVICES["grafana"])
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"

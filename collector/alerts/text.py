@@ -100,6 +100,14 @@ def describe(
             if fr
             else f"Power back under the warning level: {figures}"
         )
+    if alert == "charger_offline":  # value: seconds without a message from the charger
+        if state == "firing":
+            return (
+                f"Borne {label} hors ligne : aucun message depuis {_seconds(v, language)}"
+                if fr
+                else f"Charger {label} offline: no message for {_seconds(v, language)}"
+            )
+        return f"Borne {label} de nouveau en ligne" if fr else f"Charger {label} back online"
     # meter_offline: value = seconds without a reading; limit = the allowed silence.
     if state == "firing":
         return (

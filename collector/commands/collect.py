@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from collector.config import SiteConfig
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
 from collector.mqtt.client import MqttLink
+from collector.ocpp.server import CentralSystem, StartError, state_path
 from collector.site import load_site
 from collector.wire.times import utc_now
 
@@ -53,14 +54,25 @@ async def open_collector(
 ) -> AsyncIterator[Collector[MqttLink]]:
     """The app with the services it uses, each entered here and closed here in reverse order:
     the notifier (after the link, so the last alerts are still notified), then the MQTT link
-    (after the app has stopped its processors, so their last messages are flushed).
+    (after the app has stopped its processors, so their last messages are flushed), then the
+    OCPP central system when the site has chargers (the app stops it before its processors).
     `stages`: instead of the site's processors (tests)."""
     with Notifier.from_site(site) as notifier:
         link = collector_link(site)
         if stages is None:
             stages = build_processors(site, profiles, notifier)
         app = Collector(site, profiles, link, stages, clock)
-        async with link:
+        async with AsyncExitStack() as services:
+            await services.enter_async_context(link)
+            if site.ocpp is not None and site.chargers:
+                central = CentralSystem(
+                    site.ocpp,
+                    site.chargers,
+                    state_path(site.state_dir, site.site.id),
+                    app.ocpp_event,
+                    clock=clock,
+                )
+                app.attach_chargers(await services.enter_async_context(central))
             yield app
 
 
@@ -69,11 +81,16 @@ async def serve(site: SiteConfig, profiles: dict[str, Profile]) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stopper(stop, signum))
-    log.info("collecting site %s: %d meter(s)", site.site.id, len(site.meters))
+    log.info(
+        "collecting site %s: %d meter(s), %d OCPP charger(s)",
+        site.site.id,
+        len(site.meters),
+        len(site.chargers),
+    )
     try:
         async with open_collector(site, profiles) as app:
             await app.run(Poller(site, profiles, app), stop)
-    except RuntimeError as exc:
+    except (RuntimeError, StartError) as exc:
         log.error("collector failed: %s", exc)
         return 1
     return 0

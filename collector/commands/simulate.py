@@ -16,6 +16,7 @@ from typing import Any
 
 from collector.commands.check import add_config_argument
 from collector.settings import ConfigError
+from collector.simulator.chargers import default_url, play_chargers
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 
@@ -37,6 +38,13 @@ def _start(text: str) -> datetime:
     if when.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give a time zone (e.g. Z or +01:00)")
     return when
+
+
+def _badge(text: str) -> tuple[str, str]:
+    point, sep, badge = text.partition("=")
+    if not sep or not point or not badge.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected POINT=BADGE")
+    return point, badge.strip()
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -65,6 +73,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="overcurrent:ID[:A], overload[:W], silent:ID, exception:ID[:CODE], short:ID, "
         "garbled:ID, max-read:ID:N (repeatable)",
     )
+    parser.add_argument(
+        "--ocpp-url",
+        help="the collector's OCPP central system the site's chargers connect to "
+        "(default: ws://<ocpp.listen>, 127.0.0.1 for 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--badge",
+        type=_badge,
+        action="append",
+        default=[],
+        metavar="POINT=BADGE",
+        help="the badge the simulated charger shows for the cars of a point (default SIM-POINT)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -89,10 +110,21 @@ def run(args: argparse.Namespace) -> int:
         meters = ", ".join(f"{m.id}@{m.unit}" for m in site.meters if m.bus == bus.id)
         where = sim.endpoint(bus.id)
         print(f"bus {bus.id} ({bus.type}) on {where}: {meters}", flush=True)
+    url = args.ocpp_url or (default_url(site) if site.ocpp is not None else "")
+    for charger in site.chargers:
+        print(f"charger {charger.id} -> {url}", flush=True)
     print(f"seed {seed}, speed x{args.speed:g}; Ctrl-C to stop", flush=True)
     try:
-        asyncio.run(sim.serve_forever())
+        asyncio.run(_serve(sim, url, dict(args.badge)))
     except (OSError, RuntimeError) as exc:
         print(f"irve simulate: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _serve(sim: SimulatedSite, url: str, badges: dict[str, str]) -> None:
+    if not sim.site.chargers:
+        await sim.serve_forever()
+        return
+    async with sim:
+        await play_chargers(sim.site, sim.model, url, badges)

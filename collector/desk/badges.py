@@ -7,15 +7,15 @@ holds the whole list, never a stale one.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from collector.desk.stays import badges_in_force
-from collector.desk.storage import Storage, StorageUnavailable, iso
+from collector.desk.storage import Storage, StorageUnavailable
 from collector.mqtt.client import MqttLink
-from collector.wire.kinds import Envelope
+from collector.wire.kinds import KINDS, Envelope
+from collector.wire.messages import BadgesMessage
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,13 @@ class BadgePublisher:
         badges = badges_in_force(self.storage.stays("closed IS NULL"), now, self.grace)
         if badges == self.published and not force:
             return False
-        payload = json.dumps({"ts": iso(now), "badges": badges}, separators=(",", ":"))
-        # Critical: an outbox that fills while the broker is away must not drop the list.
-        self.link.send(Envelope(self.topic, payload.encode(), True, "badges", critical=True))
+        message = BadgesMessage.model_validate({"ts": now, "badges": badges})
+        # Critical in the catalogue: an outbox that fills while the broker is away must not
+        # drop the list.
+        kind = KINDS["badges"]
+        self.link.send(
+            Envelope(self.topic, message.to_json(), kind.retained, kind.name, kind.critical)
+        )
         self.published = badges
         self.on_change({b["badge"]: b["room"] for b in badges})
         log.info("badges: %d in force published on %s", len(badges), self.topic)

@@ -76,8 +76,12 @@ class EnergyProcessor(Processor):
             )
             for m in site.meters
         }
+        # Sockets served by an OCPP charger: their sessions are the charger's transactions.
+        self.explicit = {point for c in site.chargers for point in c.connectors.values()}
         self.sessions = {
-            m.id: SessionTracker(m.id, site.sessions) for m in site.meters if m.role == "socket"
+            m.id: SessionTracker(m.id, site.sessions, explicit=m.id in self.explicit)
+            for m in site.meters
+            if m.role == "socket"
         }
         saved = self.store.load()
         for point, data in saved.get("energy", {}).items():
@@ -123,6 +127,50 @@ class EnergyProcessor(Processor):
         if out:
             self._hold(out)
         return self._release()
+
+    def open_session(
+        self,
+        point: str,
+        start: datetime,
+        badge: str | None,
+        room: str | None,
+        transaction_id: int,
+        now: datetime,
+    ) -> list[Outgoing]:
+        """A charger's transaction starts on `point` at `start` (the charger's time)."""
+        tracker = self._explicit(point)
+        if tracker is None:
+            return self._release()
+        session_id = f"{point}-tx{transaction_id}"
+        out = self._wrap(point, tracker.begin(session_id, start, badge, room, transaction_id))
+        return self._emit(out, now) if out else self._mark(now)
+
+    def close_session(
+        self,
+        point: str,
+        transaction_id: int,
+        end: datetime,
+        charger_energy_wh: float | None,
+        now: datetime,
+    ) -> list[Outgoing]:
+        """A charger's transaction ends at `end`: the session ends once the meter reaches it."""
+        tracker = self._explicit(point)
+        if tracker is None:
+            return self._release()
+        out = self._wrap(point, tracker.stop(transaction_id, end, charger_energy_wh))
+        return self._emit(out, now) if out else self._mark(now)
+
+    def _explicit(self, point: str) -> SessionTracker | None:
+        tracker = self.sessions.get(point)
+        if tracker is None or not tracker.explicit:
+            log.warning("transaction on %s ignored: not a socket served by a charger", point)
+            return None
+        return tracker
+
+    def _mark(self, now: datetime) -> list[Outgoing]:
+        # A change without a message (a pending end) is saved with the next snapshot.
+        self._dirty = True
+        return self._emit([], now)
 
     def on_tick(self, now: datetime) -> Iterable[Outgoing]:
         # The open windows' progress is saved every few seconds too, so a restart after a

@@ -14,12 +14,22 @@ the end waits for the next session and, if none starts in time, is reported as a
 `badge_unmatched` event (the front desk then bills with `irve bill --point`). The same badge
 shown again on a running session changes nothing and sends nothing; at most
 MAX_WAITING_BADGES wait per socket (the oldest is dropped, logged).
+
+A socket served by an OCPP charger (`explicit`) is never started or ended by power: its
+sessions are the charger's transactions, begun and stopped at the charger's times (`begin`,
+`stop`). Their energy and cost are still the MID meter's pieces over that interval, the pieces
+on either side of a boundary shared out in proportion of time. A transaction the charger queued
+while its link was down starts in the past: the pieces of the last RECENT_S are kept (in
+memory) for it. A session closed at a time the meter has not reached yet ends at the first
+reading past it (or END_WAIT_S later if the meter stays silent). A meter serves one session at a
+time: a second transaction on the same meter while one runs is counted in the first (logged).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +42,14 @@ log = logging.getLogger(__name__)
 # Only the latest waiting badge is used; a few older ones are kept for the logs' sake, never
 # an unbounded list (a flood of badges must not grow the state saved on every change).
 MAX_WAITING_BADGES = 10
+# The MID pieces kept for a charger's transaction that starts or ends in the past (queued while
+# its link was down), at most RECENT_PIECES of them (an hour of 1 s polls).
+RECENT_S = 3600.0
+RECENT_PIECES = 3600
+END_WAIT_S = 120.0
+# The charger's own count may differ from the MID meter's by this much before it is reported.
+MISMATCH_RATIO = 0.02
+MISMATCH_WH = 100.0
 
 
 @dataclass
@@ -45,6 +63,12 @@ class Totals:
             slot = self.by_period.setdefault(piece.period, [0.0, 0.0])
             slot[0] += piece.energy_wh
             slot[1] += piece.cost_eur
+
+    def subtract(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            slot = self.by_period.setdefault(piece.period, [0.0, 0.0])
+            slot[0] = max(0.0, slot[0] - piece.energy_wh)
+            slot[1] = max(0.0, slot[1] - piece.cost_eur)
 
     def merge(self, other: Totals) -> None:
         for period, (energy, cost) in other.by_period.items():
@@ -74,8 +98,14 @@ class Session:
     badge: str | None = None
     max_power_w: float = 0.0
     totals: Totals = field(default_factory=Totals)
+    # A charger's transaction (explicit sessions only).
+    room: str | None = None
+    transaction_id: int | None = None
+    end: datetime | None = None  # closed by the charger, waiting for the meter to reach it
+    charger_energy_wh: float | None = None
 
     def message(self, event: str, ts: datetime) -> SessionMessage:
+        explicit = self.transaction_id is not None
         return SessionMessage(
             event=event,
             session_id=self.session_id,
@@ -87,15 +117,21 @@ class Session:
             max_power_w=self.max_power_w,
             start=self.start,
             periods=self.totals.periods(),
+            room=self.room,
+            source="ocpp" if explicit else None,
+            transaction_id=self.transaction_id,
+            charger_energy_wh=self.charger_energy_wh if event == "end" else None,
         )
 
 
 class SessionTracker:
     """One socket's state machine: idle -> starting -> active (-> pausing) -> idle."""
 
-    def __init__(self, point: str, settings: SessionSettings) -> None:
+    def __init__(self, point: str, settings: SessionSettings, explicit: bool = False) -> None:
         self.point = point
         self.settings = settings
+        self.explicit = explicit
+        self.recent: deque[Piece] = deque(maxlen=RECENT_PIECES)
         self.last_ts: datetime | None = None
         self.candidate_since: datetime | None = None  # first high reading of a possible start
         self.pending: Session | None = None  # a start not yet confirmed
@@ -109,6 +145,8 @@ class SessionTracker:
         return self.session is not None and self.low_since is None
 
     def update(self, ts: datetime, power_w: float | None, pieces: list[Piece]) -> list[Message]:
+        if self.explicit:
+            return self._follow(ts, power_w, pieces)
         out: list[Message] = []
         previous, self.last_ts = self.last_ts, ts
         s = self.settings
@@ -167,9 +205,100 @@ class SessionTracker:
             )
         return []
 
+    # ---- explicit sessions (a charger's transactions) ------------------------------------
+
+    def begin(
+        self,
+        session_id: str,
+        start: datetime,
+        badge: str | None,
+        room: str | None,
+        transaction_id: int,
+    ) -> list[Message]:
+        if self.session is not None:
+            log.warning(
+                "%s: transaction %d starts while session %s runs on the same meter: its energy "
+                "is counted in that session",
+                self.point,
+                transaction_id,
+                self.session.session_id,
+            )
+            return []
+        session = Session(session_id, start, badge, room=room, transaction_id=transaction_id)
+        session.totals.add(_within(list(self.recent), start, None))
+        self.session = session
+        log.info("%s: session %s started (badge %r)", self.point, session_id, badge)
+        return [session.message("start", start)]
+
+    def stop(
+        self, transaction_id: int, end: datetime, charger_energy_wh: float | None
+    ) -> list[Message]:
+        session = self.session
+        if session is None or session.transaction_id != transaction_id:
+            return []
+        session.end, session.charger_energy_wh = max(end, session.start), charger_energy_wh
+        if self.last_ts is not None and self.last_ts >= session.end:
+            if not self.recent or self.recent[0].start > session.end:
+                log.warning(
+                    "%s: transaction %d ended at %s, before the meter readings kept in memory: "
+                    "the session keeps the energy counted since",
+                    self.point,
+                    transaction_id,
+                    session.end.isoformat(),
+                )
+            # The meter is past the end already: what it counted after it is taken back.
+            session.totals.subtract(_within(list(self.recent), session.end, None))
+            return self._finish()
+        return []
+
+    def _follow(self, ts: datetime, power_w: float | None, pieces: list[Piece]) -> list[Message]:
+        self.last_ts = ts
+        self.recent.extend(pieces)
+        while self.recent and (ts - self.recent[0].end).total_seconds() > RECENT_S:
+            self.recent.popleft()
+        session = self.session
+        if session is None:
+            return []
+        session.totals.add(_within(pieces, session.start, session.end))
+        if power_w is not None and (session.end is None or ts <= session.end):
+            session.max_power_w = max(session.max_power_w, power_w)
+        if session.end is not None and ts >= session.end:
+            return self._finish()
+        return []
+
+    def _finish(self) -> list[Message]:
+        session = self.session
+        assert session is not None and session.end is not None
+        self.session = None
+        mid = session.totals.energy_wh
+        log.info("%s: session %s ended, %.0f Wh", self.point, session.session_id, mid)
+        out: list[Message] = [session.message("end", session.end)]
+        charger = session.charger_energy_wh
+        if charger is not None and abs(charger - mid) > max(MISMATCH_RATIO * mid, MISMATCH_WH):
+            out.append(
+                EventMessage(
+                    ts=session.end,
+                    event="charger_energy_mismatch",
+                    message=f"transaction {session.transaction_id}: the charger counted "
+                    f"{charger:.0f} Wh, the MID meter {mid:.0f} Wh (the meter is billed)",
+                    details={
+                        "transaction_id": session.transaction_id,
+                        "charger_energy_wh": charger,
+                        "mid_energy_wh": round(mid, 6),
+                    },
+                )
+            )
+        return out
+
     def on_tick(self, now: datetime) -> list[Message]:
         out: list[Message] = []
         s = self.settings
+        if self.explicit:
+            session = self.session
+            if session and session.end and (now - session.end).total_seconds() >= END_WAIT_S:
+                log.warning("%s: no reading past the session's end: ended as it is", self.point)
+                out.extend(self._finish())
+            return out
         if (
             self.session is not None
             and self.low_since is not None
@@ -265,6 +394,10 @@ def _session_dict(session: Session | None) -> dict[str, Any] | None:
         "badge": session.badge,
         "max_power_w": session.max_power_w,
         "totals": session.totals.by_period,
+        "room": session.room,
+        "transaction_id": session.transaction_id,
+        "end": _iso(session.end),
+        "charger_energy_wh": session.charger_energy_wh,
     }
 
 
@@ -277,4 +410,23 @@ def _session_from(data: dict[str, Any] | None) -> Session | None:
         badge=data.get("badge"),
         max_power_w=float(data.get("max_power_w", 0.0)),
         totals=Totals({k: list(v) for k, v in data.get("totals", {}).items()}),
+        room=data.get("room"),
+        transaction_id=data.get("transaction_id"),
+        end=_dt(data.get("end")),
+        charger_energy_wh=data.get("charger_energy_wh"),
     )
+
+
+def _within(pieces: list[Piece], start: datetime, end: datetime | None) -> list[Piece]:
+    """The part of each piece inside [start, end), its energy in proportion of time."""
+    out = []
+    for piece in pieces:
+        lo, hi = max(piece.start, start), piece.end if end is None else min(piece.end, end)
+        span = (piece.end - piece.start).total_seconds()
+        if span <= 0:  # an instant: inside or not
+            if start <= piece.start and (end is None or piece.start < end):
+                out.append(piece)
+        elif hi > lo:
+            share = (hi - lo).total_seconds() / span
+            out.append(replace(piece, start=lo, end=hi, energy_wh=piece.energy_wh * share))
+    return out

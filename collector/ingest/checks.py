@@ -14,6 +14,7 @@ from typing import Any
 
 from collector.wire.messages import (
     AlertMessage,
+    ConnectorMessage,
     EnergyMessage,
     EventMessage,
     SessionMessage,
@@ -137,6 +138,7 @@ def session(msg: SessionMessage) -> None:
     _time("start", msg.start)
     _text("session_id", msg.session_id)
     _text("badge", msg.badge)
+    _text("room", msg.room)
     _range("duration_s", msg.duration_s, 0, MAX_SESSION_S, " s")
     if msg.start is not None and msg.start > msg.ts:
         raise ValueError(f"start: {msg.start.isoformat()} is after ts {msg.ts.isoformat()}")
@@ -144,6 +146,7 @@ def session(msg: SessionMessage) -> None:
     _range("energy_wh", msg.energy_wh, 0, most, f" Wh in {msg.duration_s:g} s")
     _range("cost_eur", msg.cost_eur, 0, most / 1000 * MAX_PRICE_EUR_KWH, " EUR")
     _range("max_power_w", msg.max_power_w, 0, MAX_POWER_W, " W")
+    _range("charger_energy_wh", msg.charger_energy_wh, 0, most, f" Wh in {msg.duration_s:g} s")
     for period, total in msg.periods.items():
         _range(f"periods.{period}.energy_wh", total.energy_wh, 0, most, " Wh")
         _range(
@@ -173,6 +176,12 @@ def event(msg: EventMessage) -> None:
             _range(f"details.{key}", value, -MAX_DETAIL, MAX_DETAIL)
 
 
+def connector(msg: ConnectorMessage) -> None:
+    _time("ts", msg.ts)
+    _text("charger", msg.charger)
+    _text("error_code", msg.error_code)
+
+
 # Per message kind (collector.wire.kinds); a kind without an entry has no range to check.
 BY_KIND: dict[str, Callable[[Any], None]] = {
     "state": state,
@@ -180,4 +189,5 @@ BY_KIND: dict[str, Callable[[Any], None]] = {
     "session": session,
     "alert": alert,
     "event": event,
+    "connector": connector,
 }

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from collector.ingest import checks
 from collector.wire.kinds import KINDS, Kind
 from collector.wire.messages import MAX_PAYLOAD_BYTES
-from collector.wire.topics import ParsedTopic, parse_topic
+from collector.wire.topics import CHARGERS, ParsedTopic, parse_topic
 
 # What the ingestor subscribes to, under `{prefix}/+/...`: every kind written to InfluxDB.
 _STORED: dict[str, Kind] = {k.name: k for k in KINDS.values() if k.to_line is not None}
@@ -22,6 +22,8 @@ def subscriptions(prefix: str, share_group: str | None) -> list[str]:
     """Topic filters, each through `$share/{group}/` when the load is shared."""
     filters = [f"{prefix}/+/+/{kind}" for kind in POINT_KINDS]
     filters += [f"{prefix}/+/{kind}" for kind in SITE_KINDS]
+    if any(k.scope == "charger" for k in _STORED.values()):
+        filters.append(f"{prefix}/+/{CHARGERS}/+")
     if share_group:
         filters = [f"$share/{share_group}/{topic}" for topic in filters]
     return filters

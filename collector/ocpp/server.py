@@ -218,12 +218,14 @@ class CentralSystem:
         )
 
     async def stop(self) -> None:
+        """Close the listener and every charger's connection, save the state; again: nothing."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
         await self.save()
 
     async def __aenter__(self) -> CentralSystem:

@@ -20,6 +20,10 @@ from collector.wire.messages import (
     AlertMessage,
     AvailabilityMessage,
     BadgeMessage,
+    BadgesMessage,
+    ChargerMessage,
+    CommandMessage,
+    ConnectorMessage,
     EnergyMessage,
     EventMessage,
     Message,
@@ -32,7 +36,8 @@ from collector.wire.messages import (
 if TYPE_CHECKING:
     from collector.wire.topics import Topics
 
-Scope = Literal["point", "site", "discovery"]
+# "charger": under `{site}/chargers/{charger}`, the charger's id in `Outgoing.point`.
+Scope = Literal["point", "site", "charger", "discovery"]
 # (site, point, message, received_ms) -> one line of line protocol, or None: nothing to store.
 ToLine = Callable[[str, str, Any, int], str | None]
 
@@ -74,6 +79,14 @@ def _event(site: str, point: str, msg: EventMessage, _received_ms: int) -> str |
     return lines.event(site, point, msg)
 
 
+def _connector(site: str, point: str, msg: ConnectorMessage, _received_ms: int) -> str | None:
+    return lines.connector(site, point, msg)
+
+
+def _nothing(_site: str, _point: str, _msg: Message, _received_ms: int) -> str | None:
+    return None
+
+
 def _alert(site: str, _point: str, msg: AlertMessage, _received_ms: int) -> str | None:
     return lines.alert(site, msg)
 
@@ -89,6 +102,11 @@ KINDS: dict[str, Kind] = {
         Kind("session", SessionMessage, "point", False, True, "session", _session),
         Kind("event", EventMessage, "point", False, True, "event", _event),
         Kind("badge", BadgeMessage, "point", False, False, inbound=True),
+        Kind("connector", ConnectorMessage, "point", True, False, "connector", _connector),
+        Kind("command", CommandMessage, "point", False, False, inbound=True),
+        # The ingestor reads charger messages to refuse malformed ones; nothing is stored.
+        Kind("charger", ChargerMessage, "charger", True, False, None, _nothing),
+        Kind("badges", BadgesMessage, "site", True, True, inbound=True),
         Kind("status", StatusMessage, "site", True, False),
         Kind("alert", AlertMessage, "site", False, True, "alert", _alert),
         Kind("shed", ShedMessage, "site", True, True),
@@ -152,6 +170,10 @@ def envelope(topics: Topics, outgoing: Outgoing) -> Envelope:
         topic = f"{topics.base}/{outgoing.point}/{kind.name}"
     elif kind.scope == "site":
         topic = f"{topics.base}/{kind.name}"
+    elif kind.scope == "charger":
+        if outgoing.point is None:
+            raise ValueError(f"{kind.name} message without a charger")
+        topic = topics.charger(outgoing.point)
     else:
         raise ValueError(f"no topic for message kind {kind.name!r}")
     return Envelope(topic, outgoing.message.to_json(), kind.retained, kind.name, kind.critical)

@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from collector.wire.messages import (
     AlertMessage,
+    ConnectorMessage,
     EnergyMessage,
     EventMessage,
     SessionMessage,
@@ -175,12 +176,14 @@ def period_cost_field(period: str) -> str:
 
 
 def session(site: str, point: str, msg: SessionMessage) -> str | None:
-    """`session` (tags site, point, badge) at the session start."""
+    """`session` (tags site, point, badge, room) at the session start."""
     pairs: list[tuple[str, float | bool | None]] = [
         ("energy_wh", msg.energy_wh),
         ("cost_eur", msg.cost_eur),
         ("duration_s", msg.duration_s),
         ("max_power_w", msg.max_power_w),
+        ("charger_energy_wh", msg.charger_energy_wh),
+        ("transaction_id", msg.transaction_id),
     ]
     for period, total in sorted(msg.periods.items()):
         pairs.append((period_energy_field(period), total.energy_wh))
@@ -188,7 +191,9 @@ def session(site: str, point: str, msg: SessionMessage) -> str | None:
     fields = _numbers(pairs)
     fields.append(f"session_id={string_field(msg.session_id)}")
     fields.append(f"event={string_field(msg.event)}")
-    tags = (("site", site), ("point", point), ("badge", msg.badge))
+    if msg.source is not None:
+        fields.append(f"source={string_field(msg.source)}")
+    tags = (("site", site), ("point", point), ("badge", msg.badge), ("room", msg.room))
     return _line("session", tags, fields, session_start(msg))
 
 
@@ -220,3 +225,15 @@ def availability(site: str, point: str, online: bool, received_ms: int) -> str |
     the payload is a bare `online`/`offline` without timestamp."""
     fields = [f"online={_number(online)}"]
     return _line("availability", (("site", site), ("point", point)), fields, received_ms)
+
+
+def connector(site: str, point: str, msg: ConnectorMessage) -> str | None:
+    """`connector` (tags site, point, charger, connector; string fields status, error_code)."""
+    fields = [f"status={string_field(msg.status)}", f"error_code={string_field(msg.error_code)}"]
+    tags = (
+        ("site", site),
+        ("point", point),
+        ("charger", msg.charger),
+        ("connector", str(msg.connector)),
+    )
+    return _line("connector", tags, fields, msg.ts)

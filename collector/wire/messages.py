@@ -61,7 +61,13 @@ Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
 Period = Literal["BASE", "HP", "HC"]
 # The tariff periods in the order statements and reports list them.
 PERIODS: tuple[Period, ...] = ("HP", "HC", "BASE")
-AlertName = Literal["socket_overcurrent", "site_overload", "site_overload_warning", "meter_offline"]
+AlertName = Literal[
+    "socket_overcurrent",
+    "site_overload",
+    "site_overload_warning",
+    "meter_offline",
+    "charger_offline",
+]
 
 
 class Message(BaseModel):
@@ -78,7 +84,7 @@ class Message(BaseModel):
 
 
 class _Timed(Message):
-    @field_validator("ts", "start", "end", mode="before", check_fields=False)
+    @field_validator("ts", "start", "end", "until", "last_seen", mode="before", check_fields=False)
     @classmethod
     def _iso(cls, value: Any) -> Any:
         if isinstance(value, str) and not _ISO_DATE_TIME.match(value):
@@ -87,7 +93,7 @@ class _Timed(Message):
             raise ValueError("timestamp must be an ISO 8601 string, not a number")
         return value
 
-    @field_validator("ts", "start", "end", mode="after", check_fields=False)
+    @field_validator("ts", "start", "end", "until", "last_seen", mode="after", check_fields=False)
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         # Optional timestamps (SessionMessage.start) may be null.
@@ -159,6 +165,24 @@ class SessionMessage(_Timed):
     max_power_w: float = Field(ge=0)
     start: Timestamp | None = None
     periods: dict[Period, PeriodTotal] = Field(default_factory=dict)
+    # Sessions of a point served by an OCPP charger: the room of the badge list, the charger's
+    # transaction and its own energy count (the MID meter's `energy_wh` stays the billing truth).
+    room: str | None = Field(default=None, max_length=64)
+    source: Literal["ocpp", "meter"] | None = None
+    transaction_id: int | None = None
+    charger_energy_wh: float | None = Field(default=None, ge=0)
+
+    def to_json(self) -> bytes:
+        # The OCPP keys are left out when absent, so that a meter session's payload is the same
+        # as before they existed.
+        data = self.model_dump(mode="json")
+        for key in _SESSION_OPTIONAL:
+            if data[key] is None:
+                del data[key]
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+_SESSION_OPTIONAL = ("room", "source", "transaction_id", "charger_energy_wh")
 
 
 class AlertMessage(_Timed):
@@ -230,6 +254,77 @@ class BadgeMessage(Message):
     @field_validator("badge")
     @classmethod
     def _valid(cls, value: str) -> str:
+        value = value.strip()
+        problem = badge_problem(value)
+        if problem is not None:
+            raise ValueError(f"badge {problem}")
+        return value
+
+
+class BadgeEntry(_Timed):
+    badge: str = Field(min_length=1, max_length=BADGE_MAX_CHARS)
+    room: str | None = None
+    until: Timestamp | None = None
+
+
+class BadgesMessage(_Timed):
+    """Retained input `irve/{site}/badges` from the front desk: the whole list each time."""
+
+    ts: Timestamp
+    badges: list[BadgeEntry]
+
+
+ChargePointStatus = Literal[
+    "Available",
+    "Preparing",
+    "Charging",
+    "SuspendedEV",
+    "SuspendedEVSE",
+    "Finishing",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
+    "offline",
+]
+
+
+class ConnectorMessage(_Timed):
+    """Retained `irve/{site}/{point}/connector`: an OCPP connector's status (or `offline`)."""
+
+    ts: Timestamp
+    charger: str = Field(min_length=1, max_length=48)
+    connector: int = Field(ge=0)
+    status: ChargePointStatus
+    error_code: str = Field(max_length=64)
+    info: str | None = Field(default=None, max_length=500)
+
+
+class ChargerMessage(_Timed):
+    """Retained `irve/{site}/chargers/{charger}`: whether it talks to us, and what it is."""
+
+    ts: Timestamp
+    online: bool
+    vendor: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None
+    last_seen: Timestamp | None = None
+
+
+CommandAction = Literal["start", "stop", "unlock", "disable", "enable"]
+
+
+class CommandMessage(Message):
+    """Input on `irve/{site}/{point}/command`: an order for the point's charger."""
+
+    action: CommandAction
+    badge: str | None = None
+
+    @field_validator("badge")
+    @classmethod
+    def _valid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip()
         problem = badge_problem(value)
         if problem is not None:

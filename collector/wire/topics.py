@@ -12,8 +12,11 @@ from typing import Literal
 
 from collector.wire.kinds import KINDS
 
-PointKind = Literal["state", "availability", "energy", "session", "event", "badge"]
-SiteKind = Literal["status", "alert", "shed", "deadletter"]
+PointKind = Literal[
+    "state", "availability", "energy", "session", "event", "badge", "connector", "command"
+]
+SiteKind = Literal["status", "alert", "shed", "badges", "deadletter"]
+CHARGERS = "chargers"  # `{site}/chargers/{charger}`: the `charger` kind
 POINT_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "point")
 SITE_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "site")
 
@@ -33,12 +36,15 @@ class Topics:
     def site_topic(self, kind: SiteKind) -> str:
         return f"{self.base}/{kind}"
 
+    def charger(self, charger: str) -> str:
+        return f"{self.base}/{CHARGERS}/{charger}"
+
 
 @dataclass(frozen=True)
 class ParsedTopic:
     site: str
     kind: str
-    point: str | None = None
+    point: str | None = None  # the charger's id for a `charger` message
 
 
 def parse_topic(prefix: str, topic: str) -> ParsedTopic | None:
@@ -53,6 +59,8 @@ def parse_topic(prefix: str, topic: str) -> ParsedTopic | None:
     rest = parts[len(head) :]
     if len(rest) == 2 and rest[1] in SITE_KINDS and rest[0]:
         return ParsedTopic(site=rest[0], kind=rest[1])
+    if len(rest) == 3 and rest[1] == CHARGERS and rest[0] and rest[2]:
+        return ParsedTopic(site=rest[0], kind="charger", point=rest[2])
     if len(rest) == 3 and rest[2] in POINT_KINDS and rest[0] and rest[1]:
         return ParsedTopic(site=rest[0], kind=rest[2], point=rest[1])
     return None

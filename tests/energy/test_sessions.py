@@ -395,3 +395,72 @@ def test_same_badge_again_sends_nothing_and_waiting_badges_are_bounded(
     assert len(s.sessions("start")) == 1
     s.badge("room-15")
     assert [m.badge for m in s.sessions("start")] == ["room-14", "room-15"]
+
+
+def charger_socket() -> Socket:
+    s = Socket()
+    s.tracker = SessionTracker("cp1", SETTINGS, explicit=True)
+    return s
+
+
+def test_a_charger_session_is_opened_and_closed_at_its_times_not_by_power() -> None:
+    s = charger_socket()
+    s.draw(7200, 60)  # power alone starts nothing on a socket served by a charger
+    assert s.sessions("start") == []
+    start = s.ts + timedelta(seconds=5)  # between two readings: half the next one counts
+    s.out += s.tracker.begin("cp1-tx7", start, "04A1B2C3", "12", 7)
+    s.draw(7200, 3600)
+    end = s.ts - timedelta(seconds=5)  # the stop arrives after the meter passed it
+    s.out += s.tracker.stop(7, end, charger_energy_wh=7150.0)
+    s.draw(7200, 60)
+    (first,) = s.sessions("start")
+    (last,) = s.sessions("end")
+    assert (first.start, first.room, first.source, first.transaction_id) == (start, "12", "ocpp", 7)
+    assert (last.start, last.ts, last.badge, last.room) == (start, end, "04A1B2C3", "12")
+    assert last.energy_wh == pytest.approx(7200.0 * 3590 / 3600)
+    assert last.cost_eur == pytest.approx(last.energy_wh / 1000 * 0.1952)
+    assert last.charger_energy_wh == 7150.0
+    assert not [m for m in s.out if isinstance(m, EventMessage)]  # within 2 % / 100 Wh
+    assert not s.tracker.charging
+
+
+def test_a_stop_ahead_of_the_meter_ends_at_the_first_reading_past_it() -> None:
+    s = charger_socket()
+    s.out += s.tracker.begin("cp1-tx8", s.ts, "B", None, 8)
+    s.draw(3600, 600)
+    s.out += s.tracker.stop(8, s.ts + timedelta(seconds=5), charger_energy_wh=900.0)
+    assert s.sessions("end") == []  # the meter has not reached the end yet
+    s.draw(3600, 10)
+    (last,) = s.sessions("end")
+    assert last.energy_wh == pytest.approx(3600 * 605 / 3600)
+    (mismatch,) = [m for m in s.out if isinstance(m, EventMessage)]
+    assert mismatch.event == "charger_energy_mismatch"
+    assert mismatch.details["charger_energy_wh"] == 900.0
+
+
+def test_a_transaction_queued_by_the_charger_is_accounted_at_its_real_times() -> None:
+    s = charger_socket()
+    s.draw(0, 600)
+    began = s.ts
+    s.draw(3600, 1200)
+    ended = s.ts
+    s.draw(0, 600)
+    # Both arrive once the link is back, 10 minutes after the end.
+    s.out += s.tracker.begin("cp1-tx9", began, "B", None, 9)
+    s.out += s.tracker.stop(9, ended, charger_energy_wh=None)
+    (last,) = s.sessions("end")
+    assert (last.start, last.ts) == (began, ended)
+    assert last.energy_wh == pytest.approx(1200.0)
+
+
+def test_a_charger_session_survives_a_restart() -> None:
+    s = charger_socket()
+    s.out += s.tracker.begin("cp1-tx10", s.ts, "B", "3", 10)
+    s.draw(3600, 600)
+    again = SessionTracker("cp1", SETTINGS, explicit=True)
+    again.restore(s.tracker.to_dict())
+    s.tracker = again
+    s.draw(3600, 600)
+    s.out += s.tracker.stop(10, s.ts, charger_energy_wh=1200.0)
+    (last,) = s.sessions("end")
+    assert (last.room, last.transaction_id, last.energy_wh) == ("3", 10, pytest.approx(1200.0))

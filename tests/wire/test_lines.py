@@ -142,6 +142,33 @@ def test_session_start_event_uses_ts() -> None:
     assert line_of("irve/h/cp1/session", msg).endswith(f',event="start" {TS_MS}')
 
 
+def test_ocpp_session_has_a_room_tag_and_the_charger_fields() -> None:
+    msg = dict(SESSION, room="12", source="ocpp", transaction_id=42, charger_energy_wh=4900)
+    assert line_of("irve/h/cp1/session", msg) == (
+        "session,site=h,point=cp1,badge=room\\ 12,room=12 energy_wh=5000.0,cost_eur=1.2,"
+        "duration_s=7200.0,max_power_w=7000.0,charger_energy_wh=4900.0,transaction_id=42.0,"
+        f'session_id="s-1",event="end",source="ocpp" {TS_MS}'
+    )
+
+
+def test_connector_status_strings_with_charger_and_connector_tags() -> None:
+    msg = {"ts": TS, "charger": "borne-1", "connector": 2, "status": "Charging",
+           "error_code": "NoError", "info": None}  # fmt: skip
+    assert line_of("irve/h/cp1/connector", msg) == (
+        "connector,site=h,point=cp1,charger=borne-1,connector=2 "
+        f'status="Charging",error_code="NoError" {TS_MS}'
+    )
+
+
+def test_charger_messages_are_read_and_not_stored() -> None:
+    msg = {"ts": TS, "online": True, "vendor": "Legrand", "model": "Green'up",
+           "serial": None, "firmware": "1.2", "last_seen": TS}  # fmt: skip
+    decoded = decode("irve", "irve/h/chargers/borne-1", json.dumps(msg).encode(), 0)
+    assert (decoded.kind, decoded.line) == ("charger", None)
+    with pytest.raises(Rejected, match="online"):
+        decode("irve", "irve/h/chargers/borne-1", b'{"ts": "2026-11-23T10:15:02Z"}', 0)
+
+
 def test_alert_strings_and_point_tag_from_payload() -> None:
     line = line_of(
         "irve/h/alert",
@@ -242,7 +269,9 @@ def test_subscriptions_shared_and_plain() -> None:
     assert subscriptions("irve", None)[0] == "irve/+/+/state"
     shared = subscriptions("irve", "grp")
     assert "$share/grp/irve/+/alert" in shared
-    assert len(shared) == 6
+    assert "$share/grp/irve/+/+/connector" in shared
+    assert "$share/grp/irve/+/chargers/+" in shared
+    assert len(shared) == 8
 
 
 json_values = st.recursive(
