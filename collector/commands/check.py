@@ -97,11 +97,26 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
             lines.append(
                 f"  HC {season.name} ({season.start}..{season.end}): {', '.join(season.offpeak)}"
             )
+    if tariff.option == "tempo":
+        tempo = tariff.tempo
+        origin = tempo.url if tempo.source == "rte" else "the retained MQTT topic"
+        lines.append(
+            f"  Tempo: day 06:00-06:00, HC 22:00-06:00; colours from {origin}, "
+            f"fallback {tempo.fallback}"
+        )
     for row in tariff.prices:
+        figures = [(key.upper(), getattr(row, key)) for key in ("base", "hp", "hc")]
+        if row.tempo is not None and tariff.option == "tempo":
+            figures += [
+                (
+                    f"TEMPO_{colour.upper()}_{hours.upper()}",
+                    getattr(getattr(row.tempo, colour), hours),
+                )
+                for colour in ("blue", "white", "red")
+                for hours in ("hp", "hc")
+            ]
         prices = ", ".join(
-            f"{key.upper()} {_price(value)}"
-            for key in ("base", "hp", "hc")
-            if (value := getattr(row, key)) is not None
+            f"{name} {_price(value)}" for name, value in figures if value is not None
         )
         lines.append(f"  from {row.since}: {prices} EUR/kWh")
     return "\n".join(lines)

@@ -306,9 +306,14 @@ def test_kva_defaults_to_the_step_above_the_subscribed_power(tmp_path: Path) -> 
             "tariff.supplier: Input should be 'edf-tarif-bleu'",
         ),
         (
-            {"supplier": "edf-tarif-bleu", "option": "tempo"},
+            {"supplier": "edf-tarif-bleu", "option": "tempo", "tempo": {"source": "sms"}},
             6,
-            "tariff.option: tempo is not supported yet",
+            "tariff.tempo.source: Input should be 'rte' or 'mqtt'",
+        ),
+        (
+            {"supplier": "edf-tarif-bleu", "option": "tempo", "kva": 3},
+            3,
+            "tariff.kva: the table has no tempo prices for 3 kVA",
         ),
         (
             {"option": "base"},
