@@ -10,6 +10,7 @@ import json
 import re
 import unicodedata
 from datetime import UTC, datetime
+from datetime import date as _Date
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
@@ -158,6 +159,14 @@ class EnergyMessage(_Timed):
         # The key is left out when absent, so other contracts' messages stay as they were.
         drop = {"tempo_fallback"} if self.tempo_fallback is None else None
         return self.model_dump_json(exclude=drop).encode()
+
+
+class TempoMessage(Message):
+    """`irve/{site}/tempo` (retained, in): the colour of the Tempo day that starts at 06:00
+    local time on `date`, for sites whose colours come from MQTT (`tempo.source: mqtt`)."""
+
+    date: _Date
+    colour: Literal["blue", "white", "red"]
 
 
 class PeriodTotal(Message):

@@ -13,7 +13,7 @@ from typing import Literal
 from collector.wire.kinds import KINDS
 
 PointKind = Literal["state", "availability", "energy", "session", "event", "badge"]
-SiteKind = Literal["status", "alert", "shed", "deadletter"]
+SiteKind = Literal["status", "alert", "shed", "deadletter", "tempo"]
 POINT_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "point")
 SITE_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "site")
 
