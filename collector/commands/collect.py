@@ -12,18 +12,21 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from collector.alerts.notify import Notifier
 from collector.collect import Collector, Stages, build_processors, collector_link
 from collector.commands.check import add_config_argument, serial_warnings
+from collector.commands.recompute import recompute
 from collector.config import SiteConfig
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
 from collector.mqtt.client import MqttLink
 from collector.site import load_site
+from collector.tariffs.repricing import Repricer
+from collector.tariffs.tempo import RtePoller
 from collector.wire.times import utc_now
 
 log = logging.getLogger(__name__)
@@ -55,10 +58,19 @@ async def open_collector(
     the notifier (after the link, so the last alerts are still notified), then the MQTT link
     (after the app has stopped its processors, so their last messages are flushed).
     `stages`: instead of the site's processors (tests)."""
-    with Notifier.from_site(site) as notifier:
+    with Notifier.from_site(site) as notifier, ExitStack() as services:
         link = collector_link(site)
         if stages is None:
             stages = build_processors(site, profiles, notifier)
+        if stages.tempo is not None:
+            repricer = services.enter_context(
+                Repricer(site, stages.tempo.colours, recompute, clock)
+            )
+            stages.tempo.on_learned = repricer.learned
+            if site.tariff.tempo.source == "rte":
+                services.enter_context(
+                    RtePoller(site.tariff.tempo, stages.tempo, site.site.tz, clock)
+                )
         app = Collector(site, profiles, link, stages, clock)
         async with link:
             yield app
