@@ -152,6 +152,79 @@ def test_recompute_rewrites_costs_in_place(
     assert after_sessions[0]["session_id"] == before_sessions[0]["session_id"]
 
 
+TEMPO_ROW = {
+    "since": date(2026, 2, 1),
+    "tempo": {
+        "blue": {"hp": 0.1612, "hc": 0.1325},
+        "white": {"hp": 0.1871, "hc": 0.1499},
+        "red": {"hp": 0.7060, "hc": 0.1575},
+    },
+}
+
+
+def test_tempo_windows_at_the_fallback_are_recoloured_without_counting_twice(
+    tmp_path: Path,
+    broker: servers.Server,
+    influx: servers.Server,
+    ingest: subprocess.Popen[bytes],
+) -> None:
+    """7 kWh charged on 7 December 07:00-08:00 before its colour was known: published blue
+    (the fallback); RTE then says red; `irve recompute` moves the energy to red HP in place."""
+    path = site_file(tmp_path, influx.port, broker.port, prices=[TEMPO_ROW], option="tempo")
+    site = load(SiteConfig, path)
+    charge = Charge("cp1", local(2026, 12, 7, 7, 0), local(2026, 12, 7, 8, 0), 7000.0, "room-7",
+                    local(2026, 12, 7, 7, 0))  # fmt: skip
+    produced = scripted_messages(site, [charge], local(2026, 12, 7, 6, 30), local(2026, 12, 7, 9))
+    topics = Topics("irve", SITE_ID)
+    windows = []
+    with publisher(broker.port, "collector-stand-in") as pub:
+        for out, _ in produced:
+            if isinstance(out.message, EnergyMessage | SessionMessage):
+                kind = "energy" if isinstance(out.message, EnergyMessage) else "session"
+                windows += [out.message] if kind == "energy" else []
+                pub.publish(topics.point(out.point or "", kind), out.message.to_json())
+    assert {(w.period, w.tempo_fallback, w.estimated) for w in windows} == {
+        ("TEMPO_BLUE_HP", True, True)
+    }
+
+    def ended() -> list[dict[str, Any]]:
+        return [s for s in stored(influx, "session") if s.get("event") == "end"]
+
+    servers.wait_until(
+        lambda: len(stored(influx, "energy")) == len(windows) and ended(),
+        20,
+        "the ingestor to store the fallback windows and the session",
+    )
+    assert sum(w["cost_eur"] for w in stored(influx, "energy")) == pytest.approx(7 * 0.1612)
+
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / f"tempo-{SITE_ID}.json").write_text('{"2026-12-07": "red"}')
+    argv = ["recompute", "-c", str(path), "--from", "2026-12-07", "--to", "2026-12-08"]
+    assert main([*argv, "--client-id", "recompute-tempo"]) == 0
+    servers.wait_until(
+        lambda: (
+            sum(w["cost_eur"] for w in stored(influx, "energy"))
+            == pytest.approx(7 * 0.706, abs=1e-6)
+        ),
+        20,
+        "the re-coloured windows",
+    )
+    after = stored(influx, "energy")
+    by_period: dict[str, float] = {}
+    for w in after:
+        by_period[w["period"]] = by_period.get(w["period"], 0.0) + w["energy_wh"]
+    # The fallback points are emptied, not left beside the red ones: 7 kWh in all.
+    assert by_period == pytest.approx({"TEMPO_BLUE_HP": 0.0, "TEMPO_RED_HP": 7000.0})
+    assert {w["tempo_fallback"] for w in after} == {False}
+    servers.wait_until(
+        lambda: ended()[0].get("cost_tempo_red_hp_eur") is not None, 10, "the session"
+    )
+    session = ended()[0]
+    assert session["cost_eur"] == pytest.approx(7 * 0.706)
+    assert session["energy_tempo_red_hp_wh"] == pytest.approx(7000.0)
+    assert session["energy_tempo_blue_hp_wh"] == 0.0 and session["cost_tempo_blue_hp_eur"] == 0.0
+
+
 def test_span_widens_to_whole_sessions() -> None:
     s = SessionUse("s", "cp1", None, local(2026, 1, 31, 23, 0, 10), 7200.0, {})
     lo, hi = span(local(2026, 2, 1), local(2026, 2, 2), [s], 60)
