@@ -350,6 +350,25 @@ def test_check_shows_the_table_and_its_exact_figures(
     assert "from 2024-02-01: BASE 0.2516, HP 0.2700, HC 0.2068 EUR/kWh" in out
 
 
+def test_check_shows_a_tempo_contract_from_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tariff = {"supplier": "edf-tarif-bleu", "option": "tempo", "tempo": {"fallback": "white"}}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(hotel(tariff, 9)))
+    assert main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Tariff: tempo (edf-tarif-bleu table, 9 kVA)" in out
+    assert (
+        "  Tempo: day 06:00-06:00, HC 22:00-06:00; colours from "
+        "https://www.services-rte.com/cms/open_data/v1/tempoLight, fallback white"
+    ) in out
+    assert (
+        "TEMPO_BLUE_HP 0.1494, TEMPO_BLUE_HC 0.1232, TEMPO_WHITE_HP 0.1730, "
+        "TEMPO_WHITE_HC 0.1391, TEMPO_RED_HP 0.6468, TEMPO_RED_HC 0.1460 EUR/kWh"
+    ) in out
+
+
 # --- irve tariffs, as a subprocess ---------------------------------------------------------------
 
 
