@@ -156,6 +156,20 @@ class PriceRow(Strict):
     hc: Price | None = None
     tempo: TempoPrices | None = None
 
+    def figures(self) -> dict[str, float]:
+        """The row's prices by period name (BASE, HP, HC, then TEMPO_BLUE_HP ... TEMPO_RED_HC)."""
+        out = {
+            key.upper(): value
+            for key in ("base", "hp", "hc")
+            if (value := getattr(self, key)) is not None
+        }
+        if self.tempo is not None:
+            for colour in TEMPO_COLOURS:
+                hours = getattr(self.tempo, colour)
+                out[f"TEMPO_{colour.upper()}_HP"] = hours.hp
+                out[f"TEMPO_{colour.upper()}_HC"] = hours.hc
+        return out
+
 
 class TempoSettings(Strict):
     """Where a Tempo day's colour comes from, and the colour used while it is unknown."""

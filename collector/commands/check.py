@@ -105,19 +105,10 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
             f"fallback {tempo.fallback}"
         )
     for row in tariff.prices:
-        figures = [(key.upper(), getattr(row, key)) for key in ("base", "hp", "hc")]
-        if row.tempo is not None and tariff.option == "tempo":
-            figures += [
-                (
-                    f"TEMPO_{colour.upper()}_{hours.upper()}",
-                    getattr(getattr(row.tempo, colour), hours),
-                )
-                for colour in ("blue", "white", "red")
-                for hours in ("hp", "hc")
-            ]
-        prices = ", ".join(
-            f"{name} {_price(value)}" for name, value in figures if value is not None
-        )
+        figures = row.figures()
+        if tariff.option != "tempo":  # the table's Tempo figures, for comparisons only
+            figures = {k: v for k, v in figures.items() if not k.startswith("TEMPO_")}
+        prices = ", ".join(f"{name} {_price(value)}" for name, value in figures.items())
         lines.append(f"  from {row.since}: {prices} EUR/kWh")
     return "\n".join(lines)
 

@@ -437,3 +437,16 @@ def test_irve_tariffs_with_a_site_shows_its_resolved_tariff(tmp_path: Path) -> N
     own = irve("tariffs", "-c", str(path), "--at", "2026-03-01")
     assert "  from 2026-03-01: HP 0.25  HC 0.15 EUR/kWh, typed in the site file" in own.stdout
     assert irve("tariffs", "-c", str(path), "--at", "2023-01-01").returncode == 2
+
+
+def test_irve_tariffs_with_a_tempo_site_shows_its_six_prices(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(hotel({"supplier": "edf-tarif-bleu", "option": "tempo"}, 9)))
+    done = irve("tariffs", "-c", str(path), "--at", "2026-03-01")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == [
+        "Site hotel-vda on 2026-03-01: option tempo, edf-tarif-bleu 9 kVA",
+        "  from 2026-02-01: TEMPO_BLUE_HP 0.1612  TEMPO_BLUE_HC 0.1325  TEMPO_WHITE_HP 0.1871  "
+        "TEMPO_WHITE_HC 0.1499  TEMPO_RED_HP 0.7060  TEMPO_RED_HC 0.1575 EUR/kWh, from the table "
+        "[press-2026-02]",
+    ]
