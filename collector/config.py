@@ -133,8 +133,8 @@ class MqttSettings(Strict):
 Price = Annotated[float, Field(ge=0, le=10)]
 TempoColour = Literal["blue", "white", "red"]
 TEMPO_COLOURS: tuple[TempoColour, ...] = ("blue", "white", "red")
-# RTE's public day-colour service (the one the « Couleur Tempo » page of its eco2mix site
-# reads): `{"values": {"2026-12-06": "RED", ...}}` for the Tempo days of a season.
+# RTE's public day-colour service (no account needed): today's and, once published,
+# tomorrow's colour, `{"values": {"2026-12-06": "RED", "2026-12-06-fallback": "false", ...}}`.
 RTE_TEMPO_URL = "https://www.services-rte.com/cms/open_data/v1/tempoLight"
 
 

@@ -57,6 +57,8 @@ async def open_collector(
     """The app with the services it uses, each entered here and closed here in reverse order:
     the notifier (after the link, so the last alerts are still notified), then the MQTT link
     (after the app has stopped its processors, so their last messages are flushed).
+    With Tempo, the re-pricing thread and (with `source: rte`) the colour poller are services
+    too, stopped before the notifier and after the link.
     `stages`: instead of the site's processors (tests)."""
     with Notifier.from_site(site) as notifier, ExitStack() as services:
         link = collector_link(site)
