@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from collector.billing.render import to_csv
 from collector.billing.reprice import (
     PointWindow,
     repriced_session,
@@ -13,7 +15,7 @@ from collector.billing.reprice import (
     stale_window,
 )
 from collector.billing.source import StoredWindow
-from collector.billing.statement import SessionUse
+from collector.billing.statement import Policy, SessionUse, Stay, make_statement
 from collector.config import TempoColour
 from collector.energy.intervals import PointEnergy
 from collector.wire.messages import EnergyMessage
@@ -110,3 +112,28 @@ def test_non_tempo_windows_are_untouched_by_colours() -> None:
     again = repriced_window(stored("cp1", m), t, 3600)
     assert again == m
     assert b"tempo_fallback" not in again.to_json()
+
+
+def test_a_tempo_session_is_billed_per_colour_with_french_labels() -> None:
+    """A night charge across 06:00 from a red day into a white one, after re-pricing (the
+    emptied fallback period is left out of the statement)."""
+    session = SessionUse(
+        "s1",
+        "cp1",
+        "room-12",
+        local(2026, 12, 8, 5, 0),
+        7200.0,
+        {
+            "TEMPO_RED_HC": (7000.0, 7 * 0.1575),
+            "TEMPO_WHITE_HP": (7000.0, 7 * 0.1871),
+            "TEMPO_BLUE_HP": (0.0, 0.0),
+        },
+    )
+    st = make_statement(Stay("12", date(2026, 12, 7), date(2026, 12, 9)), [session], Policy())
+    assert [(line.period, line.amount_eur) for line in st.lines] == [
+        ("TEMPO_WHITE_HP", Decimal("1.31")),
+        ("TEMPO_RED_HC", Decimal("1.10")),
+    ]
+    rows = to_csv(st, "fr", PARIS).splitlines()
+    assert "Tempo blanc HP" in rows[1] and "Tempo rouge HC" in rows[2]
+    assert "Tempo white peak" in to_csv(st, "en", PARIS)
