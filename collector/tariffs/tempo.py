@@ -88,6 +88,9 @@ class ColourCache:
             if self.colours.get(day) == colour:
                 return False
             self.colours[day] = colour
+            # Days the owner added to the file by hand while we ran are kept, not overwritten.
+            for known, added in _load(self.path).items():
+                self.colours.setdefault(known, added)
             payload = json.dumps({d.isoformat(): c for d, c in sorted(self.colours.items())})
             try:
                 write_state(self.path, payload)

@@ -156,3 +156,11 @@ def test_bad_mqtt_payloads_are_named(payload: bytes, problem: str) -> None:
 
 def test_good_mqtt_payload() -> None:
     assert parse_message(b'{"date": "2026-12-06", "colour": "red"}') == (date(2026, 12, 6), "red")
+
+
+def test_a_day_added_to_the_file_by_hand_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "tempo-hotel.json"
+    cache = ColourCache(path)
+    path.write_text('{"2026-12-01": "red"}')  # the owner, while the collector runs
+    cache.learn(TODAY, "blue")
+    assert ColourCache(path).colours == {date(2026, 12, 1): "red", TODAY: "blue"}
