@@ -121,7 +121,7 @@ def test_the_integrity_check_catches_a_bad_update(change: tuple[str, str], probl
 
 def test_the_file_ships_as_package_data() -> None:
     assert regulated.DATA.is_file()
-    assert '"tariffs/data/*.yaml"' in (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert '"tariffs/data/*.yaml"' in (Path(__file__).parents[2] / "pyproject.toml").read_text()
 
 
 def test_docs_tables_are_the_data() -> None:
