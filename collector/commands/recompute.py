@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from collector.settings import ConfigError
 from collector.site import load_site, local_instant
 from collector.store.influxql import InfluxQL, InfluxQLError
 from collector.tariffs.tempo import known_colours
+from collector.wire.kinds import Outgoing, envelope
 from collector.wire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,13 @@ def recompute(
     point: str | None = None,
     dry_run: bool = False,
     client_id: str | None = None,
+    send: Callable[[list[Outgoing]], None] | None = None,
 ) -> int:
-    """Re-price [start, end) with `tariff` and republish; 0, or 1 when a server failed."""
+    """Re-price [start, end) with `tariff` and republish; 0, or 1 when a server failed.
+
+    `send`: hand the messages to a running collector's own link instead of connecting (on a
+    broker that binds client ids to users, a second connection with the collector's
+    credentials would replace the collector's)."""
     tz = site.site.tz
     window_s = site.energy.window_s
     client = InfluxQL.from_settings(site.influx)
@@ -127,19 +134,25 @@ def recompute(
     )
     if dry_run:
         return 0
-    topics = Topics(site.mqtt.topic_prefix, site.site.id)
     emptied = [
-        (topics.point(old.point, "energy"), stale.to_json())
+        Outgoing(old.point, stale)
         for old, new in zip(stored, windows, strict=True)
         if (stale := stale_window(old, new.message)) is not None
     ]
-    out = emptied + [(topics.point(w.point, "energy"), w.message.to_json()) for w in windows]
-    out += [
-        (topics.point(s.point, "session"), message.to_json())
-        for s, message in zip(sessions, repriced, strict=True)
-    ]
+    out = emptied + [Outgoing(w.point, w.message) for w in windows]
+    out += [Outgoing(s.point, message) for s, message in zip(sessions, repriced, strict=True)]
+    if send is not None:
+        send(out)
+        print(f"handed {len(out)} messages to the collector's link")
+        return 0
+    topics = Topics(site.mqtt.topic_prefix, site.site.id)
+    envelopes = [envelope(topics, o) for o in out]
     try:
-        publish(site.mqtt, out, client_id or f"irve-recompute-{site.site.id}")
+        publish(
+            site.mqtt,
+            [(e.topic, e.payload) for e in envelopes],
+            client_id or f"irve-recompute-{site.site.id}",
+        )
     except (OSError, RuntimeError) as exc:
         print(f"irve recompute: MQTT: {exc}", file=sys.stderr)
         return 1
