@@ -4,7 +4,8 @@ The input (collector.meters.poller.Poller, or anything with `async run()`) calls
 on the app (it is the poller's sink). Each reading becomes a retained `state` message and is
 fed to the processors (energy, sessions, alerts); what they return is published too. A 1 s tick
 drives their timers; badges received on `irve/{site}/+/badge` go to their `on_badge`, at most
-BADGE_RATE_PER_S per socket and never a retained one.
+BADGE_RATE_PER_S per socket and never a retained one. With `tariff.tempo.source: mqtt`, the
+retained `irve/{site}/tempo` colours go to the Tempo colour cache.
 
 With OCPP chargers (`attach_chargers`), the central system's events come to `ocpp_event`: its
 transactions become the energy stage's sessions, the rest catalogue messages
@@ -40,6 +41,7 @@ from collector.ocpp.core import Badge, CommandError, parse_badge_list
 from collector.ocpp.events import CommandResult, Event, TransactionEnded, TransactionStarted
 from collector.pipeline import Processor
 from collector.state import FileStateStore, alerts_path, default_path
+from collector.tariffs.tempo import ColourCache, cache_path, parse_message
 from collector.wire.kinds import Envelope, Outgoing, envelope
 from collector.wire.messages import AvailabilityMessage, BadgeMessage, CommandMessage, EventMessage
 from collector.wire.times import utc_now
@@ -64,6 +66,7 @@ class Stages:
     alerts: AlertProcessor | None = None  # alert rules and the shed request
     energy: EnergyProcessor | None = None  # windows, sessions, index events; `charging`
     notifier: Notifier | None = None  # phone notifications of alerts
+    tempo: ColourCache | None = None  # the Tempo colours the energy processor prices with
     others: list[Processor] = field(default_factory=list)  # further processors
     # Further observers: called with every message the app publishes.
     observers: list[Observer] = field(default_factory=list)
@@ -91,10 +94,13 @@ def build_processors(
     energy_state = FileStateStore(
         site.energy.state_file or default_path(site.state_dir, site.site.id)
     )
+    tempo = ColourCache(cache_path(site)) if site.tariff.option == "tempo" else None
+    colours = tempo.colours if tempo is not None else None
     return Stages(
         alerts=AlertProcessor(site, store=alert_state),
-        energy=EnergyProcessor(site, profiles=profiles, store=energy_state),
+        energy=EnergyProcessor(site, profiles=profiles, store=energy_state, colours=colours),
         notifier=notifier,
+        tempo=tempo,
     )
 
 
@@ -110,6 +116,8 @@ def collector_link(site: SiteConfig) -> MqttLink:
             topics.point("+", "command"),
             topics.charger("+"),
         ]
+    if site.tariff.option == "tempo" and site.tariff.tempo.source == "mqtt":
+        subscriptions.append(topics.site_topic("tempo"))
     if site.mqtt.discovery:
         subscriptions.append(f"{site.mqtt.discovery_prefix}/status")
     return MqttLink(
@@ -311,6 +319,9 @@ class Collector(Generic[LinkT]):
         if parsed is not None and parsed.kind == "command" and parsed.point is not None:
             self._on_command(topic, parsed.point, payload, retained)
             return
+        if parsed is not None and parsed.kind == "tempo" and self.stages.tempo is not None:
+            self._on_tempo(topic, payload)
+            return
         if parsed is None or parsed.kind != "badge" or parsed.point is None:
             log.warning("ignoring message on unexpected topic %r", topic)
             return
@@ -431,6 +442,15 @@ class Collector(Generic[LinkT]):
             ts=self.clock(), event="command_refused", message=f"command refused: {reason}"
         )
         self.publish(Outgoing(point, event))
+
+    def _on_tempo(self, topic: str, payload: bytes) -> None:
+        assert self.stages.tempo is not None
+        try:
+            day, colour = parse_message(payload)
+        except ValueError as exc:
+            log.warning("bad Tempo colour on %r: %s", topic, exc)
+            return
+        self.stages.tempo.learn(day, colour)
 
     def tick(self, now: datetime) -> None:
         self.publish_all(self._feed(lambda p: p.on_tick(now)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import date, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -129,11 +130,54 @@ class MqttSettings(Strict):
     discovery_prefix: str = "homeassistant"
 
 
+Price = Annotated[float, Field(ge=0, le=10)]
+TempoColour = Literal["blue", "white", "red"]
+TEMPO_COLOURS: tuple[TempoColour, ...] = ("blue", "white", "red")
+# RTE's public day-colour service (no account needed): today's and, once published,
+# tomorrow's colour, `{"values": {"2026-12-06": "RED", "2026-12-06-fallback": "false", ...}}`.
+RTE_TEMPO_URL = "https://www.services-rte.com/cms/open_data/v1/tempoLight"
+
+
+class HpHcPrices(Strict):
+    hp: Price
+    hc: Price
+
+
+class TempoPrices(Strict):
+    blue: HpHcPrices
+    white: HpHcPrices
+    red: HpHcPrices
+
+
 class PriceRow(Strict):
     since: date
-    base: Annotated[float, Field(ge=0, le=10)] | None = None
-    hp: Annotated[float, Field(ge=0, le=10)] | None = None
-    hc: Annotated[float, Field(ge=0, le=10)] | None = None
+    base: Price | None = None
+    hp: Price | None = None
+    hc: Price | None = None
+    tempo: TempoPrices | None = None
+
+    def figures(self) -> dict[str, float]:
+        """The row's prices by period name (BASE, HP, HC, then TEMPO_BLUE_HP ... TEMPO_RED_HC)."""
+        out = {
+            key.upper(): value
+            for key in ("base", "hp", "hc")
+            if (value := getattr(self, key)) is not None
+        }
+        if self.tempo is not None:
+            for colour in TEMPO_COLOURS:
+                hours = getattr(self.tempo, colour)
+                out[f"TEMPO_{colour.upper()}_HP"] = hours.hp
+                out[f"TEMPO_{colour.upper()}_HC"] = hours.hc
+        return out
+
+
+class TempoSettings(Strict):
+    """Where a Tempo day's colour comes from, and the colour used while it is unknown."""
+
+    source: Literal["rte", "mqtt"] = "rte"
+    fallback: TempoColour = "blue"
+    url: Annotated[str, Field(pattern=r"^https?://")] = RTE_TEMPO_URL
+    timeout_s: Annotated[float, _between(1, 120)] = 20.0
 
 
 def _minute_spans(text: str) -> list[tuple[int, int]]:
@@ -192,22 +236,13 @@ class OffpeakSeason(Strict):
 class TariffSettings(Strict):
     # With a supplier, the price rows come from its bundled dated table (own rows override).
     supplier: Literal["edf-tarif-bleu"] | None = None
-    option: Literal["base", "hphc"] = "base"
+    option: Literal["base", "hphc", "tempo"] = "base"
     kva: int | None = None  # the subscribed power of the supplier's table (SiteConfig defaults it)
     offpeak: ClockRanges = Field(default_factory=list)
     seasons: list[OffpeakSeason] = Field(default_factory=list)
     prices: list[PriceRow] = Field(default_factory=list)
+    tempo: TempoSettings = Field(default_factory=TempoSettings)
     currency: str = "EUR"
-
-    @field_validator("option", mode="before")
-    @classmethod
-    def _not_yet(cls, value: object) -> object:
-        if value == "tempo":
-            raise ValueError(
-                "tempo is not supported yet (Tempo pricing and its colour source come in a "
-                "later version): use base or hphc"
-            )
-        return value
 
     @model_validator(mode="after")
     def _coherent(self) -> TariffSettings:
@@ -219,7 +254,7 @@ class TariffSettings(Strict):
             object.__setattr__(self, "prices", self._with_table_rows())
         if not self.prices:
             raise ValueError("prices: required (at least one row) unless `supplier` is set")
-        needed = ("base",) if self.option == "base" else ("hp", "hc")
+        needed = {"base": ("base",), "hphc": ("hp", "hc"), "tempo": ("tempo",)}[self.option]
         for i, row in enumerate(self.prices):
             for key in needed:
                 if getattr(row, key) is None:
@@ -238,13 +273,13 @@ class TariffSettings(Strict):
         except regulated.RegulatedError as exc:
             raise ValueError(f"kva: {exc}") from None
         rows = dict(own)
-        other: Literal["base", "hphc"] = "hphc" if self.option == "base" else "base"
         for entry in entries:
             figures = dict(entry.prices)
-            with contextlib.suppress(regulated.RegulatedError):  # `irve compare` uses them
-                figures |= regulated.prices_at(other, self.kva, entry.since).prices
-            prices = {period.lower(): float(value) for period, value in figures.items()}
-            rows.setdefault(entry.since, PriceRow(since=entry.since, **prices))
+            for other in regulated.OPTIONS:
+                if other != self.option:
+                    with contextlib.suppress(regulated.RegulatedError):  # `irve compare` uses them
+                        figures |= regulated.prices_at(other, self.kva, entry.since).prices
+            rows.setdefault(entry.since, _table_row(entry.since, figures))
         return [rows[since] for since in sorted(rows)]
 
     def _no_hidden_season(self) -> None:
@@ -260,6 +295,20 @@ class TariffSettings(Strict):
                     f"{season.end} is in an earlier season"
                 )
             taken |= days
+
+
+def _table_row(since: date, figures: dict[str, Decimal]) -> PriceRow:
+    """A price row from the table's figures by period name (BASE, HP, TEMPO_RED_HC, ...)."""
+    plain = {p.lower(): float(figures[p]) for p in ("BASE", "HP", "HC") if p in figures}
+    tempo = None
+    if all(f"TEMPO_{c.upper()}_{h}" in figures for c in TEMPO_COLOURS for h in ("HP", "HC")):
+        tempo = TempoPrices.model_validate(
+            {
+                c: {h.lower(): float(figures[f"TEMPO_{c.upper()}_{h}"]) for h in ("HP", "HC")}
+                for c in TEMPO_COLOURS
+            }
+        )
+    return PriceRow(since=since, tempo=tempo, **plain)
 
 
 class TcpBus(Strict):

@@ -2,7 +2,8 @@
 
 Each stored energy window is re-priced with the site's price rows under both options. A
 window of a Base contract is not cut at HP/HC boundaries, so under HP/HC it is shared
-between periods in proportion to time (the same rule as for gaps).
+between periods in proportion to time (the same rule as for gaps). A Tempo contract is
+compared with Base (with HP/HC when the site has HC ranges), its days at the colours known.
 """
 
 from __future__ import annotations
@@ -58,8 +59,16 @@ class Comparison:
     stored_cost_eur: float  # what the windows say they cost (before any price correction)
 
 
+def compared_with(tariff: Tariff) -> str:
+    """The option a contract is compared with."""
+    settings = tariff.settings
+    if settings.option == "tempo":
+        return "hphc" if settings.offpeak or settings.seasons else "base"
+    return "base" if settings.option == "hphc" else "hphc"
+
+
 def compare(windows: list[StoredWindow], tariff: Tariff, window_s: int) -> Comparison:
-    other_option = "base" if tariff.settings.option == "hphc" else "hphc"
+    other_option = compared_with(tariff)
     other = Tariff.with_option(tariff, other_option)
     result = Comparison(OptionCost(tariff.settings.option), OptionCost(other_option), 0.0)
     for w in windows:

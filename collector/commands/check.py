@@ -97,12 +97,18 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
             lines.append(
                 f"  HC {season.name} ({season.start}..{season.end}): {', '.join(season.offpeak)}"
             )
-    for row in tariff.prices:
-        prices = ", ".join(
-            f"{key.upper()} {_price(value)}"
-            for key in ("base", "hp", "hc")
-            if (value := getattr(row, key)) is not None
+    if tariff.option == "tempo":
+        tempo = tariff.tempo
+        origin = tempo.url if tempo.source == "rte" else "the retained MQTT topic"
+        lines.append(
+            f"  Tempo: day 06:00-06:00, HC 22:00-06:00; colours from {origin}, "
+            f"fallback {tempo.fallback}"
         )
+    for row in tariff.prices:
+        figures = row.figures()
+        if tariff.option != "tempo":  # the table's Tempo figures, for comparisons only
+            figures = {k: v for k, v in figures.items() if not k.startswith("TEMPO_")}
+        prices = ", ".join(f"{name} {_price(value)}" for name, value in figures.items())
         lines.append(f"  from {row.since}: {prices} EUR/kWh")
     return "\n".join(lines)
 

@@ -12,19 +12,24 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from collector.alerts.notify import Notifier
 from collector.collect import Collector, Stages, build_processors, collector_link
 from collector.commands.check import add_config_argument, serial_warnings
+from collector.commands.recompute import recompute
 from collector.config import SiteConfig
+from collector.energy.tariff import Tariff
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
 from collector.mqtt.client import MqttLink
 from collector.ocpp.server import CentralSystem, StartError, state_path
 from collector.site import load_site
+from collector.tariffs.repricing import Repricer
+from collector.tariffs.tempo import ColourCache, RtePoller
+from collector.wire.kinds import Outgoing
 from collector.wire.times import utc_now
 
 log = logging.getLogger(__name__)
@@ -56,7 +61,10 @@ async def open_collector(
     the notifier (after the link, so the last alerts are still notified), then the MQTT link
     (after the app has stopped its processors, so their last messages are flushed), then the
     OCPP central system when the site has chargers (the app stops it before its processors).
+    With Tempo, the re-pricing thread (which publishes through this link) and, with
+    `source: rte`, the colour poller run while the link is open, stopped before it closes.
     `stages`: instead of the site's processors (tests)."""
+    loop = asyncio.get_running_loop()
     with Notifier.from_site(site) as notifier:
         link = collector_link(site)
         if stages is None:
@@ -73,7 +81,34 @@ async def open_collector(
                     clock=clock,
                 )
                 app.attach_chargers(await services.enter_async_context(central))
-            yield app
+            with ExitStack() as threads:
+                if stages.tempo is not None:
+                    tempo_services(site, stages.tempo, threads, loop, app, clock)
+                yield app
+
+
+def tempo_services(
+    site: SiteConfig,
+    cache: ColourCache,
+    services: ExitStack,
+    loop: asyncio.AbstractEventLoop,
+    app: Collector[MqttLink],
+    clock: Callable[[], datetime],
+    settle_s: float | None = None,
+) -> None:
+    """The re-pricing thread (publishing through the app's link, from the loop's thread) and,
+    with `source: rte`, the colour poller. `settle_s`: see Repricer."""
+
+    def to_link(out: list[Outgoing]) -> None:
+        loop.call_soon_threadsafe(app.publish_all, out)
+
+    def reprice(s: SiteConfig, tariff: Tariff, start: datetime, end: datetime) -> int:
+        return recompute(s, tariff, start, end, send=to_link)
+
+    repricer = services.enter_context(Repricer(site, cache.colours, reprice, clock, settle_s))
+    cache.on_learned = repricer.learned
+    if site.tariff.tempo.source == "rte":
+        services.enter_context(RtePoller(site.tariff.tempo, cache, site.site.tz, clock))
 
 
 async def serve(site: SiteConfig, profiles: dict[str, Profile]) -> int:

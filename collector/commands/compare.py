@@ -1,9 +1,12 @@
 """`irve compare -c SITE.yaml --month 2026-01`: the month's consumption costed under the
-contract in force and under the other option (Base vs HP/HC), said as a sentence.
+contract in force and under the other option (Base vs HP/HC; Tempo vs Base, or vs HP/HC when
+the site has HC ranges), said as a sentence.
 
 Both options need their prices in the month's price rows (`base`, and `hp` + `hc`), and HP/HC
 needs its HC ranges (`tariff.offpeak` or `tariff.seasons`) even on a Base contract. A month
 the stored readings only partly cover gets a warning: the comparison holds for those days.
+Tempo days are priced at the colours the collector learned (`{state_dir}/tempo-{site}.json`);
+days still unknown at the fallback colour, which a note counts.
 """
 
 from __future__ import annotations
@@ -14,18 +17,19 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal
 
-from collector.billing.compare import OptionCost, compare
+from collector.billing.compare import OptionCost, compare, compared_with
 from collector.billing.render import day, number
 from collector.billing.source import covered_days, load_windows
 from collector.billing.statement import money
 from collector.commands.check import add_config_argument
 from collector.config import SiteConfig
-from collector.energy.tariff import Tariff, TariffError
+from collector.energy.tariff import Tariff, TariffError, tempo_day
 from collector.settings import ConfigError
 from collector.site import load_site
 from collector.store.influxql import InfluxQL, InfluxQLError
+from collector.tariffs.tempo import known_colours
 
-OPTION_NAMES = {"base": "Base", "hphc": "HP/HC"}
+OPTION_NAMES = {"base": "Base", "hphc": "HP/HC", "tempo": "Tempo"}
 TEXT = {
     "fr": {
         "head": "Site {site}, {month} : {windows} fenêtres d'énergie",
@@ -40,6 +44,7 @@ TEXT = {
         "mois (du {first} au {last}) ; la comparaison ne porte que sur ces jours.",
         "stored": "note : les fenêtres enregistrées disent {stored} € ; les prix ont changé "
         "depuis : voir `irve recompute`",
+        "fallback": "note : couleur Tempo inconnue pour {days} jour(s), comptés en {colour}.",
     },
     "en": {
         "head": "Site {site}, {month}: {windows} energy windows",
@@ -54,6 +59,7 @@ TEXT = {
         "month ({first} to {last}); the comparison holds for those days only.",
         "stored": "note: the stored windows say {stored} EUR; the price rows changed since: "
         "see `irve recompute`",
+        "fallback": "note: Tempo colour unknown for {days} day(s), priced as {colour}.",
     },
 }
 
@@ -96,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             [f"--point: no meter {args.point!r} in the site file ({', '.join(meters)})"]
         )
-    check_offpeak(site)
     start, end = month_bounds(args.month, site)
     tz = site.site.tz
-    tariff = Tariff(site.tariff, tz)
+    tariff = Tariff(site.tariff, tz, known_colours(site))
+    if "hphc" in (site.tariff.option, compared_with(tariff)):
+        check_offpeak(site)
     client = InfluxQL.from_settings(site.influx)
     try:
         windows = load_windows(client, site.site.id, start, end, args.point)
@@ -144,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if money(result.stored_cost_eur) != current:
         print(t["stored"].format(stored=number(money(result.stored_cost_eur), lang)))
+    unknown = {tempo_day(w.start, tz) for w in windows if tariff.fallback_at(w.start)}
+    if unknown:
+        print(t["fallback"].format(days=len(unknown), colour=site.tariff.tempo.fallback))
     return 0
 
 

@@ -1,6 +1,6 @@
 """`irve recompute -c SITE.yaml --from 2026-02-01 --to 2026-03-01`: after the owner corrects a
-price row, re-price the stored energy windows (and the sessions) of a range and publish them
-again on MQTT for the ingestor.
+price row, or once Tempo colours are known, re-price the stored energy windows (and the
+sessions) of a range and publish them again on MQTT for the ingestor.
 
 The republished messages keep their start time and tags (site, point, period; badge for
 sessions), so the ingestor overwrites the stored points instead of adding new ones. The range
@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from collector.billing.reprice import (
@@ -21,16 +22,19 @@ from collector.billing.reprice import (
     repriced_window,
     session_end,
     span,
+    stale_window,
 )
 from collector.billing.source import load_sessions, load_windows
 from collector.billing.statement import money
 from collector.commands.check import add_config_argument
-from collector.config import MqttSettings
+from collector.config import MqttSettings, SiteConfig
 from collector.energy.tariff import Tariff, TariffError
 from collector.mqtt.auth import new_client
 from collector.settings import ConfigError
 from collector.site import load_site, local_instant
 from collector.store.influxql import InfluxQL, InfluxQLError
+from collector.tariffs.tempo import known_colours
+from collector.wire.kinds import Outgoing, envelope
 from collector.wire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -81,21 +85,40 @@ def run(args: argparse.Namespace) -> int:
     end = local_instant(args.end, tz, "to")
     if end <= start:
         raise ConfigError(["--to: must be after --from"])
-    tariff = Tariff(site.tariff, tz)
+    tariff = Tariff(site.tariff, tz, known_colours(site))
+    return recompute(site, tariff, start, end, args.point, args.dry_run, args.client_id)
+
+
+def recompute(
+    site: SiteConfig,
+    tariff: Tariff,
+    start: datetime,
+    end: datetime,
+    point: str | None = None,
+    dry_run: bool = False,
+    client_id: str | None = None,
+    send: Callable[[list[Outgoing]], None] | None = None,
+) -> int:
+    """Re-price [start, end) with `tariff` and republish; 0, or 1 when a server failed.
+
+    `send`: hand the messages to a running collector's own link instead of connecting (on a
+    broker that binds client ids to users, a second connection with the collector's
+    credentials would replace the collector's)."""
+    tz = site.site.tz
     window_s = site.energy.window_s
     client = InfluxQL.from_settings(site.influx)
     try:
-        found, _ = load_sessions(
-            client, site.site.id, start - SESSION_LOOKBACK, end, None, args.point
-        )
+        found, _ = load_sessions(client, site.site.id, start - SESSION_LOOKBACK, end, None, point)
         sessions = [s for s in found if session_end(s) > start]
         lo, hi = span(start, end, sessions, window_s)
-        stored = load_windows(client, site.site.id, lo, hi, args.point)
+        stored = load_windows(client, site.site.id, lo, hi, point)
     except InfluxQLError as exc:
         print(f"irve recompute: {exc}", file=sys.stderr)
         return 1
     try:
-        windows = [PointWindow(w.point, repriced_window(w, tariff, window_s)) for w in stored]
+        windows = [
+            PointWindow(w.point, repriced_window(w, tariff, window_s), w.period) for w in stored
+        ]
         repriced = [repriced_session(s, windows, tariff, window_s) for s in sessions]
     except TariffError as exc:
         raise ConfigError([str(exc)]) from None
@@ -109,16 +132,27 @@ def run(args: argparse.Namespace) -> int:
         f"{len(stored)} energy windows ({changed} with a new cost), {len(sessions)} sessions; "
         f"energy cost {money(before)} -> {money(after)} EUR"
     )
-    if args.dry_run:
+    if dry_run:
+        return 0
+    emptied = [
+        Outgoing(old.point, stale)
+        for old, new in zip(stored, windows, strict=True)
+        if (stale := stale_window(old, new.message)) is not None
+    ]
+    out = emptied + [Outgoing(w.point, w.message) for w in windows]
+    out += [Outgoing(s.point, message) for s, message in zip(sessions, repriced, strict=True)]
+    if send is not None:
+        send(out)
+        print(f"handed {len(out)} messages to the collector's link")
         return 0
     topics = Topics(site.mqtt.topic_prefix, site.site.id)
-    out = [(topics.point(w.point, "energy"), w.message.to_json()) for w in windows]
-    out += [
-        (topics.point(s.point, "session"), message.to_json())
-        for s, message in zip(sessions, repriced, strict=True)
-    ]
+    envelopes = [envelope(topics, o) for o in out]
     try:
-        publish(site.mqtt, out, args.client_id or f"irve-recompute-{site.site.id}")
+        publish(
+            site.mqtt,
+            [(e.topic, e.payload) for e in envelopes],
+            client_id or f"irve-recompute-{site.site.id}",
+        )
     except (OSError, RuntimeError) as exc:
         print(f"irve recompute: MQTT: {exc}", file=sys.stderr)
         return 1

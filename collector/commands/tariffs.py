@@ -151,18 +151,14 @@ def _row_at(rows: list[PriceRow], day: date) -> PriceRow:
 
 def _row_text(row: PriceRow) -> str:
     # repr of a float is the shortest text that reads back as it: what the installer typed.
-    return "  ".join(
-        f"{key.upper()} {value!r}"
-        for key in ("base", "hp", "hc")
-        if (value := getattr(row, key)) is not None
-    )
+    return "  ".join(f"{period} {value!r}" for period, value in row.figures().items())
 
 
 def _table_entry(table: Table, option: Option, kva: int, row: PriceRow) -> Prices | None:
     """The table's entry this row was filled from, or None when the site file typed it."""
     for entry in table.prices:
         if (entry.option, entry.kva, entry.since) == (option, kva, row.since):
-            typed = {key.upper(): getattr(row, key) for key in ("base", "hp", "hc")}
-            if all(typed[p] == float(v) for p, v in entry.prices.items()):
+            typed = row.figures()
+            if all(typed.get(p) == float(v) for p, v in entry.prices.items()):
                 return entry
     return None

@@ -88,6 +88,7 @@ class Window:
     energy_wh: float = 0.0
     index_start_wh: float | None = None
     estimated: bool = False
+    tempo_fallback: bool = False  # priced at the Tempo fallback colour: the day's was unknown
 
     def message(self, index_end_wh: float | None) -> EnergyMessage:
         energy = round(self.energy_wh, 6)
@@ -100,7 +101,8 @@ class Window:
             cost_eur=cost_eur(energy, self.price_eur_kwh),
             index_start_wh=_round(self.index_start_wh),
             index_end_wh=_round(index_end_wh),
-            estimated=self.estimated,
+            estimated=self.estimated or self.tempo_fallback,
+            tempo_fallback=True if self.tempo_fallback else None,
         )
 
 
@@ -244,6 +246,7 @@ class PointEnergy:
                 "energy_wh": w.energy_wh,
                 "index_start_wh": w.index_start_wh,
                 "estimated": w.estimated,
+                **({"tempo_fallback": True} if w.tempo_fallback else {}),
             },
         }
 
@@ -270,6 +273,7 @@ class PointEnergy:
                 energy_wh=float(w["energy_wh"]),
                 index_start_wh=w["index_start_wh"],
                 estimated=bool(w["estimated"]),
+                tempo_fallback=bool(w.get("tempo_fallback", False)),
             )
         )
 
@@ -283,7 +287,8 @@ class PointEnergy:
     def _open(self, start: datetime, index_wh: float | None) -> Window:
         end = window_end(start, self.tariff, self.window_s)
         period, price = self.tariff.rate_at(start)
-        return Window(start, end, period, price, index_start_wh=index_wh)
+        fallback = self.tariff.fallback_at(start)
+        return Window(start, end, period, price, index_start_wh=index_wh, tempo_fallback=fallback)
 
     def _quantum(self) -> float:
         return self.quantum_wh if self.quantum_wh >= QUANTA_WH[-1] else 0.0

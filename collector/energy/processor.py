@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from collector.config import MeterSettings, SiteConfig
+from collector.config import MeterSettings, SiteConfig, TempoColour
 from collector.energy.intervals import GUESSED_SPANS_WH, VOLTAGE_MAX_V, PointEnergy
 from collector.energy.sessions import SessionTracker
 from collector.energy.tariff import Tariff
@@ -59,10 +59,12 @@ class EnergyProcessor(Processor):
         site: SiteConfig,
         profiles: Mapping[str, Profile] | None = None,
         store: StateStore | None = None,
+        colours: Mapping[date, TempoColour] | None = None,
     ) -> None:
         """`store`: where the state survives a restart (the collector gives the state file;
-        by default, nothing survives)."""
-        self.tariff = Tariff(site.tariff, site.site.tz)
+        by default, nothing survives). `colours`: the Tempo colours known so far, which the
+        collector's colour source keeps adding to."""
+        self.tariff = Tariff(site.tariff, site.site.tz, colours if colours is not None else {})
         self.store: StateStore = store if store is not None else MemoryStateStore()
         gap_s = max(float(site.energy.window_s), 5 * site.poll_interval_s)
         self.points = {

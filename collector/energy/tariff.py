@@ -10,19 +10,47 @@ Rules (documented in docs/energy-and-billing.md):
   22:00-06:00 holds 7 real hours and on 25 October 2026 (25 h) it holds 9.
 - A price row applies from local midnight of its `since` date; the earliest row also covers
   any earlier instant (a site file's history starts with its first row).
+- With `tempo` the Tempo day D runs from 06:00 local on D to 06:00 local on D+1 (wall clock,
+  so 23 or 25 real hours on DST days); its HC are 22:00-06:00, its HP 06:00-22:00, and both
+  take the colour of day D. The colours come from a mapping date -> colour known so far
+  (filled by the I/O shell); a day missing from it is priced at `tempo.fallback` and its
+  windows are marked (`fallback_at`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from collector.config import PriceRow, TariffSettings, parse_clock_range, season_contains
+from collector.config import (
+    PriceRow,
+    TariffSettings,
+    TempoColour,
+    parse_clock_range,
+    season_contains,
+)
 from collector.wire.messages import Period
 
 _TINY = timedelta(microseconds=1)
+TEMPO_DAY_START = time(6, 0)
+TEMPO_HC_START = time(22, 0)
+TEMPO_PERIODS: dict[tuple[TempoColour, bool], Period] = {
+    ("blue", False): "TEMPO_BLUE_HP",
+    ("blue", True): "TEMPO_BLUE_HC",
+    ("white", False): "TEMPO_WHITE_HP",
+    ("white", True): "TEMPO_WHITE_HC",
+    ("red", False): "TEMPO_RED_HP",
+    ("red", True): "TEMPO_RED_HC",
+}
+
+
+def tempo_day(instant: datetime, tz: ZoneInfo) -> date:
+    """The Tempo day an instant belongs to: the local date, less one before 06:00."""
+    local = instant.astimezone(tz)
+    return local.date() - timedelta(days=1) if local.time() < TEMPO_DAY_START else local.date()
 
 
 class TariffError(ValueError):
@@ -30,7 +58,12 @@ class TariffError(ValueError):
 
 
 def row_price(row: PriceRow, period: Period, index: int | None = None) -> float:
-    value = {"BASE": row.base, "HP": row.hp, "HC": row.hc}[period]
+    value: float | None
+    if period.startswith("TEMPO_"):
+        _, colour, hours = period.lower().split("_")
+        value = None if row.tempo is None else getattr(getattr(row.tempo, colour), hours)
+    else:
+        value = {"BASE": row.base, "HP": row.hp, "HC": row.hc}[period]
     if value is None:
         where = f"prices[{index}]" if index is not None else f"price row since {row.since}"
         raise TariffError(f"tariff.{where}.{period.lower()}: no {period} price in this row")
@@ -41,13 +74,15 @@ def row_price(row: PriceRow, period: Period, index: int | None = None) -> float:
 class Tariff:
     settings: TariffSettings
     tz: ZoneInfo
+    # Tempo colours known so far by Tempo day; the I/O shell adds to it as they are published.
+    colours: Mapping[date, TempoColour] = field(default_factory=dict, compare=False)
     # Last answer of next_boundary as (from, boundary): valid for any instant in [from, boundary).
     _last: list[tuple[datetime, datetime]] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def with_option(cls, tariff: Tariff, option: str) -> Tariff:
         """The same schedule and prices under the other contract option (comparisons)."""
-        return cls(tariff.settings.model_copy(update={"option": option}), tariff.tz)
+        return cls(tariff.settings.model_copy(update={"option": option}), tariff.tz, tariff.colours)
 
     @cached_property
     def _default_ranges(self) -> tuple[tuple[time, time], ...]:
@@ -68,11 +103,22 @@ class Tariff:
                 return ranges
         return self._default_ranges
 
+    def colour_at(self, instant: datetime) -> TempoColour:
+        """The Tempo colour of the instant's day, or the fallback while it is unknown."""
+        return self.colours.get(tempo_day(instant, self.tz), self.settings.tempo.fallback)
+
+    def fallback_at(self, instant: datetime) -> bool:
+        """Is the instant priced at the Tempo fallback colour (its day's colour unknown)?"""
+        return self.settings.option == "tempo" and tempo_day(instant, self.tz) not in self.colours
+
     def period_at(self, instant: datetime) -> Period:
         if self.settings.option == "base":
             return "BASE"
         local = instant.astimezone(self.tz)
         clock = local.time().replace(tzinfo=None)
+        if self.settings.option == "tempo":
+            off = clock >= TEMPO_HC_START or clock < TEMPO_DAY_START
+            return TEMPO_PERIODS[self.colour_at(instant), off]
         for start, end in self.offpeak_ranges(local.date()):
             inside = start <= clock < end if start < end else clock >= start or clock < end
             if inside:
@@ -135,6 +181,8 @@ class Tariff:
         if self.settings.option == "hphc":
             for start, end in self.offpeak_ranges(day):
                 clocks.update((start, end))
+        elif self.settings.option == "tempo":
+            clocks.update((TEMPO_DAY_START, TEMPO_HC_START))
         out: set[datetime] = set()
         for clock in clocks:
             naive = datetime.combine(day, clock)

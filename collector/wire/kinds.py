@@ -31,6 +31,7 @@ from collector.wire.messages import (
     ShedMessage,
     StateMessage,
     StatusMessage,
+    TempoMessage,
 )
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ KINDS: dict[str, Kind] = {
         Kind("status", StatusMessage, "site", True, False),
         Kind("alert", AlertMessage, "site", False, True, "alert", _alert),
         Kind("shed", ShedMessage, "site", True, True),
+        Kind("tempo", TempoMessage, "site", True, False, inbound=True),
         # Published by the ingestor: a message it could not store, with the reason.
         Kind("deadletter", None, "site", False, False),
         # Home Assistant's configs, under its own prefix (collector.mqtt.discovery).

@@ -145,6 +145,7 @@ def energy(site: str, point: str, msg: EnergyMessage) -> str | None:
             ("index_start_wh", msg.index_start_wh),
             ("index_end_wh", msg.index_end_wh),
             ("estimated", msg.estimated),
+            ("tempo_fallback", msg.tempo_fallback),
         ]
     )
     return _line(

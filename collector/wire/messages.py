@@ -10,7 +10,8 @@ import json
 import re
 import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from datetime import date as _Date
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
@@ -58,9 +59,19 @@ _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
-Period = Literal["BASE", "HP", "HC"]
+Period = Literal[
+    "BASE",
+    "HP",
+    "HC",
+    "TEMPO_BLUE_HP",
+    "TEMPO_BLUE_HC",
+    "TEMPO_WHITE_HP",
+    "TEMPO_WHITE_HC",
+    "TEMPO_RED_HP",
+    "TEMPO_RED_HC",
+]
 # The tariff periods in the order statements and reports list them.
-PERIODS: tuple[Period, ...] = ("HP", "HC", "BASE")
+PERIODS: tuple[Period, ...] = ("HP", "HC", "BASE", *get_args(Period)[3:])
 AlertName = Literal[
     "socket_overcurrent",
     "site_overload",
@@ -143,8 +154,25 @@ class EnergyMessage(_Timed):
     index_start_wh: float | None
     index_end_wh: float | None
     # Set when the energy was shared out over a gap (restart, outage) rather than measured
-    # inside this window; the ingestor keeps it as a field so reports can show it.
+    # inside this window, or when a Tempo day's colour was unknown; the ingestor keeps it as a
+    # field so reports can show it.
     estimated: bool = False
+    # True when priced at the Tempo fallback colour because the day's colour was unknown
+    # (absent otherwise): `irve recompute` re-prices such windows once the colour is known.
+    tempo_fallback: bool | None = None
+
+    def to_json(self) -> bytes:
+        # The key is left out when absent, so other contracts' messages stay as they were.
+        drop = {"tempo_fallback"} if self.tempo_fallback is None else None
+        return self.model_dump_json(exclude=drop).encode()
+
+
+class TempoMessage(Message):
+    """`irve/{site}/tempo` (retained, in): the colour of the Tempo day that starts at 06:00
+    local time on `date`, for sites whose colours come from MQTT (`tempo.source: mqtt`)."""
+
+    date: _Date
+    colour: Literal["blue", "white", "red"]
 
 
 class PeriodTotal(Message):

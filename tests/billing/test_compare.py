@@ -24,6 +24,7 @@ from tests.billing.test_statement import (
     GUEST_CHARGES,
     GUIDE_PRICES,
     PARIS,
+    Charge,
     local,
     scripted_messages,
     site_file,
@@ -193,3 +194,51 @@ def test_compare_notes_stored_costs_priced_with_other_rows(
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith("in force      Base   35.000 kWh 7.00 EUR")
     assert out[-1].startswith("note: the stored windows say 7.97 EUR")
+
+
+def test_compare_tempo_contract_with_hphc_at_the_colours_known(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """7 kWh on the red 7 December and 7 kWh on 8 December, whose colour is not known yet
+    (priced at the fallback, blue), against HP/HC; the stored windows were all at blue."""
+    influx = servers.influxd(tmp_path / "influxd")
+    influx.start()
+    try:
+        create_database(influx)
+        row = {
+            "since": "2026-02-01",
+            "base": 0.1927,
+            "hp": 0.2065,
+            "hc": 0.1579,
+            "tempo": {
+                "blue": {"hp": 0.1612, "hc": 0.1325},
+                "white": {"hp": 0.1871, "hc": 0.1499},
+                "red": {"hp": 0.7060, "hc": 0.1575},
+            },
+        }
+        path = site_file(tmp_path, influx.port, option="tempo", prices=[row])
+        site = load(SiteConfig, path)
+        charges = [
+            Charge("cp1", local(2026, 12, d, 7, 0), local(2026, 12, d, 8, 0), 7000.0)
+            for d in (7, 8)
+        ]
+        start = local(2026, 12, 7, 6, 30)
+        body = to_lines(scripted_messages(site, charges, start, start + timedelta(hours=26)))
+        backend = HttpV1Backend(site.influx)
+        backend.write("\n".join(body))
+        backend.close()
+        (tmp_path / "state").mkdir(exist_ok=True)
+        (tmp_path / "state" / "tempo-hotel-bill.json").write_text('{"2026-12-07": "red"}')
+        argv = ["compare", "-c", str(path), "--month", "2026-12", "--lang", "en"]
+        assert main(argv) == 0
+    finally:
+        influx.stop()
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (
+        "in force      Tempo  14.000 kWh 6.07 EUR (TEMPO_BLUE_HP 7.000 kWh 1.13 EUR, "
+        "TEMPO_RED_HP 7.000 kWh 4.94 EUR)"
+    )
+    assert out[2] == "other option  HP/HC  14.000 kWh 2.89 EUR (HP 14.000 kWh 2.89 EUR)"
+    assert out[3] == "HP/HC would have cost 3.18 EUR less than Tempo (the contract in force)."
+    assert "note: the stored windows say 2.26 EUR; the price rows changed since: " in out[-2]
+    assert out[-1] == "note: Tempo colour unknown for 1 day(s), priced as blue."

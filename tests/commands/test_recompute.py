@@ -5,10 +5,12 @@ and the ingestor overwrites the same points (same timestamps, same count, no dou
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,14 @@ import yaml
 from collector.billing.reprice import span
 from collector.billing.statement import SessionUse
 from collector.cli import main
+from collector.collect import Stages
 from collector.commands import recompute
+from collector.commands.collect import open_collector, tempo_services
 from collector.commands.recompute import publish
 from collector.config import MqttSettings, SiteConfig
 from collector.settings import load
+from collector.site import load_site
+from collector.tariffs.tempo import ColourCache, cache_path
 from collector.wire.messages import EnergyMessage, SessionMessage
 from collector.wire.topics import Topics
 from tests.billing.test_statement import SITE_ID, Charge, local, scripted_messages, site_file
@@ -150,6 +156,121 @@ def test_recompute_rewrites_costs_in_place(
     assert after_sessions[0]["cost_hc_eur"] == pytest.approx(2.2498)
     assert after_sessions[0]["energy_wh"] == before_sessions[0]["energy_wh"]
     assert after_sessions[0]["session_id"] == before_sessions[0]["session_id"]
+
+
+TEMPO_ROW = {
+    "since": date(2026, 2, 1),
+    "tempo": {
+        "blue": {"hp": 0.1612, "hc": 0.1325},
+        "white": {"hp": 0.1871, "hc": 0.1499},
+        "red": {"hp": 0.7060, "hc": 0.1575},
+    },
+}
+
+
+def store_a_fallback_morning(
+    tmp_path: Path, broker: servers.Server, influx: servers.Server
+) -> tuple[Path, SiteConfig]:
+    """7 kWh charged on 7 December 07:00-08:00 before its colour was known: published blue
+    (the fallback), stored by the ingestor."""
+    path = site_file(tmp_path, influx.port, broker.port, prices=[TEMPO_ROW], option="tempo")
+    site = load(SiteConfig, path)
+    charge = Charge("cp1", local(2026, 12, 7, 7, 0), local(2026, 12, 7, 8, 0), 7000.0, "room-7",
+                    local(2026, 12, 7, 7, 0))  # fmt: skip
+    produced = scripted_messages(site, [charge], local(2026, 12, 7, 6, 30), local(2026, 12, 7, 9))
+    topics = Topics("irve", SITE_ID)
+    windows: list[EnergyMessage] = []
+    with publisher(broker.port, "collector-stand-in") as pub:
+        for out, _ in produced:
+            message = out.message
+            if isinstance(message, EnergyMessage):
+                windows.append(message)
+                pub.publish(topics.point(out.point or "", "energy"), message.to_json())
+            elif isinstance(message, SessionMessage):
+                pub.publish(topics.point(out.point or "", "session"), message.to_json())
+    assert {(w.period, w.tempo_fallback, w.estimated) for w in windows} == {
+        ("TEMPO_BLUE_HP", True, True)
+    }
+    servers.wait_until(
+        lambda: len(stored(influx, "energy")) == len(windows) and len(ended(influx)) == 1,
+        20,
+        "the ingestor to store the fallback windows and the session",
+    )
+    assert sum(w["cost_eur"] for w in stored(influx, "energy")) == pytest.approx(7 * 0.1612)
+    return path, site
+
+
+def ended(influx: servers.Server) -> list[dict[str, Any]]:
+    return [s for s in stored(influx, "session") if s.get("event") == "end"]
+
+
+def assert_recoloured_red(influx: servers.Server) -> None:
+    servers.wait_until(
+        lambda: (
+            sum(w["cost_eur"] for w in stored(influx, "energy"))
+            == pytest.approx(7 * 0.706, abs=1e-6)
+        ),
+        20,
+        "the re-coloured windows",
+    )
+    after = stored(influx, "energy")
+    by_period: dict[str, float] = {}
+    for w in after:
+        by_period[w["period"]] = by_period.get(w["period"], 0.0) + w["energy_wh"]
+    # The fallback points are emptied, not left beside the red ones: 7 kWh in all.
+    assert by_period == pytest.approx({"TEMPO_BLUE_HP": 0.0, "TEMPO_RED_HP": 7000.0})
+    assert {w["tempo_fallback"] for w in after} == {False}
+    servers.wait_until(
+        lambda: ended(influx)[0].get("cost_tempo_red_hp_eur") is not None, 10, "the session"
+    )
+    session = ended(influx)[0]
+    assert session["cost_eur"] == pytest.approx(7 * 0.706)
+    assert session["energy_tempo_red_hp_wh"] == pytest.approx(7000.0)
+    assert session["energy_tempo_blue_hp_wh"] == 0.0 and session["cost_tempo_blue_hp_eur"] == 0.0
+
+
+def test_tempo_windows_at_the_fallback_are_recoloured_without_counting_twice(
+    tmp_path: Path,
+    broker: servers.Server,
+    influx: servers.Server,
+    ingest: subprocess.Popen[bytes],
+) -> None:
+    """RTE then says 7 December was red: `irve recompute` moves the energy to red HP in place."""
+    path, _ = store_a_fallback_morning(tmp_path, broker, influx)
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / f"tempo-{SITE_ID}.json").write_text('{"2026-12-07": "red"}')
+    argv = ["recompute", "-c", str(path), "--from", "2026-12-07", "--to", "2026-12-08"]
+    assert main([*argv, "--client-id", "recompute-tempo"]) == 0
+    assert_recoloured_red(influx)
+
+
+def test_the_collector_reprices_through_its_own_link_when_it_learns_a_colour(
+    tmp_path: Path,
+    broker: servers.Server,
+    influx: servers.Server,
+    ingest: subprocess.Popen[bytes],
+) -> None:
+    """The colour of 7 December arrives at 09:00 while the collector runs: its re-pricing
+    publishes through the collector's link (a second connection with the collector's
+    credentials would replace the collector's on the stack's broker)."""
+    path, _ = store_a_fallback_morning(tmp_path, broker, influx)
+    site, profiles = load_site(str(path))
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        async with open_collector(site, profiles, stages=Stages()) as app:
+            with ExitStack() as services:
+                cache = ColourCache(cache_path(site))
+                nine = local(2026, 12, 7, 9, 0)
+                tempo_services(site, cache, services, loop, app, lambda: nine, settle_s=0)
+                cache.learn(date(2026, 12, 7), "red")
+                deadline = time.monotonic() + 20
+                while sum(w["cost_eur"] for w in stored(influx, "energy")) < 4:
+                    assert time.monotonic() < deadline, "never re-priced"
+                    await asyncio.sleep(0.1)
+
+    asyncio.run(body())
+    assert_recoloured_red(influx)
 
 
 def test_span_widens_to_whole_sessions() -> None:

@@ -306,9 +306,14 @@ def test_kva_defaults_to_the_step_above_the_subscribed_power(tmp_path: Path) -> 
             "tariff.supplier: Input should be 'edf-tarif-bleu'",
         ),
         (
-            {"supplier": "edf-tarif-bleu", "option": "tempo"},
+            {"supplier": "edf-tarif-bleu", "option": "tempo", "tempo": {"source": "sms"}},
             6,
-            "tariff.option: tempo is not supported yet",
+            "tariff.tempo.source: Input should be 'rte' or 'mqtt'",
+        ),
+        (
+            {"supplier": "edf-tarif-bleu", "option": "tempo", "kva": 3},
+            3,
+            "tariff.kva: the table has no tempo prices for 3 kVA",
         ),
         (
             {"option": "base"},
@@ -343,6 +348,25 @@ def test_check_shows_the_table_and_its_exact_figures(
     assert "Tariff: base (edf-tarif-bleu table, 6 kVA)" in out
     assert "from 2026-02-01: BASE 0.19398, HP 0.2065, HC 0.1579 EUR/kWh" in out
     assert "from 2024-02-01: BASE 0.2516, HP 0.2700, HC 0.2068 EUR/kWh" in out
+
+
+def test_check_shows_a_tempo_contract_from_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tariff = {"supplier": "edf-tarif-bleu", "option": "tempo", "tempo": {"fallback": "white"}}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(hotel(tariff, 9)))
+    assert main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Tariff: tempo (edf-tarif-bleu table, 9 kVA)" in out
+    assert (
+        "  Tempo: day 06:00-06:00, HC 22:00-06:00; colours from "
+        "https://www.services-rte.com/cms/open_data/v1/tempoLight, fallback white"
+    ) in out
+    assert (
+        "TEMPO_BLUE_HP 0.1494, TEMPO_BLUE_HC 0.1232, TEMPO_WHITE_HP 0.1730, "
+        "TEMPO_WHITE_HC 0.1391, TEMPO_RED_HP 0.6468, TEMPO_RED_HC 0.1460 EUR/kWh"
+    ) in out
 
 
 # --- irve tariffs, as a subprocess ---------------------------------------------------------------
@@ -413,3 +437,16 @@ def test_irve_tariffs_with_a_site_shows_its_resolved_tariff(tmp_path: Path) -> N
     own = irve("tariffs", "-c", str(path), "--at", "2026-03-01")
     assert "  from 2026-03-01: HP 0.25  HC 0.15 EUR/kWh, typed in the site file" in own.stdout
     assert irve("tariffs", "-c", str(path), "--at", "2023-01-01").returncode == 2
+
+
+def test_irve_tariffs_with_a_tempo_site_shows_its_six_prices(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(hotel({"supplier": "edf-tarif-bleu", "option": "tempo"}, 9)))
+    done = irve("tariffs", "-c", str(path), "--at", "2026-03-01")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == [
+        "Site hotel-vda on 2026-03-01: option tempo, edf-tarif-bleu 9 kVA",
+        "  from 2026-02-01: TEMPO_BLUE_HP 0.1612  TEMPO_BLUE_HC 0.1325  TEMPO_WHITE_HP 0.1871  "
+        "TEMPO_WHITE_HC 0.1499  TEMPO_RED_HP 0.7060  TEMPO_RED_HC 0.1575 EUR/kWh, from the table "
+        "[press-2026-02]",
+    ]
