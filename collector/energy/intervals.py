@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from collector.energy.tariff import Tariff
@@ -155,6 +155,9 @@ class PointEnergy:
         step = Step()
         if index_wh is None:
             return step
+        # Aware datetimes of one zone subtract as wall clocks (Python's rule): in UTC, an
+        # interval across a DST change is its real length.
+        ts = ts.astimezone(UTC)
         if self.last_ts is None or self.last_index is None or self.window is None:
             self._observe_quantum(index_wh)
             self._restart_at(ts, index_wh, power_w)

@@ -201,7 +201,8 @@ def test_property_window_costs_are_energy_times_the_price_in_force(
     picks: list[TempoColour | None],
     window_s: int,
 ) -> None:
-    ts = start + timedelta(seconds=offset_s)
+    # Readings carry UTC times, as the poller's do.
+    ts = (start + timedelta(seconds=offset_s)).astimezone(UTC)
     first_day = tempo_day(ts, PARIS) - timedelta(days=1)
     colours: dict[date, TempoColour] = {
         first_day + timedelta(days=n): c for n, c in enumerate(picks) if c is not None
