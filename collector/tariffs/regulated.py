@@ -17,7 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -145,6 +145,23 @@ class Subscription:
         return self.per_month if self.per_month is not None else self.yearly / 12
 
 
+RowT = TypeVar("RowT", Prices, Subscription)
+
+
+def _row_at(
+    rows: tuple[RowT, ...], option: Option, kva: int, since: date, what: str, hint: str = ""
+) -> RowT:
+    """The row of one option and power from one movement: a date in the table moves every
+    option, so a missing row is said, never taken from an earlier movement."""
+    for entry in rows:
+        if entry.option == option and entry.kva == kva and entry.since == since:
+            return entry
+    raise RegulatedError(
+        f"no {option} {what} for {kva} kVA from {since} in the table (no cited source gives "
+        f"{'them' if what == 'prices' else 'it'})" + (f": {hint}" if hint else "")
+    )
+
+
 _KEYS: dict[Option, tuple[str, ...]] = {
     "base": ("base",),
     "hphc": ("hp", "hc"),
@@ -192,24 +209,11 @@ class Table:
     def prices_at(self, option: Option, kva: int, when: date) -> Prices:
         check_kva(kva)
         since = self.movement_at(when)
-        for entry in self.prices:
-            if entry.option == option and entry.kva == kva and entry.since == since:
-                return entry
-        raise RegulatedError(
-            f"no {option} prices for {kva} kVA from {since} in the table "
-            "(no cited source gives them): type them in tariff.prices"
-        )
+        return _row_at(self.prices, option, kva, since, "prices", "type them in tariff.prices")
 
     def subscription_at(self, option: Option, kva: int, when: date) -> Subscription:
         check_kva(kva)
-        since = self.movement_at(when)
-        for entry in self.subscriptions:
-            if entry.option == option and entry.kva == kva and entry.since == since:
-                return entry
-        raise RegulatedError(
-            f"no {option} subscription for {kva} kVA from {since} in the table "
-            "(no cited source gives it)"
-        )
+        return _row_at(self.subscriptions, option, kva, self.movement_at(when), "subscription")
 
     def history(self, option: Option, kva: int, covered: frozenset[date]) -> list[Prices]:
         """The prices of every movement from this option and power's first one on. A movement
