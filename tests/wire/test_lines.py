@@ -165,7 +165,7 @@ def test_limits_with_current_and_reason_and_no_current_field_without_a_limit() -
     assert line_of("irve/h/cp1/limit", msg) == (
         f'limit,site=h,point=cp1 current_a=10.8,reason="overload" {TS_MS}'
     )
-    lifted = {"ts": TS, "current_a": None, "reason": "none", "actuators": {}}
+    lifted: dict[str, object] = {"ts": TS, "current_a": None, "reason": "none", "actuators": {}}
     assert line_of("irve/h/cp1/limit", lifted) == f'limit,site=h,point=cp1 reason="none" {TS_MS}'
     with pytest.raises(Rejected, match="reason"):
         decode("irve", "irve/h/cp1/limit", json.dumps({**msg, "reason": "tired"}).encode(), 0)
