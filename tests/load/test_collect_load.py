@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from collector.site import load_site
-from tests.support.load import LimitRecorder, ObedientStation, Physics, obedient
+from tests.support import servers
+from tests.support.load import LimitRecorder, ObedientStation, Physics, knx_observer, obedient
 from tests.support.servers import Server, free_port
 from tests.support.sim_helpers import (
     main_meter,
@@ -37,7 +38,10 @@ POLL_S = 0.5
 LIMIT_W = 35_000  # 36 kVA - margin_w 1000
 
 
-def load_site_file(tmp_path: Path, broker: Server, port: int, **load: Any) -> Path:
+def load_site_file(
+    tmp_path: Path, broker: Server, port: int, knx: dict[str, Any] | None = None, **load: Any
+) -> Path:
+    more = {"knx": knx} if knx is not None else {}
     return write_site(
         tmp_path,
         buses=[tcp_bus("board")],
@@ -61,6 +65,7 @@ def load_site_file(tmp_path: Path, broker: Server, port: int, **load: Any) -> Pa
             "min_change_interval_s": 1,
             **load,
         },
+        **more,
     )
 
 
@@ -193,3 +198,143 @@ async def run_overload(
         timeout=30,
     )
     assert cp2.got("ClearChargingProfile")
+
+
+def test_failsafe_when_the_main_meter_goes_silent_and_profiles_that_expire_after_sigkill(
+    tmp_path: Path, broker: Server
+) -> None:
+    """The main meter silent for failsafe_after_polls polls: both chargers capped at 6 A
+    (reason failsafe), renewed at half their validity while it lasts; the collector killed:
+    nothing clears them, and they end by themselves profile_validity_s after their last
+    renewal, as their valid_to says."""
+    port = free_port()
+    path = load_site_file(tmp_path, broker, port, profile_validity_s=10)
+    site, profiles = load_site(str(path))
+    sub = LimitRecorder(broker.port, SITE)
+    with (
+        running_simulator(site, profiles, seed=1) as sim,
+        Physics(sim, ["cp1", "cp2"], base_w=20_000, want_a=32) as hotel,
+    ):
+        process = collect_process(path)
+        try:
+
+            async def scenario() -> None:
+                await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
+                async with (
+                    obedient(url(port, "borne-1"), "borne-1", hotel.obey("cp1")) as cp1,
+                    obedient(url(port, "borne-2"), "borne-2", hotel.obey("cp2")) as cp2,
+                ):
+                    await until(lambda: cp1.got("ClearChargingProfile"), "cp1 cleared")
+                    silent_from = time.monotonic()
+                    sim.meter("main").silent()
+                    await until(lambda: cp1.limits() and cp2.limits(), "fail-safe limits")
+                    # 3 polls of 0.5 s without a reading, counted at the collector's 1 s ticks.
+                    assert time.monotonic() - silent_from < 3 * POLL_S + 2.5
+                    assert cp1.limits() == [6.0] and cp2.limits() == [6.0]
+                    for point in ("cp1", "cp2"):
+                        last = sub.last(point) or {}
+                        assert (last.get("current_a"), last.get("reason")) == (6.0, "failsafe")
+                    # Renewed at half of profile_validity_s, with a later end.
+                    await until(lambda: len(cp1.profiles) >= 2, "a renewal", timeout=10)
+                    first, renewed = cp1.profiles[0], cp1.profiles[1]
+                    assert 4.0 <= renewed[0] - first[0] <= 7.0
+                    assert valid_to(renewed[1]) > valid_to(first[1])
+                    process.kill()
+                    process.wait()
+                    killed_at = time.monotonic()
+                    await asyncio.sleep(3.0)
+                    for cp in (cp1, cp2):
+                        sent, last_profile = cp.profiles[-1]
+                        assert sent < killed_at
+                        assert not [a for a, _ in cp.received if a == "ClearChargingProfile"][1:]
+                        profile = last_profile["cs_charging_profiles"]
+                        assert profile["charging_profile_purpose"] == "TxDefaultProfile"
+                        assert profile["charging_schedule"]["duration"] == 10
+                        lasts = valid_to(last_profile) - datetime.fromisoformat(
+                            profile["valid_from"]
+                        )
+                        assert lasts.total_seconds() == 10
+
+            asyncio.run(scenario())
+        finally:
+            stop(process)
+    sub.close()
+    assert process.returncode == -signal.SIGKILL
+
+
+def valid_to(payload: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(payload["cs_charging_profiles"]["valid_to"])
+
+
+@pytest.fixture
+def knxd(tmp_path: Path) -> Iterator[Server]:
+    server = servers.knxd(tmp_path / "knxd")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.knx
+def test_chargers_refusing_profiles_fall_back_to_the_contactor_or_the_advisory_shed(
+    tmp_path: Path, broker: Server, knxd: Server
+) -> None:
+    """Both chargers reject every charging profile. cp1 also has a KNX contactor: on overload
+    it is opened (a telegram 1/1/1 = 0 that a second KNX client on knxd hears) and closed
+    again once the limit is lifted; cp2 has none: only the advisory shed remains. Both
+    refusals are logged."""
+    port = free_port()
+    path = load_site_file(
+        tmp_path,
+        broker,
+        port,
+        knx={"gateway": f"127.0.0.1:{knxd.port}", "switches": {"cp1": "1/1/1"}},
+    )
+    site, profiles = load_site(str(path))
+    sub = LimitRecorder(broker.port, SITE)
+    with (
+        running_simulator(site, profiles, seed=1) as sim,
+        Physics(sim, ["cp1", "cp2"], base_w=20_000, want_a=32) as hotel,
+    ):
+        process = collect_process(path)
+        try:
+
+            async def scenario() -> None:
+                await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
+                async with (
+                    knx_observer(knxd.port) as knx,
+                    obedient(url(port, "borne-1"), "borne-1", hotel.obey("cp1")) as cp1,
+                    obedient(url(port, "borne-2"), "borne-2", hotel.obey("cp2")) as cp2,
+                ):
+                    cp1.answer = cp2.answer = "Rejected"
+                    await until(lambda: knx.writes("1/1/1") == [1], "cp1's contactor closed")
+                    hotel.base_w = 24_000  # over 35 kW with both cars
+                    await until(lambda: knx.writes("1/1/1") == [1, 0], "cp1's contactor opens")
+                    # The contactor cuts cp1's car: the test's hotel sees it draw nothing.
+                    hotel.want["cp1"] = 0.0
+                    await until(
+                        lambda: (
+                            (sub.last("cp1") or {}).get("actuators")
+                            == {"ocpp": "rejected", "knx": "sent"}
+                        ),
+                        "cp1's limit message",
+                    )
+                    await until(
+                        lambda: (
+                            (sub.last("cp2") or {}).get("actuators")
+                            == {"ocpp": "rejected", "advisory": "shed"}
+                        ),
+                        "cp2's limit message",
+                    )
+                    assert (sub.last("cp2") or {}).get("reason") == "overload"
+                    hotel.base_w = 15_000
+                    await until(lambda: knx.writes("1/1/1") == [1, 0, 1], "cp1's contactor again")
+
+            asyncio.run(scenario())
+        finally:
+            output = stop(process)
+    sub.close()
+    assert process.returncode == 0, output
+    assert "charger refused the" in output and "its KNX contactor pauses it instead" in output
+    assert "only the advisory shed request remains" in output

@@ -18,6 +18,11 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import ClientConnection, connect
+from xknx import XKNX
+from xknx.dpt.payload import DPTBinary
+from xknx.io import ConnectionConfig, ConnectionType
+from xknx.telegram import Telegram
+from xknx.telegram.apci import GroupValueWrite
 
 from collector.simulator.server import SimulatedSite
 from tests.support.ocpp import Station
@@ -160,3 +165,32 @@ async def obedient(url: str, charger: str, obey: Obey) -> AsyncIterator[Obedient
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+class KnxObserver:
+    """A second KNX client on the same knxd: every group write it hears, with when."""
+
+    def __init__(self, port: int) -> None:
+        self.heard: list[tuple[float, str, int]] = []  # (monotonic, group address, value)
+        self.xknx = XKNX(
+            connection_config=ConnectionConfig(
+                connection_type=ConnectionType.TUNNELING, gateway_ip="127.0.0.1", gateway_port=port
+            ),
+            telegram_received_cb=self._telegram,
+        )
+
+    def _telegram(self, telegram: Telegram) -> None:
+        payload = telegram.payload
+        if isinstance(payload, GroupValueWrite) and isinstance(payload.value, DPTBinary):
+            address = str(telegram.destination_address)
+            self.heard.append((time.monotonic(), address, payload.value.value))
+
+    def writes(self, address: str) -> list[int]:
+        return [value for _, a, value in self.heard if a == address]
+
+
+@contextlib.asynccontextmanager
+async def knx_observer(port: int) -> AsyncIterator[KnxObserver]:
+    watcher = KnxObserver(port)
+    async with watcher.xknx:
+        yield watcher
