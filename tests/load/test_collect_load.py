@@ -41,7 +41,7 @@ LIMIT_W = 35_000  # 36 kVA - margin_w 1000
 def load_site_file(
     tmp_path: Path, broker: Server, port: int, knx: dict[str, Any] | None = None, **load: Any
 ) -> Path:
-    more = {"knx": knx} if knx is not None else {}
+    more: dict[str, Any] = {"knx": knx} if knx is not None else {}
     return write_site(
         tmp_path,
         buses=[tcp_bus("board")],
