@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from collector.config import SiteConfig
@@ -96,7 +96,7 @@ class LoadService:
         self._chargers = chargers
         self._contactors = contactors
         self._monotonic = monotonic
-        self._interval = timedelta(seconds=site.poll_interval_s)
+        self._interval_s = site.poll_interval_s
         self._validity_s = controller.settings.profile_validity_s
         main = site.main_meter
         self._main = main.id if main is not None else None
@@ -109,7 +109,7 @@ class LoadService:
             if m.socket is not None
         }
         self._power: dict[str, float | None] = dict.fromkeys(self._sockets)
-        self._last_poll: datetime | None = None
+        self._last_poll: float | None = None  # monotonic
         self._workers: list[asyncio.Task[None]] = []
 
     # -- life cycle --------------------------------------------------------------------------
@@ -138,7 +138,7 @@ class LoadService:
         if reading.point in self._sockets:
             self._power[reading.point] = reading.power_w
         elif reading.point == self._main:
-            self._decide(reading.ts, reading.power_w)
+            self._decide(reading.ts, reading.power_w, self._monotonic())
 
     def availability(self, point: str, online: bool) -> None:
         if point in self._sockets and not online:
@@ -147,12 +147,13 @@ class LoadService:
     def tick(self, now: datetime) -> None:
         """The collector's clock tick: polls of the main meter that did not come count as polls
         without a reading (the fail-safe counts them), and profiles due are sent again."""
-        if self._last_poll is None:
-            self._last_poll = now  # a main meter that never answers is silent from the start
-        # A poll is missed once one and a half intervals passed without it (the poller's jitter).
-        while now - self._last_poll >= self._interval * 1.5:
-            self._decide(self._last_poll + self._interval, None)
         clock = self._monotonic()
+        if self._last_poll is None:
+            self._last_poll = clock  # a main meter that never answers is silent from the start
+        # A poll is missed once one and a half intervals passed without it (the poller's
+        # jitter), counted on the monotonic clock: a wall-clock step is no silence.
+        while clock - self._last_poll >= self._interval_s * 1.5:
+            self._decide(now, None, self._last_poll + self._interval_s)
         for socket in self._sockets.values():
             if socket.ocpp_due is not None and clock >= socket.ocpp_due:
                 socket.ocpp_due = None
@@ -168,8 +169,8 @@ class LoadService:
                     socket.ocpp_limit = None
                     socket.wake.set()
 
-    def _decide(self, at: datetime, main_w: float | None) -> None:
-        self._last_poll = at
+    def _decide(self, at: datetime, main_w: float | None, polled: float) -> None:
+        self._last_poll = polled
         decision = self.controller.decide(Poll(at, main_w, dict(self._power)))
         for point, limit in decision.limits.items():
             socket = self._sockets[point]
