@@ -10,7 +10,7 @@ import yaml
 
 from collector.config import SiteConfig
 from collector.settings import ConfigError, load
-from tests.conftest import EXAMPLES
+from tests.support.paths import EXAMPLES
 
 
 def hotel(**sections: Any) -> dict[str, Any]:
