@@ -5,10 +5,8 @@ points driven by the tests with the `ocpp` library, which obey the charging prof
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -19,6 +17,7 @@ import pytest
 
 from collector.site import load_site
 from tests.support import servers
+from tests.support.collect_helpers import collect_process
 from tests.support.load import LimitRecorder, ObedientStation, Physics, knx_observer, obedient
 from tests.support.servers import Server, free_port
 from tests.support.sim_helpers import (
@@ -33,7 +32,6 @@ pytestmark = [pytest.mark.broker]
 
 SITE = "test-site"
 PASSWORD = "borne-secret"
-REPO = Path(__file__).resolve().parents[2]
 POLL_S = 0.5
 LIMIT_W = 35_000  # 36 kVA - margin_w 1000
 
@@ -66,15 +64,6 @@ def load_site_file(
             **load,
         },
         **more,
-    )
-
-
-def collect_process(path: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "collector", "collect", "-c", str(path)],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
     )
 
 
