@@ -11,6 +11,8 @@ Data (built once for the module):
   and `gite-test`, the same site with a gîte's ratings (sockets rated 16 A, 9 kVA subscribed:
   pre-alarm at 8,100 W) with cp1 forced to 20 A and the main meter to 8.5 kW: over its own
   limits, far under the hotel's. Every limit the dashboards and rules use comes from the data.
+  `hotel-test` runs the load management (no actuator: its limits are advisory), so its `limit`
+  points are the collector's own.
   To keep the test short the chain runs on the simulator's clock at SPEED x real time, and
   that clock starts far enough in the past for every reading to be older than the wall clock
   (InfluxDB bounds some queries with now()). The bus timeout is scaled down by SPEED too, so a
@@ -34,6 +36,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,6 +48,8 @@ import yaml
 
 from collector.config import IngestorConfig, SiteConfig
 from collector.ingest.service import Ingestor
+from collector.load.controller import from_config
+from collector.load.service import LoadService
 from collector.meters.poller import Poller
 from collector.simulator.history import history_lines
 from collector.simulator.server import SimulatedSite
@@ -71,6 +76,7 @@ SCENARIOS = {
 }
 # A gîte's ratings: every socket rated 16 A, 9 kVA subscribed (the hotel: 32 A, 36 kVA).
 GITE_RATED_A, GITE_KVA = 16.0, 9.0
+LM_MARGIN_W = 1000.0
 SILENCED = {OVERLOAD: "cp2"}
 DB = "irve"
 # The 40 A socket draws about 9 kW for the 100 simulated seconds, but only the energy windows
@@ -158,6 +164,8 @@ def site_yaml(tmp: Path, site_id: str, broker_port: int, bus_port: int) -> Path:
     data["buses"][0].update(host="127.0.0.1", port=bus_port, timeout_s=1.0 / SPEED)
     data["poll_interval_s"] = 1.0 / SPEED
     data["state_dir"] = str(tmp / f"state-{site_id}")
+    if site_id == OVERLOAD:
+        data["load_management"] = {"margin_w": LM_MARGIN_W}
     path = tmp / f"{site_id}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
@@ -171,7 +179,12 @@ async def run_site(path: Path, site_id: str, start: datetime) -> None:
         app = make_app(site, profiles, clock=sim.clock.now)
         poller = Poller(site, profiles, app, clock=sim.clock.now)
         done = asyncio.Event()
-        async with app.link:
+        controller = from_config(site)
+        async with AsyncExitStack() as services:
+            await services.enter_async_context(app.link)
+            if controller is not None:
+                load = LoadService(site, controller, app.publish_all)
+                app.attach_load(await services.enter_async_context(load))
             task = asyncio.create_task(app.run(poller, done))
             began = time.monotonic()
             while time.monotonic() - began < LIVE_WALL_S:
@@ -402,7 +415,9 @@ def test_every_panel_query_runs_and_returns_data(data: Data) -> None:
     # The normal site's sockets are idle in the live run: today's (or this month's) energy
     # comes from the history, where no guest may have charged yet today (or this month, on the
     # 1st): zero-energy intervals are not stored. The 40 A site covers those panels then.
-    allowed = set()
+    # The normal site runs no load management: its limits panel is empty (the 40 kW site's is
+    # checked by test_live_limits_per_socket).
+    allowed = {live("Limitation de charge par borne")}
     for time_from, since in (("now/d", gq.start_of_day), ("now/M", gq.start_of_month)):
         if not raw_energy(data, NORMAL, since(data.live_end, PARIS), data.live_end):
             allowed |= {q.key for q in gq.dashboard_queries() if q.time_from == time_from}
@@ -539,6 +554,42 @@ def test_live_socket_state_mapping(data: Data) -> None:
     assert "Au repos" in cp2[:3] and "En charge" not in cp2
     assert cp2[-5:] == ["Hors ligne"] * 5
     assert set(shown[NORMAL, "cp1"]) | set(shown[NORMAL, "cp2"]) <= {"Au repos", "En charge"}
+
+
+@checks(live("Limitation de charge par borne"))
+def test_live_limits_per_socket(data: Data) -> None:
+    """The 40 kW site with cp1 charging at 40 A: cp1 is limited to the headroom (site limit
+    minus what the site draws apart from its sockets) at every decision, with reason overload;
+    cp2, idle, is never limited. Each row is a limit message, its current and reason."""
+    series = by_tag(live_panel(data, "Limitation de charge par borne", OVERLOAD), "point")
+    assert series["cp1"].columns == ["time", "motif", "limite"]
+    rows = {p: {t: (reason, amps) for t, reason, amps in s.values} for p, s in series.items()}
+    assert {reason for reason, _ in rows["cp1"].values()} <= {"none", "overload"}
+    limited = {t: amps for t, (reason, amps) in rows["cp1"].items() if amps is not None}
+    assert limited and all(rows["cp1"][t][0] == "overload" for t in limited)
+    assert {amps for _, amps in rows.get("cp2", {}).values()} <= {None}
+    # What each decision saw: the main meter at that instant, the sockets' last readings.
+    main = raw_points(data, OVERLOAD, "main")
+    sockets = {p: raw_points(data, OVERLOAD, p) for p in ("cp1", "cp2")}
+    limit_w = data.sites[OVERLOAD].subscribed_power_w - LM_MARGIN_W
+    for t, amps in limited.items():
+        drawn = sum(last_before(points, t) for points in sockets.values())
+        headroom_w = limit_w - (main[t] - drawn)
+        # Rounded down to 0.1 A; the socket's power moves a little between two readings.
+        assert amps == pytest.approx(headroom_w / 230, abs=0.3), t
+
+
+def raw_points(data: Data, site: str, point: str) -> dict[int, float]:
+    text = (
+        f'SELECT "power_w" FROM "reading" WHERE "site" = \'{site}\' AND "point" = \'{point}\''
+        f" AND time >= {ms(data.live_start)}ms AND time <= {ms(data.live_end)}ms"
+    )
+    return {t: v for s in data.run(text) for t, v in s.values if v is not None}
+
+
+def last_before(points: dict[int, float], t: int) -> float:
+    earlier = [ts for ts in points if ts <= t]
+    return points[max(earlier)] if earlier else 0.0
 
 
 @checks(live("Puissance du site / puissance souscrite", "A"), live("Charge du site"))
