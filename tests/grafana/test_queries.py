@@ -165,7 +165,9 @@ def site_yaml(tmp: Path, site_id: str, broker_port: int, bus_port: int) -> Path:
     data["poll_interval_s"] = 1.0 / SPEED
     data["state_dir"] = str(tmp / f"state-{site_id}")
     if site_id == OVERLOAD:
-        data["load_management"] = {"margin_w": LM_MARGIN_W}
+        # The panel test is about overload limits: on a loaded machine a main-meter read that
+        # times out (polls are sped up here) must not switch the site to its fail-safe.
+        data["load_management"] = {"margin_w": LM_MARGIN_W, "failsafe_after_polls": 1000}
     path = tmp / f"{site_id}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
