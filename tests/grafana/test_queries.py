@@ -232,17 +232,30 @@ def wait_stable(client: InfluxQL, timeout: float = 20.0) -> None:
     raise TimeoutError("the ingestor did not catch up")
 
 
-def demo_history(site_file: Path, url: str, end: datetime) -> None:
+def irve(site_file: Path, url: str, *args: str) -> None:
     env = {
         **os.environ,
         "IRVE_INFLUX__URL": url,
         "IRVE_INFLUX__API_VERSION": "1",
         "IRVE_INFLUX__DATABASE": DB,
     }
-    command = [sys.executable, "-m", "collector", "demo-history", "-c", str(site_file)]
-    command += ["--days", str(HISTORY_DAYS), "--end", end.isoformat(), "--seed", "3"]
+    command = [sys.executable, "-m", "collector", args[0], "-c", str(site_file), *args[1:]]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def demo_history(site_file: Path, url: str, end: datetime) -> None:
+    irve(
+        site_file,
+        url,
+        "demo-history",
+        "--days",
+        str(HISTORY_DAYS),
+        "--end",
+        end.isoformat(),
+        "--seed",
+        "3",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +298,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
         last = client.query('SELECT last("power_w") FROM "reading"')
         live_end = datetime.fromtimestamp(last[0].values[0][0] / 1000, UTC)
         assert live_end < datetime.now(UTC)
+        # The per-minute and per-hour series of everything written, as after `irve downsample`
+        # on an existing database (influxd's continuous queries are off here).
+        span = (history_start.isoformat(), (live_end + timedelta(seconds=1)).isoformat())
+        irve(history_site, url, "downsample", "--from", span[0], "--to", span[1])
         sites = {site_id: load_site(str(path))[0] for site_id, path in paths.items()}
         yield Data(client, live_start, live_end, history_start, history_end, history, sites, empty)
     finally:
@@ -622,6 +639,51 @@ def test_live_sockets_total(data: Data) -> None:
         first, last = total[0].values[0][0], total[0].values[-1][0]
         assert first == ms(data.live_start) - ms(data.live_start) % STEP_MS
         assert last == ms(data.live_end) - ms(data.live_end) % STEP_MS
+
+
+# Over long ranges the panels read the per-minute or per-hour series: of the three subqueries
+# of a panel's statement, the one whose $__interval_ms condition holds answers, and its series
+# carry its measurement's name. (max data points, the series that must answer): 3 days over
+# 1,000 points is 5-minute buckets, over 40 is 2 hours.
+LONG_RANGES = [(1000, "reading_1m"), (40, "reading_1h")]
+# (title, ref, aggregate of the raw readings the panel shows, raw field)
+DOWNSAMPLED_PANELS: list[tuple[str, str, Callable[[list[float]], float], str]] = [
+    ("Puissance par borne", "A", mean, "power_w"),
+    ("Courant par borne", "A", max, "current_a"),
+    ("État des bornes", "A", lambda values: values[-1], "power_w"),
+]
+
+
+@pytest.mark.parametrize(("max_points", "measurement"), LONG_RANGES)
+def test_long_ranges_read_the_downsampled_series(
+    data: Data, max_points: int, measurement: str
+) -> None:
+    """The same numbers as the raw readings, bucket by bucket. The history has one reading a
+    minute, so a mean of minute means is the raw mean exactly (with an uneven number of
+    readings per minute it is not: docs/grafana.md states it); maxima and last values always
+    are. The first and last buckets are left out: the range cuts them inside a minute or an
+    hour, and the coarse point of a cut bucket holds readings outside the range."""
+    start, end = data.history_start, data.history_end
+    step = gq.interval_ms(start, end, max_points, STEP_MS)
+    chosen = variables(data, "irve-live", NORMAL)
+    for title, ref, aggregate, field in DOWNSAMPLED_PANELS:
+        query = gq.panel_query("irve-live", title, ref).query
+        text = gq.render(query, start, end, chosen, max_data_points=max_points)
+        assert {s.name for s in data.run(text)} == {measurement}, title
+        shown = by_tag(data.run(text), "point")
+        raw = (
+            f'SELECT "{field}" FROM "reading" WHERE "site" = \'{NORMAL}\' AND "role" = '
+            f"'socket' AND time >= {ms(start)}ms AND time <= {ms(end)}ms GROUP BY \"point\""
+        )
+        assert set(shown) == {"cp1", "cp2"}, title
+        for series in data.run(raw):
+            buckets: dict[int, list[float]] = defaultdict(list)
+            for ts, value in series.values:
+                buckets[ts - ts % step].append(value)
+            inner = sorted(buckets)[1:-1]
+            got = non_null(shown[series.tags["point"]])
+            assert len(inner) > 20, title
+            approx_dict({t: got[t] for t in inner}, {t: aggregate(buckets[t]) for t in inner})
 
 
 @checks(live("Énergie aujourd'hui par borne"), live("Coût aujourd'hui par borne"))
