@@ -167,8 +167,8 @@ def ensure_programs(install: bool) -> dict[str, str]:
 def demo_site(
     example: dict[str, Any], mqtt_port: int, bus_ports: Mapping[str, int]
 ) -> dict[str, Any]:
-    """The example site with its broker and TCP buses on local ports; the collector logs in
-    with its site id, as the broker's ACL wants."""
+    """The example site with its broker, TCP buses and OCPP central system (if any) on local
+    ports; the collector logs in with its site id, as the broker's ACL wants."""
     site = dict(example)
     buses = []
     for bus in example["buses"]:
@@ -178,6 +178,9 @@ def demo_site(
             )
         buses.append({**bus, "host": "127.0.0.1", "port": bus_ports[bus["id"]]})
     site["buses"] = buses
+    if "ocpp" in example:
+        # `irve simulate` plays the site's chargers against this address.
+        site["ocpp"] = {**example["ocpp"], "listen": f"127.0.0.1:{free_port()}"}
     site["mqtt"] = {
         **example.get("mqtt", {}),
         "host": "127.0.0.1",
@@ -236,6 +239,7 @@ class Viewer:
             f"{base}/status",
             f"{base}/alert",
             f"{base}/shed",
+            f"{base}/+/limit",
             f"{base}/+/state",
             f"{base}/+/availability",
         ]

@@ -1,5 +1,5 @@
 """The live table of `make demo`: what the broker says now (readings, alerts, the shed
-request), what the database holds today.
+request, the load management's limits), what the database holds today.
 
 Pure: `Board` is fed MQTT messages (topic, payload) and InfluxDB totals; `render` turns it into
 text. scripts/demo.py does the I/O.
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from collector.config import SiteConfig
 from collector.store.influxql import Series, quote_string, time_literal
-from collector.wire.messages import AlertMessage, ShedMessage
+from collector.wire.messages import AlertMessage, LimitMessage, ShedMessage
 from collector.wire.topics import parse_topic
 
 
@@ -59,6 +59,7 @@ class Board:
         self.alerts: list[AlertMessage] = []  # the latest events, oldest first
         self.firing: dict[tuple[str, str], AlertMessage] = {}  # (alert, point)
         self.shed: ShedMessage | None = None
+        self.limits: dict[str, LimitMessage] = {}  # per socket, with load management
         self.lock = threading.Lock()
 
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -79,6 +80,10 @@ class Board:
                 return
             point = self.points.get(parsed.point or "")
             if point is None:
+                return
+            if parsed.kind == "limit":
+                with contextlib.suppress(ValueError):
+                    self.limits[point.meter_id] = LimitMessage.from_payload(payload)
                 return
             if parsed.kind == "availability":
                 point.available = payload.decode(errors="replace")
@@ -221,9 +226,10 @@ def _measure(value: float | None, unit: str) -> str:
 
 
 def alert_lines(board: Board, zone: ZoneInfo) -> list[str]:
-    """The shed request, and the latest alert events with their time, value and limit."""
+    """The shed request, each socket's limit (with load management), and the latest alert
+    events with their time, value and limit."""
     with board.lock:
-        shed, alerts = board.shed, list(board.alerts)
+        shed, alerts, limits = board.shed, list(board.alerts), dict(board.limits)
     if shed is None:
         lines = ["shed    no request yet"]
     elif shed.active and shed.excess_w == 0:
@@ -233,6 +239,12 @@ def alert_lines(board: Board, zone: ZoneInfo) -> list[str]:
         lines = [f"shed    ACTIVE: take {_number(shed.excess_w, 0)} W off ({shed.reason})"]
     else:
         lines = [f"shed    none ({shed.reason})"]
+    for i, (point, limit) in enumerate(sorted(limits.items())):
+        amps = {None: "no limit", 0.0: "paused"}.get(limit.current_a, f"{limit.current_a:g} A")
+        done = ", ".join(f"{name} {outcome}" for name, outcome in limit.actuators.items())
+        lines.append(
+            ("limits  " if i == 0 else "        ") + f"{point}  {amps}  {limit.reason}  ({done})"
+        )
     if not alerts:
         return [*lines, "alerts  none yet"]
     width = max(len(name) for name in ALERT_UNITS)
