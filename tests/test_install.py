@@ -25,6 +25,8 @@ from collector.config import SiteConfig
 from collector.settings import ENV_DELIMITER, ENV_PREFIX
 from tests.support.schema_paths import key_paths
 
+pytestmark = [pytest.mark.install, pytest.mark.process]
+
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "deploy" / "systemd"
 EXAMPLES = sorted((REPO / "config" / "examples").glob("*.yaml"))

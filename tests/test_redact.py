@@ -127,6 +127,7 @@ def run_for(env: dict[str, str], seconds: float, name: str, *args: str) -> str:
     return process.communicate(timeout=30)[0]
 
 
+@pytest.mark.timing
 def test_no_command_prints_a_secret_at_debug(
     setup: tuple[Path, dict[str, str]], ntfy: NtfyServer
 ) -> None:

@@ -25,6 +25,7 @@ def hotel() -> dict[str, Any]:
     return data
 
 
+@pytest.mark.process
 def test_importing_the_schema_imports_no_loader() -> None:
     probe = (
         "import sys, collector.config; "

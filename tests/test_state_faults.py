@@ -34,6 +34,7 @@ def windows(sub: Subscriber) -> list[dict[str, Any]]:
     return sub.payloads("cp1/energy")
 
 
+@pytest.mark.timing
 def test_windows_held_on_a_full_disk_are_never_published_with_other_numbers(
     tmp_path: Path, broker: Server, tiny_disk: TinyDisk
 ) -> None:

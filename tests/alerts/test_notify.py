@@ -170,6 +170,7 @@ def test_english_titles() -> None:
         server.stop()
 
 
+@pytest.mark.timing
 def test_endpoint_down_submit_never_blocks_and_delivery_follows_its_return(
     ntfy: NtfyServer, notifier: Notifier
 ) -> None:

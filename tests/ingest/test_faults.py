@@ -57,6 +57,7 @@ def test_influxd_outage_mid_stream(broker: servers.Server, influx: servers.Serve
         assert ingestor.writer.stats.points_dropped == 0
 
 
+@pytest.mark.timing
 def test_ingestor_sigkill_mid_stream(
     broker: servers.Server, influx: servers.Server, tmp_path: Path
 ) -> None:
@@ -150,6 +151,7 @@ def test_api2_against_influxd_without_v2_write_exits_2_at_start(
     assert "Traceback" not in result.stderr and "secret" not in result.stderr
 
 
+@pytest.mark.timing
 def test_api2_database_that_starts_later_is_retried_and_a_v1_server_named(
     broker: servers.Server, tmp_path: Path
 ) -> None:
