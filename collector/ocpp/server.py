@@ -299,10 +299,11 @@ class CentralSystem:
             if not self.core.dirty:
                 return True
             self.core.dirty = False
+            # The snapshot is taken on the loop (consistent, and cheap: core.state copies what
+            # changes); encoded and written in a thread, the loop keeps answering chargers.
+            snapshot = self.core.state()
             try:
-                await asyncio.to_thread(
-                    write_state, self.state_file, encode_state(self.core.state())
-                )
+                await asyncio.to_thread(_write, self.state_file, snapshot)
             except OSError as exc:
                 self.core.dirty = True
                 log.error("OCPP state %s not written: %s", self.state_file, exc)
@@ -368,6 +369,10 @@ class CentralSystem:
         finally:
             if self.links.get(charger_id) is link:
                 del self.links[charger_id]
+
+
+def _write(path: Path, snapshot: dict[str, Any]) -> None:
+    write_state(path, encode_state(snapshot))
 
 
 def _peer(connection: ServerConnection) -> str:
