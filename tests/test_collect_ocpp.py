@@ -21,7 +21,9 @@ from collector.simulator.chargers import default_url, play_chargers
 from collector.simulator.model import Car
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
-from tests.ingest.test_service import config, create_database, rows, running
+from tests.support.collect_helpers import SITE, Recorder, collect_process
+from tests.support.influx_db import create_database, rows
+from tests.support.ingest_helpers import config, running
 from tests.support.ocpp import Station, charge_point
 from tests.support.servers import Server, free_port, wait_until
 from tests.support.sim_helpers import (
@@ -31,7 +33,6 @@ from tests.support.sim_helpers import (
     tcp_bus,
     write_site,
 )
-from tests.test_collect_e2e import SITE, Recorder, collect_process
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 
