@@ -63,7 +63,7 @@ def compared_with(tariff: Tariff) -> str:
     """The option a contract is compared with."""
     settings = tariff.settings
     if settings.option == "tempo":
-        return "hphc" if settings.offpeak or settings.seasons else "base"
+        return "hphc" if settings.has_offpeak else "base"
     return "base" if settings.option == "hphc" else "hphc"
 
 

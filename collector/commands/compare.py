@@ -89,7 +89,7 @@ def month_bounds(text: str, site: SiteConfig) -> tuple[datetime, datetime]:
 
 def check_offpeak(site: SiteConfig) -> None:
     # A missing price is reported by the Tariff (TariffError) for the rows the month uses.
-    if not site.tariff.offpeak and not site.tariff.seasons:
+    if not site.tariff.has_offpeak:
         raise ConfigError(["tariff.offpeak: HC ranges are needed to cost the HP/HC option"])
 
 
