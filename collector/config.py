@@ -132,7 +132,9 @@ class MqttSettings(Strict):
     discovery_prefix: str = "homeassistant"
 
 
-Price = Annotated[float, Field(ge=0, le=10)]
+# Decimal, as typed (a YAML 0.1952 reads as its shortest text, Decimal("0.1952")) or as the
+# table prints it: a price is never a binary float in the tariff core.
+Price = Annotated[Decimal, Field(ge=0, le=10)]
 TempoColour = Literal["blue", "white", "red"]
 TEMPO_COLOURS: tuple[TempoColour, ...] = ("blue", "white", "red")
 # RTE's public day-colour service (no account needed): today's and, once published,
@@ -158,7 +160,7 @@ class PriceRow(Strict):
     hc: Price | None = None
     tempo: TempoPrices | None = None
 
-    def figures(self) -> dict[str, float]:
+    def figures(self) -> dict[str, Decimal]:
         """The row's prices by period name (BASE, HP, HC, then TEMPO_BLUE_HP ... TEMPO_RED_HC)."""
         out = {
             key.upper(): value
@@ -374,12 +376,12 @@ def _no_hidden_season(seasons: list[OffpeakSeason]) -> None:
 
 def _table_row(since: date, figures: dict[str, Decimal]) -> PriceRow:
     """A price row from the table's figures by period name (BASE, HP, TEMPO_RED_HC, ...)."""
-    plain = {p.lower(): float(figures[p]) for p in ("BASE", "HP", "HC") if p in figures}
+    plain = {p.lower(): figures[p] for p in ("BASE", "HP", "HC") if p in figures}
     tempo = None
     if all(f"TEMPO_{c.upper()}_{h}" in figures for c in TEMPO_COLOURS for h in ("HP", "HC")):
         tempo = TempoPrices.model_validate(
             {
-                c: {h.lower(): float(figures[f"TEMPO_{c.upper()}_{h}"]) for h in ("HP", "HC")}
+                c: {h.lower(): figures[f"TEMPO_{c.upper()}_{h}"] for h in ("HP", "HC")}
                 for c in TEMPO_COLOURS
             }
         )

@@ -10,25 +10,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from collector.billing.source import StoredWindow
 from collector.energy.intervals import window_end
 from collector.energy.tariff import Tariff
 
+ZERO = Decimal(0)
+
 
 def split_cost(
     tariff: Tariff, start: datetime, end: datetime, energy_wh: float
-) -> dict[str, tuple[float, float]]:
-    """Energy drawn evenly over [start, end) -> {period: (Wh, EUR)} under `tariff`."""
-    out: dict[str, tuple[float, float]] = {}
+) -> dict[str, tuple[float, Decimal]]:
+    """Energy drawn evenly over [start, end) -> {period: (Wh, EUR)} under `tariff`; the cost
+    in Decimal (the binary energy taken exactly), so a year of windows adds up exactly."""
+    out: dict[str, tuple[float, Decimal]] = {}
     total = (end - start).total_seconds()
     t = start
+    assigned = 0.0
     while t < end:
         piece_end = min(tariff.next_boundary(t), end)
-        share = energy_wh * (piece_end - t).total_seconds() / total if total else energy_wh
+        # The last piece takes the rest: a window in one period keeps its energy to the bit
+        # (x * s / s is not always x in binary).
+        if piece_end == end or not total:
+            share = energy_wh - assigned
+        else:
+            share = energy_wh * (piece_end - t).total_seconds() / total
+        assigned += share
         period, price = tariff.rate_at(t)
-        wh, eur = out.get(period, (0.0, 0.0))
-        out[period] = (wh + share, eur + share / 1000 * price)
+        wh, eur = out.get(period, (0.0, ZERO))
+        out[period] = (wh + share, eur + Decimal(share) / 1000 * price)
         t = piece_end
     return out
 
@@ -36,11 +47,11 @@ def split_cost(
 @dataclass
 class OptionCost:
     option: str
-    by_period: dict[str, tuple[float, float]] = field(default_factory=dict)
+    by_period: dict[str, tuple[float, Decimal]] = field(default_factory=dict)
 
-    def add(self, parts: dict[str, tuple[float, float]]) -> None:
+    def add(self, parts: dict[str, tuple[float, Decimal]]) -> None:
         for period, (wh, eur) in parts.items():
-            old_wh, old_eur = self.by_period.get(period, (0.0, 0.0))
+            old_wh, old_eur = self.by_period.get(period, (0.0, ZERO))
             self.by_period[period] = (old_wh + wh, old_eur + eur)
 
     @property
@@ -48,8 +59,8 @@ class OptionCost:
         return sum(wh for wh, _ in self.by_period.values())
 
     @property
-    def cost_eur(self) -> float:
-        return sum(eur for _, eur in self.by_period.values())
+    def cost_eur(self) -> Decimal:
+        return sum((eur for _, eur in self.by_period.values()), ZERO)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from collector.config import RtuBus, SiteConfig
@@ -128,7 +129,7 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
     return "\n".join(lines)
 
 
-def _price(value: float) -> str:
+def _price(value: Decimal) -> str:
     """Four decimals as prices are printed, more when the source has more (0.19398)."""
     text = f"{value:.4f}"
-    return text if float(text) == value else repr(value)
+    return text if Decimal(text) == value else str(value)

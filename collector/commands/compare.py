@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 def _line(label: str, cost: OptionCost, lang: Literal["fr", "en"]) -> str:
     currency = TEXT[lang]["currency"]
 
-    def amount(wh: float, eur: float) -> str:
+    def amount(wh: float, eur: Decimal) -> str:
         energy = Decimal(f"{wh / 1000:.3f}")
         return f"{number(energy, lang)} kWh {number(money(eur), lang)} {currency}"
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
@@ -69,8 +70,8 @@ class TariffError(ValueError):
     """The tariff cannot price something (a price missing from a row)."""
 
 
-def row_price(row: PriceRow, period: Period, index: int | None = None) -> float:
-    value: float | None
+def row_price(row: PriceRow, period: Period, index: int | None = None) -> Decimal:
+    value: Decimal | None
     if period.startswith("TEMPO_"):
         _, colour, hours = period.lower().split("_")
         value = None if row.tempo is None else getattr(getattr(row.tempo, colour), hours)
@@ -165,11 +166,11 @@ class Tariff:
                 current = row
         return current
 
-    def price(self, instant: datetime, period: Period) -> float:
+    def price(self, instant: datetime, period: Period) -> Decimal:
         row = self.row_at(instant)
         return row_price(row, period, self.settings.prices.index(row))
 
-    def rate_at(self, instant: datetime) -> tuple[Period, float]:
+    def rate_at(self, instant: datetime) -> tuple[Period, Decimal]:
         """(period, EUR/kWh) in force at an instant."""
         period = self.period_at(instant)
         return period, self.price(instant, period)
