@@ -285,6 +285,28 @@ class WeekendSettings(Strict):
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+class SubscriptionRow(Strict):
+    """The monthly subscription (abonnement) incl. tax from a date, as the bill prints it."""
+
+    since: date
+    per_month: Annotated[Decimal, Field(ge=0, le=10_000)] | None = None
+    per_year: Annotated[Decimal, Field(ge=0, le=120_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_figure(self) -> SubscriptionRow:
+        if (self.per_month is None) == (self.per_year is None):
+            raise ValueError("give exactly one of per_month, per_year")
+        return self
+
+    @property
+    def monthly(self) -> Decimal:
+        """EUR a month: as given, or the year / 12."""
+        return self.per_month if self.per_month is not None else (self.per_year or ZERO) / 12
+
+
+ZERO = Decimal(0)
+
+
 class TariffSettings(Strict):
     # With a supplier, the price rows come from its bundled dated table (own rows override).
     supplier: Literal["edf-tarif-bleu"] | None = None
@@ -294,6 +316,8 @@ class TariffSettings(Strict):
     offpeak: Offpeak = Field(default_factory=list)
     seasons: list[OffpeakSeason] = Field(default_factory=list)
     weekend: WeekendSettings | None = None
+    # Typed subscription rows (override the supplier's table); else the table's, with supplier.
+    subscription: list[SubscriptionRow] = Field(default_factory=list)
     prices: list[PriceRow] = Field(default_factory=list)
     tempo: TempoSettings = Field(default_factory=TempoSettings)
     currency: str = "EUR"
@@ -323,6 +347,9 @@ class TariffSettings(Strict):
         dates = [entry.since for entry in entries]
         if dates != sorted(dates) or len(set(dates)) != len(dates):
             raise ValueError("offpeak: entries must be in strictly increasing `since` order")
+        dates = [row.since for row in self.subscription]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("subscription: rows must be in strictly increasing `since` order")
         _no_hidden_season(self.seasons)
         return self
 

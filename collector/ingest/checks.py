@@ -19,6 +19,7 @@ from collector.wire.messages import (
     EventMessage,
     SessionMessage,
     StateMessage,
+    SubscriptionMessage,
 )
 from collector.wire.times import EPOCH
 
@@ -182,6 +183,17 @@ def connector(msg: ConnectorMessage) -> None:
     _text("error_code", msg.error_code)
 
 
+MAX_SUBSCRIPTION_EUR_MONTH = 10_000.0  # far above any 36 kVA (or yellow) contract
+
+
+def subscription(msg: SubscriptionMessage) -> None:
+    _time("ts", msg.ts)
+    _range("per_month_eur", msg.per_month_eur, 0, MAX_SUBSCRIPTION_EUR_MONTH, " EUR")
+    # A day bears the month / its days: at most a 28-day February's share.
+    _range("cost_eur", msg.cost_eur, 0, msg.per_month_eur / 28 * 1.000001, " EUR")
+    _text("source", msg.source)
+
+
 # Per message kind (collector.wire.kinds); a kind without an entry has no range to check.
 BY_KIND: dict[str, Callable[[Any], None]] = {
     "state": state,
@@ -190,4 +202,5 @@ BY_KIND: dict[str, Callable[[Any], None]] = {
     "alert": alert,
     "event": event,
     "connector": connector,
+    "subscription": subscription,
 }
