@@ -9,7 +9,7 @@ compared with Base (with HP/HC when the site has HC ranges), its days at the col
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from collector.billing.source import StoredWindow
@@ -88,3 +88,28 @@ def compare(windows: list[StoredWindow], tariff: Tariff, window_s: int) -> Compa
         result.other.add(split_cost(other, w.start, end, w.energy_wh))
         result.stored_cost_eur += w.cost_eur
     return result
+
+
+@dataclass(frozen=True)
+class Demand:
+    """The site's demand against a power limit, from the main meter's highest power a minute."""
+
+    peak_w: float
+    peak_at: datetime | None
+    minutes_over: int
+    times_over: int  # separate episodes: consecutive minutes above the limit count once
+
+
+def demand_over(minutes: list[tuple[datetime, float]], limit_w: float) -> Demand:
+    peak_w, peak_at = 0.0, None
+    over = times = 0
+    previous: datetime | None = None  # the last minute above the limit
+    for at, watts in sorted(minutes):
+        if watts > peak_w:
+            peak_w, peak_at = watts, at
+        if watts > limit_w:
+            over += 1
+            if previous is None or at - previous > timedelta(minutes=1):
+                times += 1
+            previous = at
+    return Demand(peak_w, peak_at, over, times)
