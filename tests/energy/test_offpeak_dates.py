@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.config import TariffSettings
 from collector.energy.intervals import PointEnergy
@@ -314,3 +316,96 @@ def site_file(tmp_path: Path, tariff_data: dict[str, Any]) -> Path:
     }
     path.write_text(yaml.safe_dump(data, default_flow_style=False), encoding="utf-8")
     return path
+
+
+# ---- the money property with dated HC and the weekend option ---------------------------------
+
+PROPERTY_OFFPEAK = [
+    {"since": "2025-01-01", "offpeak": ["22:00-06:00"]},
+    {
+        "since": "2026-03-02",
+        "seasons": [
+            {
+                "name": "summer",
+                "start": "04-01",
+                "end": "10-31",
+                "offpeak": ["02:00-07:00", "11:00-14:00"],
+            },
+            {"name": "winter", "start": "11-01", "end": "03-31", "offpeak": ["23:30-07:30"]},
+        ],
+    },
+]
+PROPERTY_PRICES: list[dict[str, Any]] = [
+    {"since": "2025-08-01", "hp": 0.2081, "hc": 0.1635},
+    {"since": "2026-08-01", "hp": 0.2142, "hc": 0.1589},
+]
+
+
+def hc_from_first_principles(instant: datetime) -> bool:
+    """HC or not, by reading the wall clock: weekend days and Wednesday all day; else the
+    schedule of the local date (before 2 March 2026: 22-06; after: summer or winter)."""
+    wall = instant.astimezone(PARIS)
+    if wall.weekday() in (2, 5, 6):
+        return True
+    minutes = wall.hour * 60 + wall.minute
+    if wall.date() < date(2026, 3, 2):
+        return minutes >= 22 * 60 or minutes < 6 * 60
+    if date(wall.year, 4, 1) <= wall.date() <= date(wall.year, 10, 31):
+        return 2 * 60 <= minutes < 7 * 60 or 11 * 60 <= minutes < 14 * 60
+    return minutes >= 23 * 60 + 30 or minutes < 7 * 60 + 30
+
+
+def price_from_first_principles(instant: datetime) -> float:
+    wall = instant.astimezone(PARIS)
+    row = PROPERTY_PRICES[1] if wall.date() >= date(2026, 8, 1) else PROPERTY_PRICES[0]
+    return float(row["hc"] if hc_from_first_principles(instant) else row["hp"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.sampled_from(
+        [
+            local(2026, 3, 1, 21, 0),  # Sunday night into the new schedule on Monday 2 March
+            local(2026, 3, 29, 1, 0),  # spring DST, a Sunday
+            local(2026, 10, 25, 1, 0),  # autumn DST, a Sunday
+            local(2026, 3, 31, 22, 0),  # winter -> summer at midnight (a Tuesday -> Wednesday)
+            local(2026, 7, 31, 22, 0),  # the 1 August price movement, a Friday night
+            local(2026, 4, 7, 10, 30),  # a Tuesday's afternoon HC
+        ]
+    ),
+    offset_s=st.integers(0, 3599),
+    steps=st.lists(st.tuples(st.integers(1, 1200), st.floats(0, 7000)), min_size=1, max_size=40),
+    window_s=st.sampled_from([60, 900, 3600]),
+)
+def test_property_costs_with_dated_hc_and_weekend(
+    start: datetime, offset_s: int, steps: list[tuple[int, float]], window_s: int
+) -> None:
+    t = Tariff(
+        TariffSettings.model_validate(
+            {
+                "option": "hphc",
+                "offpeak": PROPERTY_OFFPEAK,
+                "weekend": {"extra_day": "wed"},
+                "prices": PROPERTY_PRICES,
+            }
+        ),
+        PARIS,
+    )
+    ts = (start + timedelta(seconds=offset_s)).astimezone(UTC)
+    m = PointEnergy("cp1", t, window_s, SOCKET_W, 3600.0)
+    index = 5_000_000.0
+    m.update(ts, index, None)
+    costs = 0.0
+    expected = 0.0
+    for seconds, power in steps:
+        energy = power * seconds / 3600
+        for s in range(seconds):  # every boundary is on a whole second
+            expected += (
+                energy / seconds / 1000 * price_from_first_principles(ts + timedelta(seconds=s))
+            )
+        index += energy
+        ts += timedelta(seconds=seconds)
+        costs += sum(w.cost_eur for w in m.update(ts, index, power).windows)
+    assert m.window is not None
+    costs += m.window.message(None).cost_eur
+    assert costs == pytest.approx(expected, abs=1e-6)
