@@ -170,6 +170,7 @@ _TOPIC_OF = {
     "EventMessage": "irve/hotel-vda/cp1/event",
     "AlertMessage": "irve/hotel-vda/alert",
     "SubscriptionMessage": "irve/hotel-vda/subscription",
+    "LimitMessage": "irve/hotel-vda/cp1/limit",
 }
 
 

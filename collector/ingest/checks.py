@@ -17,6 +17,7 @@ from collector.wire.messages import (
     ConnectorMessage,
     EnergyMessage,
     EventMessage,
+    LimitMessage,
     SessionMessage,
     StateMessage,
     SubscriptionMessage,
@@ -194,6 +195,10 @@ def subscription(msg: SubscriptionMessage) -> None:
     _text("source", msg.source)
 
 
+def limit(msg: LimitMessage) -> None:
+    _time("ts", msg.ts)
+
+
 # Per message kind (collector.wire.kinds); a kind without an entry has no range to check.
 BY_KIND: dict[str, Callable[[Any], None]] = {
     "state": state,
@@ -203,4 +208,5 @@ BY_KIND: dict[str, Callable[[Any], None]] = {
     "event": event,
     "connector": connector,
     "subscription": subscription,
+    "limit": limit,
 }
