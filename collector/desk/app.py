@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -399,7 +400,7 @@ def create_app(desk: Desk) -> Starlette:
             return found
         try:
             pdf = await asyncio.get_running_loop().run_in_executor(
-                pdf_worker, to_pdf, found, statement_lang(request), desk.tz
+                pdf_worker, _pdf, found, statement_lang(request), desk.tz
             )
         except OSError as exc:
             return error(
@@ -604,6 +605,15 @@ def create_app(desk: Desk) -> Starlette:
             InfluxQLError: influx_error,
         },
     )
+
+
+def _pdf(statement: Statement, lang: Lang, tz: ZoneInfo) -> bytes:
+    try:
+        return to_pdf(statement, lang, tz)
+    finally:
+        # WeasyPrint's layout is a graph of boxes with cycles: freed now rather than when the
+        # collector's thresholds say, so that each PDF does not add to the desk's memory.
+        gc.collect()
 
 
 def _load_weasyprint() -> None:
