@@ -577,7 +577,7 @@ class DeskSettings(Strict):
     policy: Literal["at_cost", "flat", "allowance"] = "at_cost"
     fee_eur: Annotated[float, _between(0, 1000)] = 0.0
     kwh_per_night: Annotated[float, _between(0, 1000)] = 8.0
-    language: Literal["fr", "en"] = "fr"  # of the statements
+    language: Literal["fr", "en"] = "fr"  # of the pages, and of the statements by default
     # The `owner` account's password (`make up` writes it to .env): set at every start.
     owner_password: SecretStr | None = None
     tls: DeskTls | None = None  # served over HTTPS itself (else behind a TLS proxy, or plain)
