@@ -34,9 +34,9 @@ import psutil
 from collector.ingest.writer import HttpV1Backend
 from collector.simulator.history import HistoryCounts, history_lines
 from collector.site import load_site
-from tests.ingest.test_service import create_database
 from tests.support import servers
 from tests.support.desk import Client, add_user, desk_process
+from tests.support.influx_db import create_database
 from tests.support.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
 PASSWORD = "bench-password-1"

@@ -25,6 +25,7 @@ COMMANDS = (
     "collector.commands.compare",
     "collector.commands.demo_history",
     "collector.commands.desk",
+    "collector.commands.downsample",
     "collector.commands.ingest",
     "collector.commands.profiles",
     "collector.commands.read",

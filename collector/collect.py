@@ -11,6 +11,9 @@ With OCPP chargers (`attach_chargers`), the central system's events come to `ocp
 transactions become the energy stage's sessions, the rest catalogue messages
 (collector.ocpp.bridge); the retained badge list `irve/{site}/badges` and the commands of
 `irve/{site}/+/command` go to the central system.
+
+With load management (`attach_load`), readings, availability, ticks and the chargers' events
+also go to the load service (collector.load.service), which acts without keeping them waiting.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collector.alerts.processor import AlertProcessor
 from collector.badges import BadgeRefusals
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
+from collector.load.service import LoadService
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading, state_keys
 from collector.mqtt.client import MqttLink
@@ -210,6 +214,7 @@ class Collector(Generic[LinkT]):
         self._badge_limits = {m.id: BadgeLimit() for m in site.meters}
         self._command_limits = {m.id: BadgeLimit() for m in site.meters}
         self.chargers: Chargers | None = None
+        self.load: LoadService | None = None
         self._ocpp = OcppBridge(site.notify.language)
         # The badge list as last received: the central system may be attached after it came.
         self._badges: list[Badge] | None = None
@@ -246,6 +251,8 @@ class Collector(Generic[LinkT]):
         state = reading.to_state(charging, self._state_keys.get(reading.point))
         self.publish(Outgoing(reading.point, state))
         self.publish_all(produced)
+        if self.load is not None:
+            self.load.reading(reading)
 
     def availability(self, point: str, online: bool, reason: str | None) -> None:
         if online:
@@ -254,6 +261,8 @@ class Collector(Generic[LinkT]):
             log.warning("meter %s: offline (%s)", point, reason or "no answer")
         self.publish(Outgoing(point, AvailabilityMessage(online=online)))
         self.publish_all(self._feed(lambda p: p.on_availability(point, online, self.clock())))
+        if self.load is not None:
+            self.load.availability(point, online)
 
     # -- output --------------------------------------------------------------------------
 
@@ -370,6 +379,8 @@ class Collector(Generic[LinkT]):
         """An event of the central system (on the loop): published, or a session for the
         energy stage."""
         energy, now = self.stages.energy, self.clock()
+        if self.load is not None:
+            self.load.ocpp_event(event)
         if isinstance(event, TransactionStarted | TransactionEnded):
             if event.point is None:
                 log.warning("transaction %d: no meter for its connector", event.transaction_id)
@@ -452,8 +463,15 @@ class Collector(Generic[LinkT]):
             return
         self.stages.tempo.learn(day, colour)
 
+    def attach_load(self, load: LoadService) -> None:
+        """The load management's service, made and closed by the app's owner; stopped by `run`
+        before the central system, so that no limit is sent to a closing charger link."""
+        self.load = load
+
     def tick(self, now: datetime) -> None:
         self.publish_all(self._feed(lambda p: p.on_tick(now)))
+        if self.load is not None:
+            self.load.tick(now)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -479,6 +497,8 @@ class Collector(Generic[LinkT]):
             for command in list(self._commands):
                 command.cancel()
             await asyncio.gather(*self._commands, return_exceptions=True)
+            if self.load is not None:
+                await self.load.stop()
             if self.chargers is not None:
                 await self.chargers.stop()
             for processor in self.stages.processors:

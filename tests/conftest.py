@@ -9,6 +9,7 @@ import pytest
 from hypothesis import settings
 
 from tests.support import servers
+from tests.support.disk import TinyDisk
 from tests.support.ntfy_server import NtfyServer
 
 # `make test` and CI run the same examples every time (a red build is reproducible); explore
@@ -16,8 +17,6 @@ from tests.support.ntfy_server import NtfyServer
 settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("default")
-
-REPO = Path(__file__).resolve().parent.parent
 
 # Fixtures that start a real server, and the marker a test using them gets, so that
 # `pytest -m "not broker and not influx and not serial and not knx"` (make test-fast) runs the others alone.
@@ -45,9 +44,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
 
 
-EXAMPLES = REPO / "config" / "examples"
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[servers.Server]:
     server = servers.mosquitto(tmp_path / "mosquitto")
@@ -70,28 +66,6 @@ def victoria(tmp_path: Path) -> Iterator[servers.Server]:
     server.start()
     yield server
     server.stop()
-
-
-class TinyDisk:
-    """A 64 KiB tmpfs: `fill()` takes every free byte, `free()` gives them back."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._filler = path / "filler"
-
-    def fill(self) -> None:
-        chunk = b"\0" * 512
-        with self._filler.open("ab", buffering=0) as handle:
-            while True:
-                try:
-                    handle.write(chunk)
-                except OSError:
-                    if len(chunk) == 1:
-                        return
-                    chunk = chunk[: len(chunk) // 2]
-
-    def free(self) -> None:
-        self._filler.unlink(missing_ok=True)
 
 
 @pytest.fixture

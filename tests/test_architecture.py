@@ -43,6 +43,7 @@ PURE = [
     "load/controller.py",
     "load/schedule.py",
     "load/settings.py",
+    "simulator/profiles.py",
 ]
 FORBIDDEN = {
     "paho", "pymodbus", "apprise", "influxdb_client", "urllib", "websockets", "socket",

@@ -15,8 +15,8 @@ from collector.pipeline import Processor
 from collector.site import load_site
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import EventMessage
-from tests.conftest import EXAMPLES
 from tests.support.links import RecordingLink
+from tests.support.paths import EXAMPLES
 
 TS = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -10,20 +10,13 @@ import logging
 import os
 import pwd
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from collector import cli
 from collector.collect import Collector, Stages
@@ -36,7 +29,8 @@ from collector.wire.kinds import Outgoing
 from collector.wire.messages import EnergyMessage, StateMessage
 from tests.support import servers
 from tests.support.app import make_app, with_app
-from tests.support.servers import Server, wait_until
+from tests.support.collect_helpers import SITE, Quiet, Recorder, collect_process, until
+from tests.support.servers import Server
 from tests.support.sim_helpers import (
     main_meter,
     rtu_bus,
@@ -47,55 +41,6 @@ from tests.support.sim_helpers import (
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.serial]
-
-
-SITE = "test-site"
-REPO = Path(__file__).resolve().parent.parent
-
-
-class Recorder:
-    """A subscriber on a real broker, recording every message it receives."""
-
-    def __init__(self, port: int, topics: tuple[str, ...] = ("#",), client_id: str = "") -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self._lock = threading.Lock()
-        persistent = bool(client_id)
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        self.client.reconnect_delay_set(1, 1)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        if persistent:  # the broker keeps our messages while we (or it) are away
-            properties.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", port, clean_start=not persistent, properties=properties)
-        self.client.loop_start()
-        assert subscribed.wait(10), "no SUBACK"
-
-    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
-
-    def on(self, topic: str) -> list[bytes]:
-        with self._lock:
-            return [p for t, p, _ in self.messages if t == topic]
-
-    def retained(self) -> dict[str, bytes]:
-        with self._lock:
-            return {t: p for t, p, r in self.messages if r}
-
-    def states(self, point: str) -> list[dict[str, Any]]:
-        return [json.loads(p) for p in self.on(f"irve/{SITE}/{point}/state")]
-
-    def wait(self, check: Callable[[], bool], what: str, timeout: float = 15) -> None:
-        wait_until(check, timeout, what)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def site_file(
@@ -109,14 +54,6 @@ def site_file(
         poll_interval_s=0.2,
         state_dir=str(tmp_path / "state"),  # the energy processor's file, never the repo's var/
     )
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def assert_matches_model(state: dict[str, Any], model: dict[str, float]) -> None:
@@ -222,16 +159,6 @@ def test_rtu_end_to_end(tmp_path: Path, broker: Server) -> None:
     assert sub.states("cp1")[-1]["current_a"] == 16.0
 
 
-def collect_process(path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "collector", "collect", "-c", str(path)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
 def test_process_status_last_will_and_clean_stop(tmp_path: Path, broker: Server) -> None:
     """`irve collect` as a process: `online` when up, `offline` by the last will when killed,
     `offline` by itself on SIGTERM; a meter that never answers is `offline`."""
@@ -314,13 +241,6 @@ def numbers(sub: Recorder, kind: str, key: str) -> list[int]:
     for payload in sub.on(f"irve/{SITE}/cp1/{kind}"):
         seen.setdefault(int(json.loads(payload)[key]), None)
     return list(seen)
-
-
-class Quiet:
-    """A source that never reads a meter."""
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()
 
 
 def idle_site(tmp_path: Path, broker: Server, **mqtt: Any) -> tuple[Collector[MqttLink], Quiet]:

@@ -14,12 +14,16 @@ from typing import Any
 
 import pytest
 from ocpp.v16 import call
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from collector.simulator.chargers import default_url, play_chargers
 from collector.simulator.model import Car
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
-from tests.ingest.test_service import config, create_database, rows, running
+from tests.support.collect_helpers import SITE, Recorder, collect_process
+from tests.support.influx_db import create_database, rows
+from tests.support.ingest_helpers import config, running
 from tests.support.ocpp import Station, charge_point
 from tests.support.servers import Server, free_port, wait_until
 from tests.support.sim_helpers import (
@@ -29,7 +33,6 @@ from tests.support.sim_helpers import (
     tcp_bus,
     write_site,
 )
-from tests.test_collect_e2e import SITE, Recorder, collect_process
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 
@@ -466,3 +469,195 @@ def test_irve_simulate_connects_the_site_chargers_to_irve_collect(
         output = stop(collector)
     sub.close()
     assert collector.returncode == 0, output
+
+
+def alerts_of(sub: Recorder, state: str) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in payloads(sub, f"irve/{SITE}/alert")
+        if a["alert"] == "charger_offline" and a["state"] == state
+    ]
+
+
+def test_refused_handshakes_and_malformed_frames_in_irve_collect(
+    tmp_path: Path, broker: Server
+) -> None:
+    """Wrong password and unknown id refused at the handshake, logged with the id and the peer
+    (never the password); frames that are not JSON, unknown actions, wrong types and 1 MB get
+    their CALLERROR and the connection stays up: the real `irve collect`."""
+    port = free_port()
+    path = ocpp_site(tmp_path, broker, port)
+    sub = Recorder(broker.port)
+    process = collect_process(path)
+
+    async def refused(url: str) -> int:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url, subprotocols=["ocpp1.6"]):  # type: ignore[list-item]
+                pass
+        return int(info.value.response.status_code)
+
+    async def exchange(ws: ClientConnection, frame: str) -> list[Any]:
+        await ws.send(frame)
+        return list(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+    async def scenario() -> None:
+        good = f"ws://borne-1:{PASSWORD}@127.0.0.1:{port}/ocpp/borne-1"
+        assert await refused(good.replace(PASSWORD, "guessed-pass")) == 401
+        assert await refused(f"ws://borne-9:whatever@127.0.0.1:{port}/ocpp/borne-9") == 404
+        async with connect(good, subprotocols=["ocpp1.6"], max_size=None) as ws:  # type: ignore[list-item]
+            assert (await exchange(ws, "this is not json"))[:3] == [4, "-1", "FormationViolation"]
+            assert (await exchange(ws, '[2,"a2","MakeCoffee",{}]'))[:3] == [4, "a2", "NotSupported"]
+            status = (
+                '[2,"a4","StatusNotification",'
+                '{"connectorId":"one","errorCode":"NoError","status":"Available"}]'
+            )
+            assert (await exchange(ws, status))[:3] == [4, "a4", "TypeConstraintViolation"]
+            big = json.dumps([2, "a7", "Authorize", {"idTag": "A" * 1_000_000}])
+            answer = await exchange(ws, big)
+            assert answer[:3] == [4, "a7", "TypeConstraintViolation"]
+            assert len(json.dumps(answer)) < 2000  # the frame is not echoed back
+            assert (await exchange(ws, "x" * 1_000_000))[:3] == [4, "-1", "FormationViolation"]
+            reply = await exchange(ws, '[2,"ok","Heartbeat",{}]')  # still connected
+            assert reply[:2] == [3, "ok"] and "currentTime" in reply[2]
+
+    try:
+        sub.wait(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online", timeout=30)
+        asyncio.run(scenario())
+    finally:
+        output = stop(process)
+    sub.close()
+    assert process.returncode == 0, output
+    assert "charger 'borne-1' from 127.0.0.1:" in output and "wrong password" in output
+    assert "charger 'borne-9' from 127.0.0.1:" in output and "unknown id" in output
+    assert "guessed-pass" not in output and PASSWORD not in output and "whatever" not in output
+    assert "Traceback" not in output
+
+
+def test_legrand_quirks_local_list_commands_and_the_link_back_in_irve_collect(
+    tmp_path: Path, broker: Server
+) -> None:
+    """The real `irve collect`: the local list pushed on boot and again, full and with a higher
+    version, when the retained badge list changes; a Legrand transaction (`meterStart: 0`,
+    `mesurand`, a measurand the schemas do not know, a MeterValues sent twice) counted from its
+    interval samples with one warning per kind; unlock, disable and enable from MQTT; the link
+    dropped (charger_offline firing) and back (resolved, the list pushed again)."""
+    port = free_port()
+    path = ocpp_site(tmp_path, broker, port)
+    site, profiles = load_site(str(path))
+    sub = Recorder(broker.port)
+    publish_badges(sub)
+    base = f"irve/{SITE}"
+    url = f"ws://borne-1:{PASSWORD}@127.0.0.1:{port}/ocpp/borne-1"
+
+    def legrand_values(ts: datetime, wh: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "timestamp": iso(ts),
+                "sampled_value": [
+                    {"value": wh, "mesurand": "Energy.Active.Import.Interval", "unit": "Wh"},
+                    {"value": "31", "measurand": "Temperature.Board", "unit": "Celsius"},
+                ],
+            }
+        ]
+
+    async def scenario(sim: Any) -> None:
+        async with charge_point(url, "borne-1") as cp:
+            await cp.boot()
+            await until_true(lambda: cp.got("SendLocalList"), "the local list")
+            (first,) = cp.got("SendLocalList")
+            assert first["update_type"] == "Full"
+            # Only the badges valid now: the guest who left is not in it.
+            assert [e["id_tag"] for e in first["local_authorization_list"]] == [GUEST]
+            now = datetime.now(UTC)
+            badges = [
+                {"badge": GUEST, "room": "12", "until": iso(now + timedelta(days=2))},
+                {"badge": "0A0B0C0D", "room": "3", "until": iso(now + timedelta(days=1))},
+            ]
+            sub.client.publish(
+                f"{base}/badges", json.dumps({"ts": iso(now), "badges": badges}), 1, retain=True
+            )
+            await until_true(lambda: len(cp.got("SendLocalList")) == 2, "the new list")
+            second = cp.got("SendLocalList")[1]
+            assert second["update_type"] == "Full"
+            assert second["list_version"] > first["list_version"]
+            assert [e["id_tag"] for e in second["local_authorization_list"]] == [
+                GUEST,
+                "0A0B0C0D",
+            ]
+
+            # Legrand: meterStart 0, interval energy under a misspelt key, a vendor measurand.
+            sim.meter("cp1").force_current(16.0)
+            began = datetime.now(UTC)
+            started = await cp.call(
+                call.StartTransaction(
+                    connector_id=1, id_tag=GUEST, meter_start=0, timestamp=iso(began)
+                )
+            )
+            tx = started.transaction_id
+            t1, t2 = began + timedelta(seconds=1), began + timedelta(seconds=2)
+            for stamp, wh in ((t1, "150"), (t1, "150"), (t2, "100")):  # the first one twice
+                await cp.call(
+                    call.MeterValues(
+                        connector_id=1, transaction_id=tx, meter_value=legrand_values(stamp, wh)
+                    ),
+                    skip_schema_validation=True,  # the schemas know neither key nor measurand
+                )
+            await asyncio.sleep(2.0)
+            await cp.call(
+                call.StopTransaction(
+                    transaction_id=tx, meter_stop=0, timestamp=iso(datetime.now(UTC))
+                )
+            )
+            sim.meter("cp1").force_current(0.0)
+            (session,) = await until_true(lambda: session_ends(sub), "the Legrand session")
+            assert session["charger_energy_wh"] == 250.0  # 150 once, then 100
+            assert (session["badge"], session["room"]) == (GUEST, "12")
+
+            # Commands from MQTT, each answered by the charger and published as an event.
+            for action in ("unlock", "disable", "enable"):
+                sub.client.publish(f"{base}/cp1/command", json.dumps({"action": action}), 1)
+                await until_true(
+                    lambda a=action: [
+                        e
+                        for e in payloads(sub, f"{base}/cp1/event")
+                        if e["event"] == f"command_{a}"
+                    ],
+                    f"the answer to {action}",
+                )
+            assert cp.got("UnlockConnector") == [{"connector_id": 1}]
+            assert [(p["connector_id"], p["type"]) for p in cp.got("ChangeAvailability")] == [
+                (1, "Inoperative"),
+                (1, "Operative"),
+            ]
+            answers = [
+                e["details"]["status"]
+                for e in payloads(sub, f"{base}/cp1/event")
+                if e["event"].startswith("command_")
+            ]
+            assert answers == ["Unlocked", "Accepted", "Accepted"]
+
+        # The link dropped: offline after a heartbeat, then back.
+        await until_true(lambda: alerts_of(sub, "firing"), "charger_offline", timeout=40)
+        async with charge_point(url, "borne-1") as cp:
+            await cp.boot()
+            await until_true(lambda: alerts_of(sub, "resolved"), "charger back")
+            await until_true(lambda: cp.got("SendLocalList"), "the list on the new connection")
+            assert cp.got("SendLocalList")[0]["list_version"] == second["list_version"]
+            reply = await cp.call(call.Authorize(id_tag="0A0B0C0D"))
+            assert reply.id_tag_info["status"] == "Accepted"
+        assert payloads(sub, f"{base}/chargers/borne-1")[-1]["online"] is True
+
+    with running_simulator(site, profiles, seed=1) as sim:
+        sim.meter("cp1").force_current(0.0)
+        process = collect_process(path)
+        try:
+            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+            asyncio.run(scenario(sim))
+        finally:
+            output = stop(process)
+    sub.close()
+    assert process.returncode == 0, output
+    # One warning per charger and kind, however many times the charger repeats it.
+    assert output.count("'mesurand' read as 'measurand'") == 1, output
+    assert output.count("unknown measurand 'Temperature.Board'") == 1, output
+    assert "Traceback" not in output

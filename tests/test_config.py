@@ -19,7 +19,8 @@ from collector.commands.check import serial_warnings
 from collector.config import RtuBus, SiteConfig, TcpBus
 from collector.settings import apply_log_level, load
 from collector.site import load_site
-from tests.conftest import EXAMPLES
+from tests.support.cli import irve
+from tests.support.paths import EXAMPLES
 
 
 def hotel() -> dict[str, Any]:
@@ -354,19 +355,6 @@ def test_log_level_from_the_file_and_its_precedence(
 
 
 # --- Bad site files through the real commands ---------------------------------------------------
-
-
-def irve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`irve ARGS` in a subprocess, as an installer runs it (no traceback may escape)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        env=environ | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 GITE = (EXAMPLES / "gite-one-socket.yaml").read_text(encoding="utf-8")

@@ -19,15 +19,12 @@ import asyncio
 import json
 import os
 import re
-import types
-import typing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from collector.alerts.text import AlertState, describe
 from collector.cli import build_parser
@@ -44,6 +41,7 @@ from collector.wire import messages as schema
 from collector.wire.topics import Topics
 from tests.support import servers
 from tests.support.alert_helpers import Subscriber, run_collector, until
+from tests.support.schema_paths import key_paths
 from tests.support.sim_helpers import main_meter, tcp_bus, write_site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,34 +68,6 @@ def _no_irve_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # Site file keys ------------------------------------------------------------------------------
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation holds (through Optional, unions, lists, Annotated)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    found: list[type[BaseModel]] = []
-    for arg in typing.get_args(annotation):
-        found += _models_in(arg)
-    return found
-
-
-def _is_list(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_list(arg) for arg in typing.get_args(annotation))
-    return origin is list
-
-
-def key_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
-    paths: set[str] = set()
-    for name, field in model.model_fields.items():
-        path = prefix + name
-        paths.add(path)
-        inner = path + ("[]." if _is_list(field.annotation) else ".")
-        for nested in _models_in(field.annotation):
-            paths |= key_paths(nested, inner)
-    return paths
 
 
 def test_every_site_file_key_is_documented() -> None:

@@ -169,6 +169,7 @@ _TOPIC_OF = {
     "SessionMessage": "irve/hotel-vda/cp1/session",
     "EventMessage": "irve/hotel-vda/cp1/event",
     "AlertMessage": "irve/hotel-vda/alert",
+    "LimitMessage": "irve/hotel-vda/cp1/limit",
 }
 
 

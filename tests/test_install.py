@@ -23,7 +23,7 @@ import pytest
 from collector.cli import build_parser
 from collector.config import SiteConfig
 from collector.settings import ENV_DELIMITER, ENV_PREFIX
-from tests.test_docs import key_paths
+from tests.support.schema_paths import key_paths
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "deploy" / "systemd"

@@ -24,8 +24,8 @@ import yaml
 
 from collector import redact
 from scripts.processes import port_open
-from tests.ingest.test_service import create_database
 from tests.support import servers
+from tests.support.influx_db import create_database
 from tests.support.ntfy_server import NtfyServer
 from tests.support.sim_helpers import simulate_process, socket_meter, tcp_bus, write_site
 

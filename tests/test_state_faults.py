@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from collector.site import load_site
-from tests.conftest import TinyDisk
 from tests.support.alert_helpers import Subscriber
+from tests.support.collect_helpers import collect_process
+from tests.support.disk import TinyDisk
 from tests.support.servers import Server, wait_until
 from tests.support.sim_helpers import (
     main_meter,
@@ -25,7 +26,6 @@ from tests.support.sim_helpers import (
     tcp_bus,
     write_site,
 )
-from tests.test_collect_e2e import collect_process
 
 pytestmark = [pytest.mark.broker]
 

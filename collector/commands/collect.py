@@ -22,6 +22,9 @@ from collector.commands.check import add_config_argument, serial_warnings
 from collector.commands.recompute import recompute
 from collector.config import SiteConfig
 from collector.energy.tariff import Tariff
+from collector.knx.switches import KnxSwitches
+from collector.load.controller import from_config
+from collector.load.service import LoadService
 from collector.meters.poller import Poller
 from collector.meters.profile import Profile
 from collector.mqtt.client import MqttLink
@@ -61,6 +64,8 @@ async def open_collector(
     the notifier (after the link, so the last alerts are still notified), then the MQTT link
     (after the app has stopped its processors, so their last messages are flushed), then the
     OCPP central system when the site has chargers (the app stops it before its processors).
+    With `knx`, the KNX switches; with load management or schedules, the load service (using
+    the central system and the switches; stopped by the app before the central system).
     With Tempo, the re-pricing thread (which publishes through this link) and, with
     `source: rte`, the colour poller run while the link is open, stopped before it closes.
     `stages`: instead of the site's processors (tests)."""
@@ -72,6 +77,7 @@ async def open_collector(
         app = Collector(site, profiles, link, stages, clock)
         async with AsyncExitStack() as services:
             await services.enter_async_context(link)
+            central: CentralSystem | None = None
             if site.ocpp is not None and site.chargers:
                 central = CentralSystem(
                     site.ocpp,
@@ -81,6 +87,13 @@ async def open_collector(
                     clock=clock,
                 )
                 app.attach_chargers(await services.enter_async_context(central))
+            contactors = None
+            if site.knx is not None:
+                contactors = await services.enter_async_context(KnxSwitches(site.knx))
+            controller = from_config(site)
+            if controller is not None:
+                load = LoadService(site, controller, app.publish_all, central, contactors)
+                app.attach_load(await services.enter_async_context(load))
             with ExitStack() as threads:
                 if stages.tempo is not None:
                     tempo_services(site, stages.tempo, threads, loop, app, clock)

@@ -16,7 +16,7 @@ from typing import Any
 
 from collector.commands.check import add_config_argument
 from collector.settings import ConfigError
-from collector.simulator.chargers import default_url, play_chargers
+from collector.simulator.chargers import METER_VALUES_S, default_url, play_chargers
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 
@@ -71,7 +71,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME[:METER[:ARG]]",
         help="overcurrent:ID[:A], overload[:W], silent:ID, exception:ID[:CODE], short:ID, "
-        "garbled:ID, max-read:ID:N (repeatable)",
+        "garbled:ID, max-read:ID:N, plug:ID[:MINUTES] (repeatable)",
     )
     parser.add_argument(
         "--ocpp-url",
@@ -86,6 +86,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="POINT=BADGE",
         help="the badge the simulated charger shows for the cars of a point (default SIM-POINT)",
     )
+    parser.add_argument(
+        "--meter-values-s",
+        type=float,
+        default=METER_VALUES_S,
+        metavar="S",
+        help="seconds between the chargers' MeterValues during a transaction "
+        f"(default {METER_VALUES_S:g}; 0: none)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     site, profiles = load_site(args.config)
     if args.speed <= 0:
         raise ConfigError(["--speed: must be > 0"])
+    if args.meter_values_s < 0:
+        raise ConfigError(["--meter-values-s: must be >= 0"])
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     try:
         sim = SimulatedSite(
@@ -115,16 +125,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"charger {charger.id} -> {url}", flush=True)
     print(f"seed {seed}, speed x{args.speed:g}; Ctrl-C to stop", flush=True)
     try:
-        asyncio.run(_serve(sim, url, dict(args.badge)))
+        asyncio.run(_serve(sim, url, dict(args.badge), args.meter_values_s))
     except (OSError, RuntimeError) as exc:
         print(f"irve simulate: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(sim: SimulatedSite, url: str, badges: dict[str, str]) -> None:
+async def _serve(
+    sim: SimulatedSite, url: str, badges: dict[str, str], meter_values_s: float
+) -> None:
     if not sim.site.chargers:
         await sim.serve_forever()
         return
     async with sim:
-        await play_chargers(sim.site, sim.model, url, badges)
+        await play_chargers(sim.site, sim.model, url, badges, meter_values_s)

@@ -17,6 +17,7 @@ from collector.wire.messages import (
     ConnectorMessage,
     EnergyMessage,
     EventMessage,
+    LimitMessage,
     SessionMessage,
     StateMessage,
 )
@@ -182,6 +183,10 @@ def connector(msg: ConnectorMessage) -> None:
     _text("error_code", msg.error_code)
 
 
+def limit(msg: LimitMessage) -> None:
+    _time("ts", msg.ts)
+
+
 # Per message kind (collector.wire.kinds); a kind without an entry has no range to check.
 BY_KIND: dict[str, Callable[[Any], None]] = {
     "state": state,
@@ -190,4 +195,5 @@ BY_KIND: dict[str, Callable[[Any], None]] = {
     "alert": alert,
     "event": event,
     "connector": connector,
+    "limit": limit,
 }

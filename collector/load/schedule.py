@@ -3,7 +3,8 @@
 A range belongs to the day it starts on: `22:00-07:00` on `fri` runs from Friday 22:00 to
 Saturday 07:00. Boundaries are wall-clock times, so on the spring DST day (23 h) 22:00-07:00
 lasts 8 real hours and on the autumn one (25 h) 10. `allowed: offpeak` takes the HC ranges the
-tariff has on the starting day (seasons included), through collector.energy.tariff.Tariff.
+tariff has on the starting day (seasons included), through collector.energy.tariff.Tariff; on
+Tempo, whose HC hours are fixed, 22:00-06:00.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from collector.config import TariffSettings, parse_clock_range
-from collector.energy.tariff import Tariff
+from collector.energy.tariff import TEMPO_DAY_START, TEMPO_HC_START, Tariff
 from collector.load.settings import DAYS, ScheduleSettings
 
 Ranges = tuple[tuple[time, time], ...]
@@ -33,6 +34,7 @@ class Schedules:
     ) -> None:
         self._tz = tz
         self._tariff = Tariff(tariff, tz)
+        self._tempo = tariff.option == "tempo"
         self._entries = [
             _Entry(
                 frozenset(s.sockets),
@@ -63,7 +65,11 @@ class Schedules:
         return False
 
     def _ranges(self, entry: _Entry, day: date) -> Ranges:
-        return entry.ranges if entry.ranges is not None else self._tariff.offpeak_ranges(day)
+        if entry.ranges is not None:
+            return entry.ranges
+        if self._tempo:
+            return ((TEMPO_HC_START, TEMPO_DAY_START),)
+        return self._tariff.offpeak_ranges(day)
 
 
 def _inside(wall: datetime, day: date, ranges: Ranges) -> bool:

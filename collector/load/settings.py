@@ -71,6 +71,9 @@ class LoadManagementSettings(_Strict):
     raise_after_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     min_change_interval_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     failsafe_after_polls: Annotated[int, Field(ge=1, le=1000)] = 3
+    # An OCPP charging profile ends this long after it was last sent (renewed at half of it):
+    # a collector that died does not leave chargers limited, or paused, for longer.
+    profile_validity_s: Annotated[int, Field(ge=10, le=86400)] = 600
 
     @model_validator(mode="after")
     def _failsafe(self) -> LoadManagementSettings:
@@ -159,10 +162,10 @@ def check_references(
     for i, schedule in enumerate(schedules):
         for j, point in enumerate(schedule.sockets):
             known(f"schedules[{i}].sockets[{j}]", point)
-        if schedule.allowed == "offpeak" and tariff.option != "hphc":
+        if schedule.allowed == "offpeak" and tariff.option == "base":
             raise ValueError(
                 f"schedules[{i}].allowed: offpeak follows the tariff's HC ranges, "
-                f"but tariff.option is {tariff.option!r} (not hphc)"
+                f"but tariff.option is 'base' (not hphc or tempo)"
             )
     for point in knx.switches if knx else {}:
         known(f"knx.switches.{point}", point)

@@ -1,8 +1,12 @@
 """The site's OCPP chargers, played for `irve simulate` (I/O: websockets): each connects to the
 collector's central system as a charge point, boots, reports its connectors, and follows the
 simulated cars: a car plugged on a connector's meter is badged (Authorize) and charged
-(StartTransaction); its departure stops the transaction. The charger's own energy count is the
-meter's index, as a charger with a built-in MID meter would send. Remote commands are obeyed.
+(StartTransaction); its departure stops the transaction. The car draws only during a
+transaction, within the charging profiles the central system sets (collector/simulator/
+profiles.py): below 6 A it draws nothing and the connector is SuspendedEVSE. The meter follows
+what the car draws. During a transaction MeterValues (energy index, power, current, current
+offered) go every `meter_values_s`. The charger's own energy count is the meter's index, as a
+charger with a built-in MID meter would send. Remote commands are obeyed.
 
 One connector per meter is played (the first the site file maps to it). A refused badge is not
 charged (tried again after RETRY_S); a lost link is retried every RETRY_S.
@@ -22,12 +26,22 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.client import connect
 
 from collector.config import ChargerSettings, SiteConfig
-from collector.simulator.model import SiteModel
+from collector.simulator.model import MeterState, SiteModel
+from collector.simulator.profiles import (
+    MIN_CHARGE_A,
+    Profile,
+    cleared,
+    ended_transaction,
+    installed,
+    limit_a,
+    parse_profile,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 5.0
 STEP_S = 1.0
+METER_VALUES_S = 10.0
 
 
 def default_url(site: SiteConfig) -> str:
@@ -47,11 +61,18 @@ class SimulatedCharger(ChargePoint):
     """One charger: its connectors' transactions follow the cars of the model."""
 
     def __init__(
-        self, settings: ChargerSettings, ws: Any, model: SiteModel, badges: Mapping[str, str]
+        self,
+        settings: ChargerSettings,
+        ws: Any,
+        model: SiteModel,
+        badges: Mapping[str, str],
+        meter_values_s: float = METER_VALUES_S,
     ) -> None:
         super().__init__(settings.id, ws, response_timeout=15)
         self.model = model
         self.badges = badges
+        self.meter_values_s = meter_values_s
+        self.connectors = set(settings.connectors)
         # connector -> point, one connector per meter.
         self.points: dict[int, str] = {}
         for number, point in sorted(settings.connectors.items()):
@@ -60,9 +81,18 @@ class SimulatedCharger(ChargePoint):
         self.transactions: dict[int, int] = {}  # connector -> transaction id
         self.refused_at: dict[int, float] = {}  # connector -> loop time of a refused badge
         self.remote: dict[int, str] = {}  # connector -> badge of a remote start, waiting
+        self.started: dict[int, datetime] = {}  # connector -> its transaction's start
+        self.sampled: dict[int, float] = {}  # connector -> loop time of its last MeterValues
+        self.status: dict[int, str] = {}  # connector -> last status sent
+        self.profiles: list[Profile] = []
+        for point in self.points.values():
+            self._meter(point).energized = False  # no transaction yet
+
+    def _meter(self, point: str) -> MeterState:
+        return self.model.meters[point]
 
     def _index_wh(self, point: str) -> int:
-        return int(self.model.meters[point].import_wh)
+        return int(self._meter(point).import_wh)
 
     async def play(self) -> None:
         reply = await self.call(
@@ -80,6 +110,8 @@ class SimulatedCharger(ChargePoint):
         while True:
             for number, point in self.points.items():
                 await self._follow(number, point, loop.time())
+                self._obey(number, point)
+                await self._report(number, point, loop.time())
             if loop.time() - beat >= heartbeat_s:
                 beat = loop.time()
                 await self.call(call.Heartbeat())
@@ -112,11 +144,19 @@ class SimulatedCharger(ChargePoint):
             )
         )
         self.transactions[number] = int(reply.transaction_id)
+        self.started[number] = datetime.now(UTC)
+        self.sampled[number] = asyncio.get_running_loop().time()
         log.info("%s: transaction %s on %s (%s)", self.id, reply.transaction_id, point, badge)
-        await self._status(number, "Charging")
+        self._meter(point).energized = True
+        self._obey(number, point, energized_changed=True)
+        await self._report(number, point, self.sampled[number])
 
     async def _stop(self, number: int, point: str, reason: str) -> None:
         transaction_id = self.transactions.pop(number)
+        del self.started[number]
+        self.profiles = ended_transaction(self.profiles, number)
+        self._meter(point).energized = False
+        self._obey(number, point, energized_changed=True)
         await self.call(
             call.StopTransaction(
                 transaction_id=transaction_id,
@@ -128,8 +168,75 @@ class SimulatedCharger(ChargePoint):
         await self._status(number, "Available")
 
     async def _status(self, number: int, status: str) -> None:
+        self.status[number] = status
         await self.call(
             call.StatusNotification(connector_id=number, error_code="NoError", status=status)
+        )
+
+    def _limit(self, number: int, point: str) -> float | None:
+        socket = self._meter(point).settings.socket
+        return limit_a(
+            self.profiles,
+            number,
+            datetime.now(UTC),
+            self.transactions.get(number),
+            self.started.get(number),
+            socket.phases if socket is not None else 1,
+        )
+
+    def _obey(self, number: int, point: str, energized_changed: bool = False) -> None:
+        """The car under the connector's limit now: the meter follows at once."""
+        limit = self._limit(number, point)
+        meter = self._meter(point)
+        if limit != meter.limit_a or energized_changed:
+            meter.limit_a = limit
+            self.model.refresh()
+
+    async def _report(self, number: int, point: str, now: float) -> None:
+        """During a transaction: Charging or SuspendedEVSE as the limit allows, and
+        MeterValues every `meter_values_s`."""
+        if number not in self.transactions:
+            return
+        limit = self._meter(point).limit_a
+        status = "SuspendedEVSE" if limit is not None and limit < MIN_CHARGE_A else "Charging"
+        if self.status.get(number) != status:
+            await self._status(number, status)
+        if self.meter_values_s > 0 and now - self.sampled[number] >= self.meter_values_s:
+            self.sampled[number] = now
+            await self._meter_values(number, point)
+
+    async def _meter_values(self, number: int, point: str) -> None:
+        meter = self._meter(point)
+        values = self.model.values(point)
+        socket = meter.settings.socket
+        offered = socket.rated_current_a if socket is not None else 0.0
+        if meter.limit_a is not None:
+            offered = min(offered, meter.limit_a) if meter.limit_a >= MIN_CHARGE_A else 0.0
+        sampled = [
+            ("Energy.Active.Import.Register", "Wh", f"{values['energy_wh']:.0f}"),
+            ("Power.Active.Import", "W", f"{values['power_w']:.0f}"),
+            ("Current.Import", "A", f"{values['current_a']:.1f}"),
+            ("Current.Offered", "A", f"{offered:.1f}"),
+        ]
+        await self.call(
+            call.MeterValues(
+                connector_id=number,
+                transaction_id=self.transactions[number],
+                meter_value=[
+                    {
+                        "timestamp": _now(),
+                        "sampled_value": [
+                            {
+                                "value": value,
+                                "context": "Sample.Periodic",
+                                "measurand": measurand,
+                                "unit": unit,
+                            }
+                            for measurand, unit, value in sampled
+                        ],
+                    }
+                ],
+            )
         )
 
     # -- what the central system asks -------------------------------------------------------
@@ -178,15 +285,45 @@ class SimulatedCharger(ChargePoint):
 
     @on(Action.set_charging_profile)
     def set_profile(self, **p: Any) -> call_result.SetChargingProfile:
+        number = p["connector_id"]
+        try:
+            if number != 0 and number not in self.connectors:
+                raise ValueError(f"no connector {number}")
+            profile = parse_profile(number, p["cs_charging_profiles"])
+            if profile.purpose == "TxProfile" and number not in self.transactions:
+                raise ValueError(f"TxProfile: no transaction on connector {number}")
+        except ValueError as exc:
+            log.warning("%s: charging profile rejected: %s", self.id, exc)
+            return call_result.SetChargingProfile(status="Rejected")
+        self.profiles = installed(self.profiles, profile)
+        self._obey_all()
         return call_result.SetChargingProfile(status="Accepted")
 
     @on(Action.clear_charging_profile)
     def clear_profile(self, **p: Any) -> call_result.ClearChargingProfile:
-        return call_result.ClearChargingProfile(status="Accepted")
+        left = cleared(
+            self.profiles,
+            p.get("id"),
+            p.get("connector_id"),
+            p.get("charging_profile_purpose"),
+            p.get("stack_level"),
+        )
+        known = len(left) < len(self.profiles)
+        self.profiles = left
+        self._obey_all()
+        return call_result.ClearChargingProfile(status="Accepted" if known else "Unknown")
+
+    def _obey_all(self) -> None:
+        for number, point in self.points.items():
+            self._obey(number, point)
 
 
 async def play_charger(
-    settings: ChargerSettings, url: str, model: SiteModel, badges: Mapping[str, str]
+    settings: ChargerSettings,
+    url: str,
+    model: SiteModel,
+    badges: Mapping[str, str],
+    meter_values_s: float = METER_VALUES_S,
 ) -> None:
     """Connect (again after any failure, every RETRY_S) and play until cancelled."""
     password = settings.password.get_secret_value()
@@ -195,7 +332,7 @@ async def play_charger(
     while True:
         try:
             async with connect(target, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
-                charger = SimulatedCharger(settings, ws, model, badges)
+                charger = SimulatedCharger(settings, ws, model, badges, meter_values_s)
                 log.info("charger %s connected to %s", settings.id, url)
                 await asyncio.gather(charger.start(), charger.play())
         except asyncio.CancelledError:
@@ -206,6 +343,12 @@ async def play_charger(
 
 
 async def play_chargers(
-    site: SiteConfig, model: SiteModel, url: str, badges: Mapping[str, str]
+    site: SiteConfig,
+    model: SiteModel,
+    url: str,
+    badges: Mapping[str, str],
+    meter_values_s: float = METER_VALUES_S,
 ) -> None:
-    await asyncio.gather(*(play_charger(c, url, model, badges) for c in site.chargers))
+    await asyncio.gather(
+        *(play_charger(c, url, model, badges, meter_values_s) for c in site.chargers)
+    )

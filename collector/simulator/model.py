@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from collector.config import MeterSettings, SiteConfig
 from collector.meters.reading import PHASES
+from collector.simulator.profiles import draws_a
 
 STEP_S = 5.0
 NOMINAL_V = 230.0
@@ -85,6 +86,10 @@ class MeterState:
     car: Car | None = None
     forced_current_a: float | None = None
     forced_power_w: float | None = None
+    # Set by the simulated charger serving the socket: the car draws only during a
+    # transaction, and no more than the charging profiles allow (profiles.draws_a).
+    energized: bool = True
+    limit_a: float | None = None
 
     @property
     def power_w(self) -> float:
@@ -134,6 +139,13 @@ class MeterControl:
 
     def max_read(self, registers: int | None) -> None:
         self._state.faults.max_read = registers
+
+    def plug(self, stays: timedelta, capacity_wh: float = 60e3, soc: float = 0.2) -> Car:
+        """A car plugged now that wants charging (to 95 %) and leaves after `stays`."""
+        car = Car(capacity_wh, capacity_wh * soc, 0.95, self._model.now + stays)
+        self._state.car = car
+        self._model.refresh()
+        return car
 
     def clear(self) -> None:
         self._state.faults = MeterFaults()
@@ -245,7 +257,9 @@ class SiteModel:
         taper = 1.0
         if car.soc > TAPER_FROM_SOC:
             taper = max(0.1, (1.0 - car.soc) / (1.0 - TAPER_FROM_SOC))
-        return socket.rated_current_a * taper
+        if not state.energized:
+            return 0.0
+        return draws_a(socket.rated_current_a * taper, state.limit_a)
 
     # ---- electrical quantities ----------------------------------------------------------
 
@@ -353,7 +367,9 @@ def _neutral(phases: list[PhaseState]) -> float:
 
 def apply_scenario(model: SiteModel, text: str) -> None:
     """`overcurrent:cp1[:A]`, `overload[:W]`, `silent:ID`, `exception:ID[:CODE]`, `short:ID`,
-    `garbled:ID`, `max-read:ID:N`. Raises ValueError naming what is wrong."""
+    `garbled:ID`, `max-read:ID:N`, `plug:ID[:MINUTES]` (a car that needs charging, plugged
+    now for MINUTES of simulated time, 60 by default). Raises ValueError naming what is
+    wrong."""
     name, *args = text.split(":")
     try:
         if name == "overload":
@@ -381,6 +397,13 @@ def apply_scenario(model: SiteModel, text: str) -> None:
             control.garbled()
         elif name == "max-read":
             control.max_read(int(extra[0]))
+        elif name == "plug":
+            if socket is None:
+                raise ValueError(f"{text}: {args[0]} is not a socket")
+            minutes = float(extra[0]) if extra else 60.0
+            if minutes <= 0:
+                raise ValueError(f"{text}: minutes must be > 0")
+            control.plug(timedelta(minutes=minutes))
         else:
             raise ValueError(f"{text}: unknown scenario {name!r}")
     except (IndexError, TypeError) as exc:

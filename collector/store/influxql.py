@@ -104,13 +104,21 @@ class InfluxQL:
 
     def query(self, statement: str) -> list[Series]:
         """Run one statement; the series it returns (empty when nothing matches)."""
+        return self._send(statement, "GET")
+
+    def execute(self, statement: str) -> list[Series]:
+        """Run a statement that changes the database (CREATE, DROP, SELECT INTO): InfluxDB
+        1.x refuses those on GET."""
+        return self._send(statement, "POST")
+
+    def _send(self, statement: str, method: str) -> list[Series]:
         params = {"db": self.database, "q": statement, "epoch": "ms"}
         if self.username:
             params["u"] = self.username
         if self.password:
             params["p"] = self.password
         request = urllib.request.Request(
-            f"{self.url}/query?{urllib.parse.urlencode(params)}", method="GET"
+            f"{self.url}/query?{urllib.parse.urlencode(params)}", method=method
         )
         if self.token:
             request.add_header("Authorization", f"Token {self.token}")

@@ -26,6 +26,7 @@ from collector.wire.messages import (
     ConnectorMessage,
     EnergyMessage,
     EventMessage,
+    LimitMessage,
     Message,
     SessionMessage,
     ShedMessage,
@@ -84,6 +85,10 @@ def _connector(site: str, point: str, msg: ConnectorMessage, _received_ms: int) 
     return lines.connector(site, point, msg)
 
 
+def _limit(site: str, point: str, msg: LimitMessage, _received_ms: int) -> str | None:
+    return lines.limit(site, point, msg)
+
+
 def _nothing(_site: str, _point: str, _msg: Message, _received_ms: int) -> str | None:
     return None
 
@@ -105,6 +110,8 @@ KINDS: dict[str, Kind] = {
         Kind("badge", BadgeMessage, "point", False, False, inbound=True),
         Kind("connector", ConnectorMessage, "point", True, False, "connector", _connector),
         Kind("command", CommandMessage, "point", False, False, inbound=True),
+        # Safety: what the chargers and contactors were told, never dropped.
+        Kind("limit", LimitMessage, "point", True, True, "limit", _limit),
         # The ingestor reads charger messages to refuse malformed ones; nothing is stored.
         Kind("charger", ChargerMessage, "charger", True, False, None, _nothing),
         Kind("badges", BadgesMessage, "site", True, True, inbound=True),

@@ -21,6 +21,7 @@ from collector.wire.messages import (
     ConnectorMessage,
     EnergyMessage,
     EventMessage,
+    LimitMessage,
     SessionMessage,
     StateMessage,
 )
@@ -238,3 +239,10 @@ def connector(site: str, point: str, msg: ConnectorMessage) -> str | None:
         ("connector", str(msg.connector)),
     )
     return _line("connector", tags, fields, msg.ts)
+
+
+def limit(site: str, point: str, msg: LimitMessage) -> str | None:
+    """`limit` (tags site, point; fields current_a, left out when there is no limit, and the
+    string reason)."""
+    fields = [*_numbers([("current_a", msg.current_a)]), f"reason={string_field(msg.reason)}"]
+    return _line("limit", (("site", site), ("point", point)), fields, msg.ts)

@@ -327,6 +327,24 @@ class ConnectorMessage(_Timed):
     info: str | None = Field(default=None, max_length=500)
 
 
+LimitReason = Literal["none", "overload", "schedule", "failsafe"]
+# What an actuator reports: its own outcome (OCPP answers lower-cased: accepted, rejected,
+# offline, timeout...; KNX: sent, failed, timeout, offline), or `advisory` for the retained `shed`.
+ActuatorOutcome = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class LimitMessage(_Timed):
+    """Retained `irve/{site}/{point}/limit`: the current the load management allows the socket
+    (0 = paused, null = no limit), why, and what each of its actuators did with it."""
+
+    ts: Timestamp
+    current_a: float | None = Field(ge=0, le=1000)
+    reason: LimitReason
+    actuators: dict[Annotated[str, Field(min_length=1, max_length=16)], ActuatorOutcome] = Field(
+        default_factory=dict
+    )
+
+
 class ChargerMessage(_Timed):
     """Retained `irve/{site}/chargers/{charger}`: whether it talks to us, and what it is."""
 

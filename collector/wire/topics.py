@@ -13,7 +13,7 @@ from typing import Literal
 from collector.wire.kinds import KINDS
 
 PointKind = Literal[
-    "state", "availability", "energy", "session", "event", "badge", "connector", "command"
+    "state", "availability", "energy", "session", "event", "badge", "connector", "command", "limit"
 ]
 SiteKind = Literal["status", "alert", "shed", "badges", "deadletter", "tempo"]
 CHARGERS = "chargers"  # `{site}/chargers/{charger}`: the `charger` kind

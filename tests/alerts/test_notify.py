@@ -17,8 +17,8 @@ from collector.alerts.notify_queue import NotifyQueue
 from collector.config import SiteConfig
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import AlertMessage, ShedMessage
-from tests.conftest import EXAMPLES
 from tests.support.ntfy_server import NtfyServer
+from tests.support.paths import EXAMPLES
 from tests.support.servers import wait_until
 
 TS = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)

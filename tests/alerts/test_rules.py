@@ -17,7 +17,7 @@ from collector.config import SiteConfig
 from collector.meters.reading import Reading
 from collector.state import FileStateStore
 from collector.wire.messages import AlertMessage, ShedMessage
-from tests.conftest import EXAMPLES
+from tests.support.paths import EXAMPLES
 
 T0 = datetime(2026, 11, 23, 18, 0, 0, tzinfo=UTC)
 SUBSCRIBED_W = 36_000.0

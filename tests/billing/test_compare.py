@@ -20,7 +20,8 @@ from collector.config import SiteConfig, TariffSettings
 from collector.energy.tariff import Tariff
 from collector.ingest.writer import HttpV1Backend
 from collector.settings import load
-from tests.billing.test_statement import (
+from tests.support import servers
+from tests.support.billing_helpers import (
     GUEST_CHARGES,
     GUIDE_PRICES,
     PARIS,
@@ -30,8 +31,7 @@ from tests.billing.test_statement import (
     site_file,
     to_lines,
 )
-from tests.ingest.test_service import create_database
-from tests.support import servers
+from tests.support.influx_db import create_database
 
 pytestmark = [pytest.mark.influx]
 

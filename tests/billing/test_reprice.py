@@ -19,7 +19,7 @@ from collector.billing.statement import Policy, SessionUse, Stay, make_statement
 from collector.config import TempoColour
 from collector.energy.intervals import PointEnergy
 from collector.wire.messages import EnergyMessage
-from tests.energy.test_tempo import PARIS, SOCKET_W, feed, local, tempo
+from tests.support.tempo_helpers import PARIS, SOCKET_W, feed, local, tempo
 
 
 def stored(point: str, m: EnergyMessage) -> StoredWindow:

@@ -31,18 +31,12 @@ from collector.site import load_site
 from collector.tariffs.tempo import ColourCache, cache_path
 from collector.wire.messages import EnergyMessage, SessionMessage
 from collector.wire.topics import Topics
-from tests.billing.test_statement import SITE_ID, Charge, local, scripted_messages, site_file
-from tests.ingest.test_service import (
-    config,
-    create_database,
-    publisher,
-    rows,
-    spawn,
-    subprocess_env,
-)
-from tests.mqtt.test_tls import make_certificates, openssl
 from tests.support import servers
-from tests.test_collect_e2e import Recorder
+from tests.support.billing_helpers import SITE_ID, Charge, local, scripted_messages, site_file
+from tests.support.collect_helpers import Recorder
+from tests.support.influx_db import create_database, rows
+from tests.support.ingest_helpers import config, publisher, spawn, subprocess_env
+from tests.support.tls import make_certificates, openssl
 
 # The owner typed the February 2026 HC price as 0.1597 instead of 0.1579 (tariffs.md 2.1).
 OLD_ROW = {"since": date(2025, 8, 1), "base": 0.1952, "hp": 0.2081, "hc": 0.1635}

@@ -32,8 +32,8 @@ from collector.desk.storage import Storage, iso
 from collector.settings import load
 from collector.store.influxql import InfluxQL
 from tests.support import servers
+from tests.support.collect_helpers import Recorder
 from tests.support.desk import OWNER_PASSWORD, Client, add_user, desk_process, desk_site
-from tests.test_collect_e2e import Recorder
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 

@@ -25,11 +25,11 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from collector.config import SiteConfig
 from collector.ingest.writer import HttpV1Backend
 from collector.settings import load
-from tests.billing.test_statement import SITE_ID, Charge, scripted_messages, to_lines
-from tests.ingest.test_service import create_database
 from tests.support import servers
+from tests.support.billing_helpers import SITE_ID, Charge, scripted_messages, to_lines
+from tests.support.collect_helpers import Recorder
 from tests.support.desk import add_user, desk_process, desk_site
-from tests.test_collect_e2e import Recorder
+from tests.support.influx_db import create_database
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 

@@ -18,9 +18,9 @@ import yaml
 
 from collector.desk import app as desk_app
 from collector.desk.i18n import ENGLISH, Lang, Translator
-from tests.ingest.test_service import create_database
 from tests.support import servers
 from tests.support.desk import OWNER_PASSWORD, Client, desk_process, desk_site
+from tests.support.influx_db import create_database
 
 TEMPLATES = Path(str(resources.files("collector.desk").joinpath("templates")))
 DESK_CODE = Path(desk_app.__file__).parent

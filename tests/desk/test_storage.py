@@ -14,7 +14,7 @@ import pytest
 
 from collector.desk.auth import verify_password
 from collector.desk.storage import MIGRATIONS, StayFields, Storage, StorageUnavailable
-from tests.billing.test_statement import site_file
+from tests.support.billing_helpers import site_file
 from tests.support.desk import add_user
 
 

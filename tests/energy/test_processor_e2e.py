@@ -34,9 +34,9 @@ from collector.wire.kinds import Outgoing
 from collector.wire.messages import EnergyMessage, EventMessage, SessionMessage, StateMessage
 from collector.wire.times import utc_now
 from tests.support.app import make_app, with_app
+from tests.support.collect_helpers import Recorder, until
 from tests.support.servers import Server
 from tests.support.sim_helpers import socket_meter, tcp_bus, write_site
-from tests.test_collect_e2e import Recorder, until
 
 pytestmark = [pytest.mark.broker]
 

@@ -11,6 +11,8 @@ Data (built once for the module):
   and `gite-test`, the same site with a gîte's ratings (sockets rated 16 A, 9 kVA subscribed:
   pre-alarm at 8,100 W) with cp1 forced to 20 A and the main meter to 8.5 kW: over its own
   limits, far under the hotel's. Every limit the dashboards and rules use comes from the data.
+  `hotel-test` runs the load management (no actuator: its limits are advisory), so its `limit`
+  points are the collector's own.
   To keep the test short the chain runs on the simulator's clock at SPEED x real time, and
   that clock starts far enough in the past for every reading to be older than the wall clock
   (InfluxDB bounds some queries with now()). The bus timeout is scaled down by SPEED too, so a
@@ -34,6 +36,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,6 +48,8 @@ import yaml
 
 from collector.config import IngestorConfig, SiteConfig
 from collector.ingest.service import Ingestor
+from collector.load.controller import from_config
+from collector.load.service import LoadService
 from collector.meters.poller import Poller
 from collector.simulator.history import history_lines
 from collector.simulator.server import SimulatedSite
@@ -71,6 +76,7 @@ SCENARIOS = {
 }
 # A gîte's ratings: every socket rated 16 A, 9 kVA subscribed (the hotel: 32 A, 36 kVA).
 GITE_RATED_A, GITE_KVA = 16.0, 9.0
+LM_MARGIN_W = 1000.0
 SILENCED = {OVERLOAD: "cp2"}
 DB = "irve"
 # The 40 A socket draws about 9 kW for the 100 simulated seconds, but only the energy windows
@@ -158,6 +164,8 @@ def site_yaml(tmp: Path, site_id: str, broker_port: int, bus_port: int) -> Path:
     data["buses"][0].update(host="127.0.0.1", port=bus_port, timeout_s=1.0 / SPEED)
     data["poll_interval_s"] = 1.0 / SPEED
     data["state_dir"] = str(tmp / f"state-{site_id}")
+    if site_id == OVERLOAD:
+        data["load_management"] = {"margin_w": LM_MARGIN_W}
     path = tmp / f"{site_id}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
@@ -171,7 +179,12 @@ async def run_site(path: Path, site_id: str, start: datetime) -> None:
         app = make_app(site, profiles, clock=sim.clock.now)
         poller = Poller(site, profiles, app, clock=sim.clock.now)
         done = asyncio.Event()
-        async with app.link:
+        controller = from_config(site)
+        async with AsyncExitStack() as services:
+            await services.enter_async_context(app.link)
+            if controller is not None:
+                load = LoadService(site, controller, app.publish_all)
+                app.attach_load(await services.enter_async_context(load))
             task = asyncio.create_task(app.run(poller, done))
             began = time.monotonic()
             while time.monotonic() - began < LIVE_WALL_S:
@@ -219,17 +232,30 @@ def wait_stable(client: InfluxQL, timeout: float = 20.0) -> None:
     raise TimeoutError("the ingestor did not catch up")
 
 
-def demo_history(site_file: Path, url: str, end: datetime) -> None:
+def irve(site_file: Path, url: str, *args: str) -> None:
     env = {
         **os.environ,
         "IRVE_INFLUX__URL": url,
         "IRVE_INFLUX__API_VERSION": "1",
         "IRVE_INFLUX__DATABASE": DB,
     }
-    command = [sys.executable, "-m", "collector", "demo-history", "-c", str(site_file)]
-    command += ["--days", str(HISTORY_DAYS), "--end", end.isoformat(), "--seed", "3"]
+    command = [sys.executable, "-m", "collector", args[0], "-c", str(site_file), *args[1:]]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def demo_history(site_file: Path, url: str, end: datetime) -> None:
+    irve(
+        site_file,
+        url,
+        "demo-history",
+        "--days",
+        str(HISTORY_DAYS),
+        "--end",
+        end.isoformat(),
+        "--seed",
+        "3",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +298,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
         last = client.query('SELECT last("power_w") FROM "reading"')
         live_end = datetime.fromtimestamp(last[0].values[0][0] / 1000, UTC)
         assert live_end < datetime.now(UTC)
+        # The per-minute and per-hour series of everything written, as after `irve downsample`
+        # on an existing database (influxd's continuous queries are off here).
+        span = (history_start.isoformat(), (live_end + timedelta(seconds=1)).isoformat())
+        irve(history_site, url, "downsample", "--from", span[0], "--to", span[1])
         sites = {site_id: load_site(str(path))[0] for site_id, path in paths.items()}
         yield Data(client, live_start, live_end, history_start, history_end, history, sites, empty)
     finally:
@@ -402,7 +432,9 @@ def test_every_panel_query_runs_and_returns_data(data: Data) -> None:
     # The normal site's sockets are idle in the live run: today's (or this month's) energy
     # comes from the history, where no guest may have charged yet today (or this month, on the
     # 1st): zero-energy intervals are not stored. The 40 A site covers those panels then.
-    allowed = set()
+    # The normal site runs no load management: its limits panel is empty (the 40 kW site's is
+    # checked by test_live_limits_per_socket).
+    allowed = {live("Limitation de charge par borne")}
     for time_from, since in (("now/d", gq.start_of_day), ("now/M", gq.start_of_month)):
         if not raw_energy(data, NORMAL, since(data.live_end, PARIS), data.live_end):
             allowed |= {q.key for q in gq.dashboard_queries() if q.time_from == time_from}
@@ -541,6 +573,42 @@ def test_live_socket_state_mapping(data: Data) -> None:
     assert set(shown[NORMAL, "cp1"]) | set(shown[NORMAL, "cp2"]) <= {"Au repos", "En charge"}
 
 
+@checks(live("Limitation de charge par borne"))
+def test_live_limits_per_socket(data: Data) -> None:
+    """The 40 kW site with cp1 charging at 40 A: cp1 is limited to the headroom (site limit
+    minus what the site draws apart from its sockets) at every decision, with reason overload;
+    cp2, idle, is never limited. Each row is a limit message, its current and reason."""
+    series = by_tag(live_panel(data, "Limitation de charge par borne", OVERLOAD), "point")
+    assert series["cp1"].columns == ["time", "motif", "limite"]
+    rows = {p: {t: (reason, amps) for t, reason, amps in s.values} for p, s in series.items()}
+    assert {reason for reason, _ in rows["cp1"].values()} <= {"none", "overload"}
+    limited = {t: amps for t, (reason, amps) in rows["cp1"].items() if amps is not None}
+    assert limited and all(rows["cp1"][t][0] == "overload" for t in limited)
+    assert {amps for _, amps in rows.get("cp2", {}).values()} <= {None}
+    # What each decision saw: the main meter at that instant, the sockets' last readings.
+    main = raw_points(data, OVERLOAD, "main")
+    sockets = {p: raw_points(data, OVERLOAD, p) for p in ("cp1", "cp2")}
+    limit_w = data.sites[OVERLOAD].subscribed_power_w - LM_MARGIN_W
+    for t, amps in limited.items():
+        drawn = sum(last_before(points, t) for points in sockets.values())
+        headroom_w = limit_w - (main[t] - drawn)
+        # Rounded down to 0.1 A; the socket's power moves a little between two readings.
+        assert amps == pytest.approx(headroom_w / 230, abs=0.3), t
+
+
+def raw_points(data: Data, site: str, point: str) -> dict[int, float]:
+    text = (
+        f'SELECT "power_w" FROM "reading" WHERE "site" = \'{site}\' AND "point" = \'{point}\''
+        f" AND time >= {ms(data.live_start)}ms AND time <= {ms(data.live_end)}ms"
+    )
+    return {t: v for s in data.run(text) for t, v in s.values if v is not None}
+
+
+def last_before(points: dict[int, float], t: int) -> float:
+    earlier = [ts for ts in points if ts <= t]
+    return points[max(earlier)] if earlier else 0.0
+
+
 @checks(live("Puissance du site / puissance souscrite", "A"), live("Charge du site"))
 def test_live_site_power_and_load(data: Data) -> None:
     """The gauge: the last main meter power in % of the site's own subscribed power."""
@@ -571,6 +639,51 @@ def test_live_sockets_total(data: Data) -> None:
         first, last = total[0].values[0][0], total[0].values[-1][0]
         assert first == ms(data.live_start) - ms(data.live_start) % STEP_MS
         assert last == ms(data.live_end) - ms(data.live_end) % STEP_MS
+
+
+# Over long ranges the panels read the per-minute or per-hour series: of the three subqueries
+# of a panel's statement, the one whose $__interval_ms condition holds answers, and its series
+# carry its measurement's name. (max data points, the series that must answer): 3 days over
+# 1,000 points is 5-minute buckets, over 40 is 2 hours.
+LONG_RANGES = [(1000, "reading_1m"), (40, "reading_1h")]
+# (title, ref, aggregate of the raw readings the panel shows, raw field)
+DOWNSAMPLED_PANELS: list[tuple[str, str, Callable[[list[float]], float], str]] = [
+    ("Puissance par borne", "A", mean, "power_w"),
+    ("Courant par borne", "A", max, "current_a"),
+    ("État des bornes", "A", lambda values: values[-1], "power_w"),
+]
+
+
+@pytest.mark.parametrize(("max_points", "measurement"), LONG_RANGES)
+def test_long_ranges_read_the_downsampled_series(
+    data: Data, max_points: int, measurement: str
+) -> None:
+    """The same numbers as the raw readings, bucket by bucket. The history has one reading a
+    minute, so a mean of minute means is the raw mean exactly (with an uneven number of
+    readings per minute it is not: docs/grafana.md states it); maxima and last values always
+    are. The first and last buckets are left out: the range cuts them inside a minute or an
+    hour, and the coarse point of a cut bucket holds readings outside the range."""
+    start, end = data.history_start, data.history_end
+    step = gq.interval_ms(start, end, max_points, STEP_MS)
+    chosen = variables(data, "irve-live", NORMAL)
+    for title, ref, aggregate, field in DOWNSAMPLED_PANELS:
+        query = gq.panel_query("irve-live", title, ref).query
+        text = gq.render(query, start, end, chosen, max_data_points=max_points)
+        assert {s.name for s in data.run(text)} == {measurement}, title
+        shown = by_tag(data.run(text), "point")
+        raw = (
+            f'SELECT "{field}" FROM "reading" WHERE "site" = \'{NORMAL}\' AND "role" = '
+            f"'socket' AND time >= {ms(start)}ms AND time <= {ms(end)}ms GROUP BY \"point\""
+        )
+        assert set(shown) == {"cp1", "cp2"}, title
+        for series in data.run(raw):
+            buckets: dict[int, list[float]] = defaultdict(list)
+            for ts, value in series.values:
+                buckets[ts - ts % step].append(value)
+            inner = sorted(buckets)[1:-1]
+            got = non_null(shown[series.tags["point"]])
+            assert len(inner) > 20, title
+            approx_dict({t: got[t] for t in inner}, {t: aggregate(buckets[t]) for t in inner})
 
 
 @checks(live("Énergie aujourd'hui par borne"), live("Coût aujourd'hui par borne"))

@@ -20,19 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.ingest.payloads import Rejected, decode
 from collector.ingest.service import Ingestor
 from collector.wire.messages import MAX_PAYLOAD_BYTES
-from tests.ingest.test_service import (
-    BASE_MS,
-    SITE,
-    config,
-    count,
-    create_database,
-    iso,
-    publisher,
-    rows,
-    running,
-    state,
-)
 from tests.support import servers
+from tests.support.influx_db import count, create_database, rows
+from tests.support.ingest_helpers import BASE_MS, SITE, config, iso, publisher, running, state
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 

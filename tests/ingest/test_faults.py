@@ -16,22 +16,20 @@ import pytest
 
 from collector.config import InfluxSettings
 from collector.ingest.writer import V1_HINT, backend_for
-from tests.ingest.test_service import (
-    REPO,
+from tests.support import servers
+from tests.support.influx_db import count, create_database, rows
+from tests.support.ingest_helpers import (
     SITE,
     config,
-    count,
-    create_database,
     in_thread,
     publisher,
-    rows,
     running,
     spawn,
     state,
     stream,
     subprocess_env,
 )
-from tests.support import servers
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 

@@ -19,18 +19,10 @@ import yaml
 
 from collector.config import IngestSettings
 from collector.ingest.http import MAX_CONNECTIONS, TIMEOUT_S, StatusServer
-from tests.ingest.test_service import (
-    REPO,
-    SITE,
-    config,
-    count,
-    create_database,
-    publisher,
-    spawn,
-    state,
-    subprocess_env,
-)
 from tests.support import servers
+from tests.support.influx_db import count, create_database
+from tests.support.ingest_helpers import SITE, config, publisher, spawn, state, subprocess_env
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 

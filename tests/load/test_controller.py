@@ -17,7 +17,7 @@ from collector.load.controller import Limit, LoadController, Poll, from_config
 from collector.load.schedule import Schedules
 from collector.load.settings import LoadManagementSettings, ScheduleSettings
 from collector.settings import load
-from tests.conftest import EXAMPLES
+from tests.support.paths import EXAMPLES
 
 T0 = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)  # 12:00 in Paris
 HOTEL_W = 36_000.0  # 36 kVA; margin 1000 W: the site limit is 35 000 W

@@ -108,3 +108,15 @@ def test_offpeak_follows_the_tariff_and_its_seasons() -> None:
     assert s.allowed("cp1", local("2026-06-10T14:00"))
     assert not s.allowed("cp1", local("2026-06-10T22:30"))
     assert s.allowed("cp1", local("2026-06-10T06:59"))
+
+
+def test_offpeak_on_tempo_is_22_00_to_06_00_across_the_autumn_dst_change() -> None:
+    tempo = TariffSettings(option="tempo", supplier="edf-tarif-bleu", kva=36)
+    s = schedules(ScheduleSettings(sockets=["cp1"], allowed="offpeak"), tariff=tempo)
+    assert not s.allowed("cp1", local("2026-12-06T21:59"))
+    assert s.allowed("cp1", local("2026-12-06T22:00"))
+    assert s.allowed("cp1", local("2026-12-07T05:59"))
+    assert not s.allowed("cp1", local("2026-12-07T06:00"))
+    # 25 October 2026: 02:00-03:00 happens twice, so the Tempo night lasts 9 real hours.
+    start = local("2026-10-24T22:00").astimezone(UTC)
+    assert allowed_minutes(s, "cp1", start - timedelta(hours=1), 12) == 9 * 60

@@ -10,7 +10,7 @@ import yaml
 
 from collector.config import SiteConfig
 from collector.settings import ConfigError, load
-from tests.conftest import EXAMPLES
+from tests.support.paths import EXAMPLES
 
 
 def hotel(**sections: Any) -> dict[str, Any]:
@@ -138,5 +138,5 @@ def test_offpeak_needs_hc_ranges(tmp_path: Path) -> None:
     data = hotel(schedules=[{"sockets": ["cp1"], "allowed": "offpeak"}])
     data["tariff"] = {"option": "base", "prices": [{"since": "2026-01-01", "base": 0.2}]}
     assert problems(tmp_path, data) == [
-        "schedules[0].allowed: offpeak follows the tariff's HC ranges, but tariff.option is 'base' (not hphc)"
+        "schedules[0].allowed: offpeak follows the tariff's HC ranges, but tariff.option is 'base' (not hphc or tempo)"
     ]

@@ -13,7 +13,7 @@ from collector.meters.plan import decode_request, plan_reads
 from collector.meters.profile import BUNDLED, UNITS, Profile, load_profiles
 from collector.meters.registers import encode
 from collector.site import load_site
-from tests.conftest import EXAMPLES
+from tests.support.paths import EXAMPLES
 
 BUNDLED_FILES = sorted(e.name for e in BUNDLED.iterdir() if e.name.endswith(".yaml"))
 REQUIRED = {

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from scripts import local_broker
-from tests.mqtt.test_mosquitto_acl import Probe
 from tests.support import servers
+from tests.support.mqtt_probe import Probe
 
 pytestmark = [pytest.mark.broker]
 

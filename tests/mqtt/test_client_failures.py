@@ -18,11 +18,11 @@ from collector.mqtt import client as mqtt_client
 from collector.mqtt.client import MqttLink
 from collector.site import load_site
 from collector.wire.kinds import Envelope
-from tests.mqtt.test_tls import USERS, tls_broker  # noqa: F401 (a fixture)
 from tests.support import servers
 from tests.support.app import make_app, with_app
+from tests.support.collect_helpers import SITE, Quiet, until
 from tests.support.sim_helpers import socket_meter, tcp_bus, write_site
-from tests.test_collect_e2e import SITE, Quiet, until
+from tests.support.tls import USERS
 
 pytestmark = [pytest.mark.broker]
 
@@ -109,7 +109,7 @@ def test_unresolvable_host_names_the_host(tmp_path: Path, caplog: pytest.LogCapt
 
 def test_wrong_password_says_the_broker_refused_the_credentials(
     tmp_path: Path,
-    tls_broker: tuple[int, int],  # noqa: F811
+    tls_broker: tuple[int, int],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     port, _ = tls_broker
@@ -125,7 +125,7 @@ def test_wrong_password_says_the_broker_refused_the_credentials(
 
 def test_untrusted_certificate_and_plain_port_are_tls_failures(
     tmp_path: Path,
-    tls_broker: tuple[int, int],  # noqa: F811
+    tls_broker: tuple[int, int],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The TLS listener with the system's CAs (the test CA is not among them), then TLS

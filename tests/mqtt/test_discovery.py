@@ -13,7 +13,7 @@ from collector.meters.profile import Profile
 from collector.mqtt.discovery import discovery_messages
 from collector.site import load_site
 from collector.wire.topics import Topics
-from tests.conftest import EXAMPLES
+from tests.support.paths import EXAMPLES
 
 Configs = dict[str, dict[str, Any]]
 

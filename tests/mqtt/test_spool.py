@@ -8,7 +8,7 @@ import pytest
 
 from collector.mqtt.spool import Spool
 from collector.wire.kinds import Envelope
-from tests.conftest import TinyDisk
+from tests.support.disk import TinyDisk
 
 
 def energy(n: int) -> Envelope:

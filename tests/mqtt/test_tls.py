@@ -1,15 +1,14 @@
 """The collector over TLS with its site credentials, against the stack's own mosquitto
 configuration (password file, ACL) with its TLS listener example switched on, certificates
-made here with openssl as an installer would with a private CA."""
+made with openssl as an installer would with a private CA (tests/support/tls.py; the
+`tls_broker` fixture is in tests/mqtt/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -18,55 +17,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.collect import Stages
 from collector.site import load_site
-from scripts import local_broker
 from tests.support import servers
 from tests.support.app import make_app, with_app
+from tests.support.collect_helpers import SITE, Quiet, until
 from tests.support.sim_helpers import socket_meter, tcp_bus, write_site
-from tests.test_collect_e2e import SITE, Quiet, until
+from tests.support.tls import USERS
 
 pytestmark = [pytest.mark.broker]
-
-
-USERS = {SITE: "site-secret", "ingestor": "ingestor-secret"}
-
-
-def openssl(*args: str) -> None:
-    subprocess.run([servers.require("openssl"), *args], check=True, capture_output=True)
-
-
-def make_certificates(where: Path) -> None:
-    """ca.crt, server.crt, server.key: the names mosquitto/conf.d/tls.conf.example expects."""
-    where.mkdir(parents=True)
-    ca_key, ca, key, csr, cert = (
-        where / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
-    )
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=irve test CA", "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", str(key), "-out", str(csr))  # fmt: skip
-    san = where / "san.cnf"
-    san.write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-            "-CAcreateserial", "-days", "2", "-extfile", str(san), "-out", str(cert))  # fmt: skip
-
-
-@pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """(plain port, TLS port) of the stack's broker with tls.conf.example enabled."""
-    certs = tmp_path / "certs"
-    make_certificates(certs)
-    port, tls_port = servers.free_port(), servers.free_port()
-    conf = local_broker.prepare(tmp_path / "broker", port, USERS)
-    example = (local_broker.MOSQUITTO_DIR / "conf.d" / "tls.conf.example").read_text()
-    assert "\nlistener 8883\n" in example
-    tls_conf = example.replace("/mosquitto/certs", str(certs)).replace(
-        "\nlistener 8883\n", f"\nlistener {tls_port} 127.0.0.1\n"
-    )
-    (conf.parent / "conf.d" / "tls.conf").write_text(tls_conf)
-    server = servers.mosquitto_on(conf, port, tmp_path / "broker", tls_port)
-    server.start()
-    yield port, tls_port
-    server.stop()
 
 
 def ingestor_view(port: int) -> queue.Queue[tuple[str, bytes]]:

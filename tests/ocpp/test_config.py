@@ -12,7 +12,7 @@ import yaml
 from collector.cli import main
 from collector.config import SiteConfig
 from collector.settings import load
-from tests.conftest import EXAMPLES
+from tests.support.paths import EXAMPLES
 
 
 def hotel_with_chargers(**changes: Any) -> dict[str, Any]:

@@ -32,9 +32,9 @@ from collector.ocpp.events import (
     TransactionStarted,
 )
 from collector.ocpp.server import CentralSystem, StartError, load_ocpp_state, state_path
-from tests.mqtt.test_tls import make_certificates
 from tests.support.ocpp import Station, charge_point
 from tests.support.servers import free_port
+from tests.support.tls import make_certificates
 
 PASSWORD = "s3cret-borne-1"
 NOW = datetime.now(UTC).replace(microsecond=0)

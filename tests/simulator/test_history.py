@@ -15,15 +15,15 @@ from collector.config import SiteConfig
 from collector.ingest.writer import HttpV1Backend
 from collector.settings import load
 from collector.simulator.history import demo_tagged
-from tests.billing.test_statement import (
+from tests.support import servers
+from tests.support.billing_helpers import (
     GUEST_CHARGES,
     local,
     scripted_messages,
     site_file,
     to_lines,
 )
-from tests.ingest.test_service import count, create_database, influx_query, rows
-from tests.support import servers
+from tests.support.influx_db import count, create_database, influx_query, rows
 
 pytestmark = [pytest.mark.influx]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from tests.billing.test_statement import HOTEL_BLOCK, site_file
 from tests.support import servers
+from tests.support.billing_helpers import HOTEL_BLOCK, site_file
 
 OWNER_PASSWORD = "owner-password-for-tests"
 

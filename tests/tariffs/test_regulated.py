@@ -19,8 +19,8 @@ from collector.settings import ConfigError, load
 from collector.tariffs import regulated
 from collector.tariffs.regulated import KVA_STEPS, RegulatedError, Table
 from scripts import tariffs_table
-from tests.conftest import EXAMPLES
-from tests.test_config import irve
+from tests.support.cli import irve
+from tests.support.paths import EXAMPLES
 
 DATA = Path(regulated.__file__).parent / "data" / "edf-tarif-bleu.yaml"
 PARIS = ZoneInfo("Europe/Paris")

@@ -160,6 +160,17 @@ def test_connector_status_strings_with_charger_and_connector_tags() -> None:
     )
 
 
+def test_limits_with_current_and_reason_and_no_current_field_without_a_limit() -> None:
+    msg = {"ts": TS, "current_a": 10.8, "reason": "overload", "actuators": {"ocpp": "accepted"}}
+    assert line_of("irve/h/cp1/limit", msg) == (
+        f'limit,site=h,point=cp1 current_a=10.8,reason="overload" {TS_MS}'
+    )
+    lifted: dict[str, object] = {"ts": TS, "current_a": None, "reason": "none", "actuators": {}}
+    assert line_of("irve/h/cp1/limit", lifted) == f'limit,site=h,point=cp1 reason="none" {TS_MS}'
+    with pytest.raises(Rejected, match="reason"):
+        decode("irve", "irve/h/cp1/limit", json.dumps({**msg, "reason": "tired"}).encode(), 0)
+
+
 def test_charger_messages_are_read_and_not_stored() -> None:
     msg = {"ts": TS, "online": True, "vendor": "Legrand", "model": "Green'up",
            "serial": None, "firmware": "1.2", "last_seen": TS}  # fmt: skip
@@ -271,7 +282,8 @@ def test_subscriptions_shared_and_plain() -> None:
     assert "$share/grp/irve/+/alert" in shared
     assert "$share/grp/irve/+/+/connector" in shared
     assert "$share/grp/irve/+/chargers/+" in shared
-    assert len(shared) == 8
+    assert "$share/grp/irve/+/+/limit" in shared
+    assert len(shared) == 9
 
 
 json_values = st.recursive(
