@@ -591,7 +591,7 @@ def create_app(desk: Desk) -> Starlette:
             503,
             t("Base de données pleine") if full else t("Base de données occupée"),
             t(
-                "Le disque de la base de données est plein : rien n'a été enregistré. "
+                "Le disque de la base de données est plein (ou en panne) : rien n'a été enregistré. "
                 "Réessayez dans un instant ; si cela dure, prévenez le propriétaire."
             )
             if full

@@ -187,9 +187,9 @@ ENGLISH: dict[str, str] = {
     "InfluxDB injoignable": "InfluxDB unreachable",
     "Base de données pleine": "Database full",
     "Base de données occupée": "Database busy",
-    "Le disque de la base de données est plein : rien n'a été enregistré. Réessayez dans un "
-    "instant ; si cela dure, prévenez le propriétaire.": (
-        "The database's disk is full: nothing was saved. Try again in a moment; if it lasts, "
+    "Le disque de la base de données est plein (ou en panne) : rien n'a été enregistré. "
+    "Réessayez dans un instant ; si cela dure, prévenez le propriétaire.": (
+        "The database's disk is full (or failing): nothing was saved. Try again in a moment; if it lasts, "
         "tell the owner."
     ),
     "La base de données est verrouillée par un autre programme : rien n'a été enregistré. "
