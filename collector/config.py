@@ -11,6 +11,7 @@ from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -499,6 +500,27 @@ class InfluxSettings(Strict):
     password: SecretStr | None = None
     timeout_s: Annotated[float, _between(0.1, 300)] = 10.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_url(cls, data: Any) -> Any:
+        """`http://user:password@host:8086` is taken apart: the user and password go where the
+        clients send them from (`username`, `password`), the URL keeps only the server. No
+        client then carries a password in a URL it may print, and an HTTP library that would
+        not send URL credentials (urllib, urllib3) is never given any."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        parts = urlsplit(data["url"])
+        if parts.username is None and parts.password is None:
+            return data
+        host = parts.netloc.rpartition("@")[2]
+        taken = {"url": urlunsplit(parts._replace(netloc=host))}
+        # `username` and `password` keys, when given too, win (as before URLs carried them).
+        if data.get("username") is None and parts.username is not None:
+            taken["username"] = unquote(parts.username)
+        if data.get("password") is None and parts.password is not None:
+            taken["password"] = unquote(parts.password)
+        return {**data, **taken}
+
 
 class IngestSettings(Strict):
     # None: the MQTT username, else irve-ingest (collector.mqtt.auth.default_client_id).
@@ -617,7 +639,7 @@ class DeskSettings(Strict):
     policy: Literal["at_cost", "flat", "allowance"] = "at_cost"
     fee_eur: Annotated[float, _between(0, 1000)] = 0.0
     kwh_per_night: Annotated[float, _between(0, 1000)] = 8.0
-    language: Literal["fr", "en"] = "fr"  # of the statements
+    language: Literal["fr", "en"] = "fr"  # of the pages, and of the statements by default
     # The `owner` account's password (`make up` writes it to .env): set at every start.
     owner_password: SecretStr | None = None
     tls: DeskTls | None = None  # served over HTTPS itself (else behind a TLS proxy, or plain)
