@@ -104,7 +104,9 @@ def site(**tariff: Any) -> SiteConfig:
             "site": {"id": "h", "subscribed_power_kva": 36, "timezone": "Europe/Paris"},
             "tariff": {"option": "hphc", "offpeak": ["22:00-06:00"], "prices": PRICES, **tariff},
             "buses": [{"id": "b", "type": "tcp", "host": "127.0.0.1"}],
-            "meters": [{"id": "main", "bus": "b", "unit": 1, "profile": "x", "role": "main"}],
+            "meters": [
+                {"id": "main", "bus": "b", "unit": 1, "profile": "eastron-sdm630", "role": "main"}
+            ],
         }
     )
 
@@ -154,3 +156,16 @@ def test_a_day_without_a_figure_is_not_published_and_said_once(
     said = [r.getMessage() for r in caplog.records if "subscription" in r.getMessage()]
     assert len(said) == 1
     assert "no hphc subscription for 36 kVA from 2026-08-01" in said[0]
+
+
+def test_irve_check_shows_the_typed_subscription() -> None:
+    from collector.commands.check import summary
+    from collector.meters.profile import load_profiles
+
+    typed = [
+        {"since": "2026-01-01", "per_month": "52.54"},
+        {"since": "2027-01-01", "per_year": 650},
+    ]
+    text = summary(site(subscription=typed), load_profiles())
+    assert "  subscription from 2026-01-01: 52.54 EUR/month (apart from the kWh prices)" in text
+    assert "  subscription from 2027-01-01: 650 EUR/year (apart from the kWh prices)" in text
