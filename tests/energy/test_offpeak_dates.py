@@ -390,6 +390,7 @@ def price_from_first_principles(instant: datetime) -> float:
             local(2026, 3, 31, 22, 0),  # winter -> summer at midnight (a Tuesday -> Wednesday)
             local(2026, 7, 31, 22, 0),  # the 1 August price movement, a Friday night
             local(2026, 4, 7, 10, 30),  # a Tuesday's afternoon HC
+            local(2026, 4, 8, 7, 30),  # Wednesday, the extra day: HC all day
         ]
     ),
     offset_s=st.integers(0, 3599),
