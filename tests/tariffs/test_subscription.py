@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from collector.config import SiteConfig, TariffSettings
 from collector.state import FileStateStore
@@ -169,3 +170,21 @@ def test_irve_check_shows_the_typed_subscription() -> None:
     text = summary(site(subscription=typed), load_profiles())
     assert "  subscription from 2026-01-01: 52.54 EUR/month (apart from the kWh prices)" in text
     assert "  subscription from 2027-01-01: 650 EUR/year (apart from the kWh prices)" in text
+
+
+def test_irve_tariffs_with_a_site_shows_its_typed_subscription(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collector.cli import main
+
+    data = site(
+        supplier="edf-tarif-bleu",
+        kva=36,
+        prices=[],
+        subscription=[{"since": "2026-08-01", "per_month": "53.10"}],
+    ).model_dump(mode="json", exclude_defaults=True)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({k: data[k] for k in ("site", "tariff", "buses", "meters")}))
+    assert main(["tariffs", "-c", str(path), "--at", "2026-09-15"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "  subscription 53.10 EUR/month, typed in the site file, from 2026-08-01"
