@@ -1,5 +1,6 @@
 """The site file's schema: one pydantic model per section, `SiteConfig` and `IngestorConfig` at
-the top. Reading the file and the environment into them is collector.settings.
+the top. Pure: importing or building these models reads no file and no environment; reading
+the site file and the environment into them is collector.settings (`load`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import re
 from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -24,26 +26,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
 
 from collector.load.settings import (
     KnxSettings,
     LoadManagementSettings,
     ScheduleSettings,
     check_references,
-)
-from collector.settings import (
-    ENV_DELIMITER,
-    ENV_PREFIX,
-    ConfigError,
-    _EnvSource,
-    _FileSecretsSource,
-    _list_item_overrides,
-    _YamlSource,
 )
 from collector.tariffs import regulated
 
@@ -512,6 +500,27 @@ class InfluxSettings(Strict):
     password: SecretStr | None = None
     timeout_s: Annotated[float, _between(0.1, 300)] = 10.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_url(cls, data: Any) -> Any:
+        """`http://user:password@host:8086` is taken apart: the user and password go where the
+        clients send them from (`username`, `password`), the URL keeps only the server. No
+        client then carries a password in a URL it may print, and an HTTP library that would
+        not send URL credentials (urllib, urllib3) is never given any."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        parts = urlsplit(data["url"])
+        if parts.username is None and parts.password is None:
+            return data
+        host = parts.netloc.rpartition("@")[2]
+        taken = {"url": urlunsplit(parts._replace(netloc=host))}
+        # `username` and `password` keys, when given too, win (as before URLs carried them).
+        if data.get("username") is None and parts.username is not None:
+            taken["username"] = unquote(parts.username)
+        if data.get("password") is None and parts.password is not None:
+            taken["password"] = unquote(parts.password)
+        return {**data, **taken}
+
 
 class IngestSettings(Strict):
     # None: the MQTT username, else irve-ingest (collector.mqtt.auth.default_client_id).
@@ -528,13 +537,8 @@ class IngestSettings(Strict):
     http_port: Annotated[int, _between(0, 65535)] = 9108
 
 
-class _Root(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=ENV_DELIMITER,
-        extra="forbid",
-        frozen=True,
-    )
+class _Common(Strict):
+    """What every command's configuration has: the site file's keys outside the site itself."""
 
     log_level: Annotated[
         LogLevel,
@@ -545,30 +549,6 @@ class _Root(BaseSettings):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
-
-    # Filled in by `load`; a class attribute because pydantic-settings builds sources per class.
-    _yaml_path: ClassVar[Path | None] = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings,
-            _FileSecretsSource(settings_cls),
-            _EnvSource(settings_cls),
-        ]
-        if cls._yaml_path is not None:
-            sources.append(_YamlSource(settings_cls, yaml_file=cls._yaml_path))
-        elif overrides := _list_item_overrides(settings_cls):
-            name = overrides[0][0]
-            raise ConfigError([f"{name}: a list item can only be overridden over a site file"])
-        return tuple(sources)
 
 
 class OcppTls(Strict):
@@ -659,7 +639,7 @@ class DeskSettings(Strict):
     policy: Literal["at_cost", "flat", "allowance"] = "at_cost"
     fee_eur: Annotated[float, _between(0, 1000)] = 0.0
     kwh_per_night: Annotated[float, _between(0, 1000)] = 8.0
-    language: Literal["fr", "en"] = "fr"  # of the statements
+    language: Literal["fr", "en"] = "fr"  # of the pages, and of the statements by default
     # The `owner` account's password (`make up` writes it to .env): set at every start.
     owner_password: SecretStr | None = None
     tls: DeskTls | None = None  # served over HTTPS itself (else behind a TLS proxy, or plain)
@@ -694,7 +674,7 @@ def _luhn(digits: str) -> int:
     return total
 
 
-class SiteConfig(_Root):
+class SiteConfig(_Common):
     """Everything `irve collect`, `simulate`, `read`, `check` and `bill` need."""
 
     site: SiteInfo
@@ -785,10 +765,10 @@ class SiteConfig(_Root):
         return self.site.subscribed_power_kva * 1000 * self.alerts.power_factor
 
 
-class IngestorConfig(_Root):
+class IngestorConfig(_Common):
     """`irve ingest`: environment first; a site file may be given but only these keys count."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore")
 
 
 def _unique(what: str, ids: list[str]) -> None:

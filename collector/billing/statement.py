@@ -54,6 +54,7 @@ class SessionUse:
     duration_s: float
     periods: dict[str, tuple[float, float]]
     max_power_w: float = 0.0
+    room: str | None = None  # the room the badge list gave the badge (OCPP sessions)
 
     @property
     def energy_wh(self) -> float:

@@ -378,6 +378,7 @@ def test_check_shows_a_tempo_contract_from_the_table(
 # --- irve tariffs, as a subprocess ---------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_irve_tariffs_shows_prices_and_subscription() -> None:
     done = irve("tariffs", "--at", "2025-03-01", "--kva", "9", "--option", "hphc")
     assert done.returncode == 0, done.stderr
@@ -389,6 +390,7 @@ def test_irve_tariffs_shows_prices_and_subscription() -> None:
     assert "Base" not in done.stdout.splitlines()
 
 
+@pytest.mark.process
 def test_irve_tariffs_marks_reported_and_missing_figures() -> None:
     done = irve("tariffs", "--at", "2026-12-06", "--kva", "6")
     assert done.returncode == 0, done.stderr
@@ -401,11 +403,13 @@ def test_irve_tariffs_marks_reported_and_missing_figures() -> None:
     assert "TEMPO_RED_HP 0.7295" in out
 
 
+@pytest.mark.process
 def test_irve_tariffs_derived_month_is_marked() -> None:
     done = irve("tariffs", "--at", "2025-08-01", "--kva", "6", "--option", "base")
     assert "subscription ≈15.50 EUR/month, 185.94 EUR/year [cre-base-csv]" in done.stdout
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -426,6 +430,7 @@ def test_irve_tariffs_refuses_what_it_cannot_answer(args: tuple[str, ...], messa
     assert done.stderr.strip() == message
 
 
+@pytest.mark.process
 def test_irve_tariffs_with_a_site_shows_its_resolved_tariff(tmp_path: Path) -> None:
     data = hotel(HPHC | {"prices": [{"since": date(2026, 3, 1), "hp": 0.25, "hc": 0.15}]}, 36)
     path = tmp_path / "site.yaml"
@@ -445,6 +450,7 @@ def test_irve_tariffs_with_a_site_shows_its_resolved_tariff(tmp_path: Path) -> N
     assert irve("tariffs", "-c", str(path), "--at", "2023-01-01").returncode == 2
 
 
+@pytest.mark.process
 def test_irve_tariffs_with_a_tempo_site_shows_its_six_prices(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(hotel({"supplier": "edf-tarif-bleu", "option": "tempo"}, 9)))
