@@ -52,6 +52,7 @@ from collector.ocpp.events import (
 )
 from collector.pipeline import Processor
 from collector.state import FileStateStore, alerts_path, default_path
+from collector.tariffs.subscription import SubscriptionProcessor
 from collector.tariffs.tempo import ColourCache, cache_path, parse_message
 from collector.wire.kinds import Envelope, Outgoing, envelope
 from collector.wire.messages import AvailabilityMessage, BadgeMessage, CommandMessage, EventMessage
@@ -107,11 +108,15 @@ def build_processors(
     )
     tempo = ColourCache(cache_path(site)) if site.tariff.option == "tempo" else None
     colours = tempo.colours if tempo is not None else None
+    subscription_state = FileStateStore(
+        site.state_dir / f"subscription-{site.site.id}.json", what="subscription state"
+    )
     return Stages(
         alerts=AlertProcessor(site, store=alert_state),
         energy=EnergyProcessor(site, profiles=profiles, store=energy_state, colours=colours),
         notifier=notifier,
         tempo=tempo,
+        others=[SubscriptionProcessor(site, store=subscription_state)],
     )
 
 

@@ -30,7 +30,7 @@ from scripts.demo_view import Board, local_midnight, render, totals_queries
 from scripts.processes import find_program
 from tests.support.servers import wait_until
 
-pytestmark = [pytest.mark.broker, pytest.mark.influx]
+pytestmark = [pytest.mark.broker, pytest.mark.influx, pytest.mark.process]
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,6 +115,7 @@ def readings_per_meter(url: str) -> dict[str, int]:
     return {s.tags["point"]: int(s.values[0][1]) for s in series}
 
 
+@pytest.mark.timing
 def test_make_demo_reaches_influxdb_and_stops_after_demo_seconds() -> None:
     run = Run(
         ["make", "--no-print-directory", "-o", ".venv/bin/.installed", "demo"],

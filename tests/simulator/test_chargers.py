@@ -27,6 +27,8 @@ from collector.site import load_site
 from tests.support.servers import free_port
 from tests.support.sim_helpers import socket_meter, tcp_bus, write_site
 
+pytestmark = [pytest.mark.modbus]
+
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
