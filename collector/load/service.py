@@ -189,9 +189,13 @@ class LoadService:
             self._last_poll = clock  # a main meter that never answers is silent from the start
         # A poll is missed once one and a half intervals passed without it (the poller's
         # jitter), counted on the monotonic clock: a wall-clock step is no silence.
-        while clock - self._last_poll >= self._interval_s * 1.5:
-            self._last_poll += self._interval_s
-            self._decide(now, None)
+        missed = int((clock - self._last_poll) / self._interval_s - 0.5)
+        if missed > 0:
+            self._last_poll += missed * self._interval_s
+            # Beyond the fail-safe's count, more silent polls change nothing (a suspended
+            # process may come back hours later).
+            for _ in range(min(missed, self.controller.settings.failsafe_after_polls + 1)):
+                self._decide(now, None)
         for socket in self._sockets.values():
             if socket.ocpp_due is not None and clock >= socket.ocpp_due:
                 socket.ocpp_due = None
