@@ -148,3 +148,17 @@ def covered_days(
         where += f" AND point = {quote_string(point)}"
     statement = f"SELECT count(power_w) AS n FROM reading WHERE {where} GROUP BY time(1h)"
     return {row["time"].astimezone(tz).date() for row in _rows(client, statement) if row.get("n")}
+
+
+def main_demand(
+    client: InfluxQL, site: str, start: datetime, end: datetime, main: str
+) -> list[tuple[datetime, float]]:
+    """The main meter's highest power of each minute of [start, end) that has readings: what
+    `irve compare --kva` checks a subscribed power against."""
+    where = _where(site, start, end) + f" AND point = {quote_string(main)}"
+    statement = f"SELECT max(power_w) AS w FROM reading WHERE {where} GROUP BY time(1m) fill(none)"
+    return [
+        (row["time"], float(row["w"]))
+        for row in _rows(client, statement)
+        if row.get("w") is not None
+    ]

@@ -562,6 +562,7 @@ def test_bill_without_pango_says_what_is_missing_and_writes_nothing(
     assert not out.exists() and not pdf.exists()
 
 
+@pytest.mark.process
 def test_pdf_statement_totals_match_to_the_cent(billed_site: Path, tmp_path: Path) -> None:
     """The PDF (WeasyPrint) read back by pdftotext carries the hotel, the statement number,
     the socket labels and the same totals as the CSV, to the cent; the HTML renders in

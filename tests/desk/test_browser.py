@@ -31,7 +31,7 @@ from tests.support.collect_helpers import Recorder
 from tests.support.desk import add_user, desk_process, desk_site
 from tests.support.influx_db import create_database
 
-pytestmark = [pytest.mark.broker, pytest.mark.influx]
+pytestmark = [pytest.mark.broker, pytest.mark.influx, pytest.mark.browser]
 
 PARIS = ZoneInfo("Europe/Paris")
 CHROMIUM = "/usr/bin/chromium"
