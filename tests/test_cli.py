@@ -20,6 +20,7 @@ print(code, *sorted(m for m in {heavy} if m in sys.modules))
 """
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("argv", [["desk", "--help"], ["--log-level", "DEBUG", "bill", "--help"]])
 def test_the_desk_and_bill_do_not_load_the_collectors_libraries(argv: list[str]) -> None:
     done = subprocess.run(
