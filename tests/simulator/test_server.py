@@ -19,6 +19,8 @@ from collector.simulator.server import SimulatedSite, mapped_blocks
 from collector.site import load_site
 from tests.support.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
+pytestmark = [pytest.mark.modbus]
+
 START = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 
 
