@@ -97,7 +97,9 @@ def gone(processes: list[psutil.Process]) -> bool:
 
 def started_servers(run: Run) -> tuple[str, list[psutil.Process]]:
     """Wait for the live view; the InfluxDB URL and every process the demo started."""
-    url = run.wait_for_line(r"InfluxDB\s+(http://127\.0\.0\.1:\d+)").group(1)
+    # Five servers start first (the collector with its OCPP central system, the simulator with
+    # its charger): on a loaded 2-core machine that takes more than the default 40 s.
+    url = run.wait_for_line(r"InfluxDB\s+(http://127\.0\.0\.1:\d+)", timeout=90).group(1)
     run.wait_for_line("live readings")
     children = run.descendants()
     names = " ".join(" ".join(p.cmdline()) for p in children)
