@@ -11,12 +11,21 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# Everything, in two pytest calls: the suite on TEST_WORKERS processes (pytest-xdist, one file
+# per worker at a time, so a module's shared servers stay in one process), then the tests marked
+# `timing` alone, so that CPU contention from the parallel run never makes them flaky. Both run
+# even when the first fails; make fails if either did.
+TEST_WORKERS ?= 4
 test: $(BIN)/.installed
-	$(BIN)/pytest -q
+	@status=0; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not timing" || status=$$?; \
+	$(BIN)/pytest -q -m timing || status=$$?; \
+	exit $$status
 
-# The tests that need no real server (mosquitto, influxd, socat): seconds, not minutes.
+# The pure tests: no real server, subprocess, Modbus socket, venv or browser, nothing slow (seconds).
+FAST := not broker and not influx and not serial and not knx and not modbus and not process and not install and not browser and not slow
 test-fast: $(BIN)/.installed
-	$(BIN)/pytest -q -m "not broker and not influx and not serial and not knx"
+	$(BIN)/pytest -q -m "$(FAST)"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check collector tests bench scripts

@@ -1,5 +1,5 @@
 """Settings machinery (I/O): the site file (YAML) and the environment, read into the models of
-collector.config.
+collector.config by `load`, which binds a schema model to the pydantic-settings root `_Root`.
 
 Every key of the YAML site file can be overridden by an environment variable (`IRVE_` prefix,
 nested keys joined by `__`), and `IRVE_..._FILE` reads a secret from a file (Docker secrets).
@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
+    SettingsConfigDict,
     YamlConfigSettingsSource,
 )
 
@@ -197,7 +198,14 @@ def error_lines(exc: ValidationError) -> list[str]:
         for part in err["loc"]:
             if isinstance(part, int):
                 path += f"[{part}]"
-            elif part in ("tcp", "rtu", "rtu_over_tcp", "function-after"):
+            elif part in (
+                "tcp",
+                "rtu",
+                "rtu_over_tcp",
+                "function-after",
+                "offpeak-ranges",
+                "offpeak-dated",
+            ):
                 continue  # union branch names pydantic adds; not part of the user's path
             else:
                 path += f".{part}" if path else str(part)
@@ -362,15 +370,57 @@ def read_site_file(path: Path) -> dict[str, Any]:
     return data
 
 
-RootT = TypeVar("RootT", bound=BaseSettings)
+class _Root(BaseSettings):
+    """Where a configuration's values come from, highest first: arguments, `IRVE_..._FILE`
+    secret files, `IRVE_` variables, the site file (list-item variables applied over its lists)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Filled in by `load`; a class attribute because pydantic-settings builds sources per class.
+    _yaml_path: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _FileSecretsSource(settings_cls),
+            _EnvSource(settings_cls),
+        ]
+        if cls._yaml_path is not None:
+            sources.append(_YamlSource(settings_cls, yaml_file=cls._yaml_path))
+        elif overrides := _list_item_overrides(settings_cls):
+            name = overrides[0][0]
+            raise ConfigError([f"{name}: a list item can only be overridden over a site file"])
+        return tuple(sources)
+
+
+RootT = TypeVar("RootT", bound=BaseModel)
 
 
 def load(cls: type[RootT], path: Path | str | None) -> RootT:
-    """Build `cls` from the YAML file (if any) and the environment; raise ConfigError."""
+    """Build `cls` (SiteConfig, IngestorConfig) from the YAML file (if any) and the environment;
+    raise ConfigError. The result is an instance of `cls`."""
     yaml_path = Path(path) if path is not None else None
     if yaml_path is not None:
         read_site_file(yaml_path)  # pydantic-settings would skip a missing file without a word
-    bound = type(cls.__name__, (cls,), {"_yaml_path": yaml_path})
+    # The schema's own rules (extra keys refused or ignored) win over the root's defaults.
+    namespace = {
+        "model_config": {**_Root.model_config, **cls.model_config},
+        "_yaml_path": yaml_path,
+    }
+    bound = type(cls.__name__, (cls, _Root), namespace)
     try:
         config: RootT = bound()
     except ValidationError as exc:
@@ -379,7 +429,7 @@ def load(cls: type[RootT], path: Path | str | None) -> RootT:
     return config
 
 
-def apply_log_level(config: BaseSettings) -> None:
+def apply_log_level(config: BaseModel) -> None:
     """The root logger's level from the configuration, when it sets one (`--log-level` reaches
     here as IRVE_LOG_LEVEL): what a command does once it has loaded its configuration."""
     level = getattr(config, "log_level", None)

@@ -405,6 +405,7 @@ BAD_FILES: list[tuple[str, bytes | None, str]] = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("command", ["check", "collect"])
 @pytest.mark.parametrize(("label", "content", "message"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
 def test_bad_site_file_exits_2_naming_the_problem(
@@ -420,6 +421,7 @@ def test_bad_site_file_exits_2_naming_the_problem(
     assert result.stderr.startswith(f"irve {command}: invalid configuration:\n")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("command", ["check", "collect"])
 def test_a_directory_as_site_file(tmp_path: Path, command: str) -> None:
     result = irve(command, "-c", str(tmp_path))
@@ -427,6 +429,7 @@ def test_a_directory_as_site_file(tmp_path: Path, command: str) -> None:
     assert f"{tmp_path}: is a directory, not a file" in result.stderr
 
 
+@pytest.mark.process
 def test_a_profile_not_in_utf8_is_named(tmp_path: Path) -> None:
     mine = tmp_path / "profiles"
     mine.mkdir()
@@ -440,6 +443,7 @@ def test_a_profile_not_in_utf8_is_named(tmp_path: Path) -> None:
     assert f"{mine / 'acme.yaml'}: line 2: byte 0xe9 is not UTF-8" in result.stderr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("command", ["check", "collect"])
 def test_unreadable_site_file(tmp_path: Path, command: str) -> None:
     path = tmp_path / "site.yaml"
@@ -455,6 +459,7 @@ def test_unreadable_site_file(tmp_path: Path, command: str) -> None:
     assert f"{path}: cannot read: Permission denied" in result.stderr
 
 
+@pytest.mark.process
 def test_a_bom_from_notepad_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
     path.write_bytes(GITE.encode("utf-8-sig"))
@@ -462,6 +467,7 @@ def test_a_bom_from_notepad_is_accepted(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.process
 def test_check_refuses_missing_certificate_files_as_collect_does(tmp_path: Path) -> None:
     data = yaml.safe_load(GITE)
     data["mqtt"] = {
@@ -486,6 +492,7 @@ def test_check_refuses_missing_certificate_files_as_collect_does(tmp_path: Path)
 # --- Log level ---------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -541,6 +548,7 @@ def test_examples_follow_their_profiles_serial_defaults(example: str) -> None:
                 )
 
 
+@pytest.mark.process
 def test_check_warns_when_a_bus_differs_from_its_meters_factory_settings(tmp_path: Path) -> None:
     data = yaml.safe_load(GITE)
     data["buses"].append({"id": "rs485b", "type": "rtu", "device": "/dev/ttyUSB1", "parity": "E"})
@@ -599,6 +607,7 @@ def test_documented_file_faults_are_the_real_messages(
     assert [m for m in quoted if m not in real] == []
 
 
+@pytest.mark.process
 def test_collect_logs_the_serial_warning_at_start_up(tmp_path: Path) -> None:
     data = yaml.safe_load(GITE)
     data["buses"][0].update(device=str(tmp_path / "no-such-tty"), baudrate=9600)

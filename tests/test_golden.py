@@ -83,6 +83,7 @@ def phases() -> dict[str, int]:
     return {m.id: profiles[m.profile].phases for m in site.meters}
 
 
+@pytest.mark.slow
 def test_demo_history_line_protocol_is_unchanged() -> None:
     lines = history_lines(
         reference_site(),
@@ -154,6 +155,7 @@ def collector_day() -> Iterator[Envelope]:
         processor.close()
 
 
+@pytest.mark.slow
 def test_collector_messages_over_a_day_are_unchanged() -> None:
     rows = [
         json.dumps([e.topic, e.payload.decode(), e.retain, e.critical], ensure_ascii=False)
@@ -169,6 +171,7 @@ _TOPIC_OF = {
     "SessionMessage": "irve/hotel-vda/cp1/session",
     "EventMessage": "irve/hotel-vda/cp1/event",
     "AlertMessage": "irve/hotel-vda/alert",
+    "SubscriptionMessage": "irve/hotel-vda/subscription",
     "LimitMessage": "irve/hotel-vda/cp1/limit",
 }
 

@@ -25,6 +25,10 @@ from collector.config import SiteConfig
 from collector.settings import ENV_DELIMITER, ENV_PREFIX
 from tests.support.schema_paths import key_paths
 
+# A venv with every dependency is minutes of CPU on a loaded 2-core machine (make test builds
+# it beside the other workers): more than the suite's 180 s per test.
+pytestmark = [pytest.mark.install, pytest.mark.process, pytest.mark.timeout(600)]
+
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "deploy" / "systemd"
 EXAMPLES = sorted((REPO / "config" / "examples").glob("*.yaml"))
@@ -52,7 +56,7 @@ def irve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         [target / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", "."],
         cwd=source,
         check=True,
-        timeout=300,
+        timeout=540,
     )
     shutil.rmtree(source)  # nothing may still come from the source tree
     yield target / "bin" / "irve"

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,14 +118,22 @@ def run(env: dict[str, str], name: str, *args: str, timeout: float = 60) -> str:
     return done.stdout + done.stderr
 
 
-def run_for(env: dict[str, str], seconds: float, name: str, *args: str) -> str:
-    """A long-running command for `seconds`, then SIGTERM; its output."""
+def run_until(
+    env: dict[str, str], done: Callable[[], bool], what: str, name: str, *args: str
+) -> str:
+    """A long-running command until `done()` (`what`, 60 s at most) and 3 s more, then
+    SIGTERM; its output. (A fixed run time was too short when a loaded machine slowed the
+    start-up: the condition makes the wait as long as the start needs.)"""
     process = subprocess.Popen(
         command(name, *args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    time.sleep(seconds)
-    process.send_signal(signal.SIGTERM)
-    return process.communicate(timeout=30)[0]
+    try:
+        servers.wait_until(done, 60, what)
+        time.sleep(3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    return output
 
 
 def test_no_command_prints_a_secret_at_debug(
@@ -136,8 +145,16 @@ def test_no_command_prints_a_secret_at_debug(
     with simulate_process(site, port=board_port):
         outputs["check"] = run(env, "check", "-c", str(site))
         outputs["read"] = run(env, "read", "-c", str(site), "--meter", "cp1")
-        outputs["collect"] = run_for(env, 6, "collect", "-c", str(site))
-    assert ntfy.messages, "the offline alert reached the ntfy endpoint (token URL in use)"
+        # Until the offline alert reached the ntfy endpoint, and 3 s more for the other
+        # channels of the same alert (Telegram, Pushover), which apprise prints at DEBUG.
+        outputs["collect"] = run_until(
+            env,
+            lambda: bool(ntfy.messages),
+            "the offline alert at the ntfy endpoint (token URL in use)",
+            "collect",
+            "-c",
+            str(site),
+        )
 
     ingest = subprocess.Popen(
         command("ingest"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -165,8 +182,8 @@ def test_no_command_prints_a_secret_at_debug(
     for name, text in outputs.items():
         assert text.strip(), f"{name}: no output at all"
         assert not leaked(text), f"{name} printed {leaked(text)}:\n{text[-3000:]}"
-    # The URL is still shown, with its password masked.
-    assert f"http://irve:{redact.MASK}@127.0.0.1" in outputs["ingest"]
+    # The URL is still shown, its user and password taken out into the settings.
+    assert "into http://127.0.0.1:" in outputs["ingest"]
     assert any(" DEBUG " in text for text in outputs.values())
 
 

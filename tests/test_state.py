@@ -7,11 +7,14 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from collector.pipeline import RETRY_S
 from collector.state import FileStateStore
 from tests.support.servers import wait_until
 
 
+@pytest.mark.timing
 def test_snapshots_are_coalesced_and_submit_never_waits_for_the_disk(tmp_path: Path) -> None:
     path = tmp_path / "energy.json"
     store = FileStateStore(path)

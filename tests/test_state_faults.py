@@ -30,6 +30,9 @@ from tests.support.sim_helpers import (
 pytestmark = [pytest.mark.broker]
 
 
+HELD = "held back until it can be saved"
+
+
 def windows(sub: Subscriber) -> list[dict[str, Any]]:
     return sub.payloads("cp1/energy")
 
@@ -55,19 +58,26 @@ def test_windows_held_on_a_full_disk_are_never_published_with_other_numbers(
         cp1 = sim.meter("cp1")
         cp1.force_current(16.0)
         sim.meter("main").force_power(10_000)
-        first = collect_process(path)
+        output = tmp_path / "collect.log"
+        first = collect_process(path, output)
         try:
             wait_until(lambda: len(windows(sub)) >= 1, 40, "a first window")
             tiny_disk.fill()
             published = len(windows(sub))
-            for amps in (30.0, 8.0, 24.0):  # the energy differs from window to window
-                cp1.force_current(amps)
-                time.sleep(6)
+            # Until a window is held back (a fixed time was slow, or too short on a loaded
+            # machine), the energy changing every 2 s: a held window published later with
+            # other numbers would show.
+            amps = itertools.cycle((30.0, 8.0, 24.0))
+            deadline = time.monotonic() + 40
+            while HELD not in output.read_text(errors="replace"):
+                assert time.monotonic() < deadline, "no window held back on the full disk"
+                cp1.force_current(next(amps))
+                time.sleep(2)
             held_back = len(windows(sub)) - published
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
-        log = first.stdout.read().decode() if first.stdout else ""
+        log = output.read_text(errors="replace")
         tiny_disk.free()
         killed_at = time.time()
         second = collect_process(path)
@@ -89,7 +99,7 @@ def test_windows_held_on_a_full_disk_are_never_published_with_other_numbers(
     assert all(a["end"] == b["start"] for a, b in itertools.pairwise(ordered))
 
     assert held_back <= 1  # at most a window whose state was saved just before
-    assert "held back until it can be saved" in log, log[-3000:]
+    assert HELD in log, log[-3000:]
 
 
 def _iso(epoch: float) -> str:

@@ -127,7 +127,7 @@ def site_lines(site: SiteConfig, table: Table, day: date) -> list[str]:
     lines = [f"Site {site.site.id} on {day}: option {tariff.option}"]
     if tariff.supplier is None or tariff.kva is None:
         lines.append(f"  prices typed in the site file, from {row.since}: {_row_text(row)} EUR/kWh")
-        return lines
+        return lines + _typed_subscription(site, day)
     lines[0] += f", {tariff.supplier} {tariff.kva} kVA"
     entry = _table_entry(table, tariff.option, tariff.kva, row)
     if entry is None:
@@ -138,9 +138,24 @@ def site_lines(site: SiteConfig, table: Table, day: date) -> list[str]:
             f"  from {row.since}: {_prices(entry.prices)} EUR/kWh, from the table "
             f"[{entry.source.key}]{reported}"
         )
+    if tariff.subscription:
+        return lines + _typed_subscription(site, day)
     cited: dict[str, Source] = {}
     lines.append("  " + _subscription(table, tariff.option, tariff.kva, day, cited))
     return lines
+
+
+def _typed_subscription(site: SiteConfig, day: date) -> list[str]:
+    """The site file's own subscription row in force, which the collector uses over the table."""
+    rows = site.tariff.subscription
+    if not rows:
+        return []
+    earlier = [row for row in rows if row.since <= day]
+    row = earlier[-1] if earlier else rows[0]
+    figure = (
+        f"{row.per_month} EUR/month" if row.per_month is not None else f"{row.per_year} EUR/year"
+    )
+    return [f"  subscription {figure}, typed in the site file, from {row.since}"]
 
 
 def _row_at(rows: list[PriceRow], day: date) -> PriceRow:
@@ -150,8 +165,8 @@ def _row_at(rows: list[PriceRow], day: date) -> PriceRow:
 
 
 def _row_text(row: PriceRow) -> str:
-    # repr of a float is the shortest text that reads back as it: what the installer typed.
-    return "  ".join(f"{period} {value!r}" for period, value in row.figures().items())
+    # Decimal prices print as typed (0.1952) or as the table has them (0.19398).
+    return "  ".join(f"{period} {value}" for period, value in row.figures().items())
 
 
 def _table_entry(table: Table, option: Option, kva: int, row: PriceRow) -> Prices | None:
@@ -159,6 +174,6 @@ def _table_entry(table: Table, option: Option, kva: int, row: PriceRow) -> Price
     for entry in table.prices:
         if (entry.option, entry.kva, entry.since) == (option, kva, row.since):
             typed = row.figures()
-            if all(typed.get(p) == float(v) for p, v in entry.prices.items()):
+            if all(typed.get(p) == v for p, v in entry.prices.items()):
                 return entry
     return None

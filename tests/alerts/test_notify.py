@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from collector.alerts.notify import Notifier
 from collector.alerts.notify_queue import NotifyQueue
 from collector.config import SiteConfig
+from collector.settings import load
 from collector.wire.kinds import Outgoing
 from collector.wire.messages import AlertMessage, ShedMessage
 from tests.support.ntfy_server import NtfyServer
@@ -169,6 +170,7 @@ def test_english_titles() -> None:
         server.stop()
 
 
+@pytest.mark.timing
 def test_endpoint_down_submit_never_blocks_and_delivery_follows_its_return(
     ntfy: NtfyServer, notifier: Notifier
 ) -> None:
@@ -200,6 +202,5 @@ def test_bad_url_is_reported_and_the_others_still_work(
 
 def test_urls_from_the_environment(monkeypatch: pytest.MonkeyPatch, ntfy: NtfyServer) -> None:
     monkeypatch.setenv("IRVE_NOTIFY__URLS", f'["{ntfy.url}"]')
-    data: dict[str, Any] = yaml.safe_load((EXAMPLES / "hotel-vda.yaml").read_text())
-    site = SiteConfig(**data)
+    site = load(SiteConfig, EXAMPLES / "hotel-vda.yaml")  # the loader reads the environment
     assert site.notify.urls == [SecretStr(ntfy.url)]

@@ -179,6 +179,7 @@ def test_notification_endpoint_down_does_not_hold_back_polling_or_mqtt(
         sub.close()
 
 
+@pytest.mark.timing
 def test_badge_flood_never_delays_polling_or_the_overload_alert(
     tmp_path: Path, broker: Server, ntfy: NtfyServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -22,9 +22,12 @@ from tests.support.sim_helpers import (
     write_site,
 )
 
+pytestmark = [pytest.mark.modbus]
+
 TS = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
+@pytest.mark.process
 def test_read_prints_values_with_units_and_commissioning_checks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -66,6 +66,7 @@ def test_a_full_database_writes_nothing_of_the_change(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 1
 
 
+@pytest.mark.process
 def test_add_user_reads_the_password_from_standard_input(tmp_path: Path) -> None:
     site = site_file(tmp_path)
     done = add_user(site, "anna", "reception", "a-long-password")

@@ -124,7 +124,7 @@ def site_values() -> set[float]:
         limit = site.subscribed_power_w
         found |= {limit, limit * site.alerts.warning_share, site.site.subscribed_power_kva}
         for row in site.tariff.prices:
-            found |= {price for price in (row.base, row.hp, row.hc) if price is not None}
+            found |= {float(p) for p in (row.base, row.hp, row.hc) if p is not None}
     return found
 
 
@@ -284,12 +284,14 @@ def run_entrypoint(tmp_path: Path, env: dict[str, str]) -> tuple[Any, str]:
     return gq.load_yaml(generated), done.stderr
 
 
+@pytest.mark.process
 def test_no_contact_point_without_environment(tmp_path: Path) -> None:
     doc, log = run_entrypoint(tmp_path, {})
     assert doc == {"apiVersion": 1, "resetPolicies": [1]}
     assert "no alert notification channel" in log
 
 
+@pytest.mark.process
 def test_every_channel_switched_on_by_its_variables(tmp_path: Path) -> None:
     doc, log = run_entrypoint(tmp_path, CHANNEL_ENV)
     (point,) = doc["contactPoints"]
@@ -320,6 +322,7 @@ def test_every_channel_switched_on_by_its_variables(tmp_path: Path) -> None:
     assert "enabled: ntfy telegram pushover email" in log
 
 
+@pytest.mark.process
 def test_incomplete_channel_is_left_off_with_a_warning(tmp_path: Path) -> None:
     doc, log = run_entrypoint(
         tmp_path,
@@ -330,6 +333,7 @@ def test_incomplete_channel_is_left_off_with_a_warning(tmp_path: Path) -> None:
     assert "telegram notifications NOT enabled: missing IRVE_ALERT_TELEGRAM_CHAT_ID" in log
 
 
+@pytest.mark.process
 def test_ntfy_token_adds_bearer_authorization(tmp_path: Path) -> None:
     doc, _ = run_entrypoint(
         tmp_path, {"IRVE_ALERT_NTFY_URL": "http://n/t", "IRVE_ALERT_NTFY_TOKEN": "tk_x"}

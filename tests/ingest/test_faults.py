@@ -28,6 +28,7 @@ from tests.support.ingest_helpers import (
     state,
     stream,
     subprocess_env,
+    wait_connected,
 )
 from tests.support.paths import REPO
 
@@ -67,7 +68,7 @@ def test_ingestor_sigkill_mid_stream(
     total = 4000
     try:
         with publisher(broker.port) as pub:
-            time.sleep(1.5)  # the first run creates the persistent session
+            wait_connected(log)  # the first run creates the persistent session
             feeding = in_thread(stream, pub, total, 1000)
             servers.wait_until(lambda: count(influx) > 300, 20, "first points")
             proc.send_signal(signal.SIGKILL)
@@ -161,7 +162,7 @@ def test_api2_database_that_starts_later_is_retried_and_a_v1_server_named(
     log = tmp_path / "ingest.log"
     proc = spawn(env, log)
     try:
-        time.sleep(1.5)  # the persistent session exists before anything is published
+        wait_connected(log)  # the persistent session exists before anything is published
         with publisher(broker.port) as pub:
             pub.publish(f"irve/{SITE}/cp1/state", state(1))
         servers.wait_until(lambda: "database unavailable" in log.read_text(), 15, "a retried write")

@@ -80,6 +80,7 @@ def closed_by_server(sock: socket.socket) -> bool:
     return data == b"" or (data.startswith(b"HTTP/1.1 503") and closed_by_server(sock))
 
 
+@pytest.mark.timing
 def test_idle_connections_bounded_and_closed_ingestion_unaffected(
     broker: servers.Server, influx: servers.Server, tmp_path: Path
 ) -> None:
@@ -146,6 +147,7 @@ def exchange(port: int, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.timing
 def test_slow_request_is_cut_at_the_timeout() -> None:
     """A client trickling its request (slowloris) is closed `timeout_s` after connecting,
     however often it sends a byte."""

@@ -111,6 +111,7 @@ class GroupMonitor:
         self._process.wait(5)
 
 
+@pytest.mark.timing
 def test_pause_and_resume_send_the_sockets_group_telegrams(knxd: servers.Server) -> None:
     monitor = GroupMonitor(knxd.workdir)
     try:
@@ -135,6 +136,7 @@ async def pause_and_resume(port: int) -> None:
         }
 
 
+@pytest.mark.timing
 def test_switch_while_the_gateway_is_down_does_not_block_and_is_sent_once_it_answers(
     tmp_path: Path,
 ) -> None:
@@ -192,6 +194,7 @@ def writes(monitor: GroupMonitor) -> list[str]:
     return [line.split(" to ", 1)[1] for line in monitor.lines if line.startswith("Write from")]
 
 
+@pytest.mark.timing
 def test_a_hung_gateway_times_out_without_blocking(knxd: servers.Server) -> None:
     assert knxd.process is not None
     pid = knxd.process.pid

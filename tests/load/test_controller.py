@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -254,6 +255,7 @@ def runs(
     return sockets, priority, steps
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(runs())
 def test_obeyed_limits_keep_the_site_under_its_limit_without_oscillation(

@@ -22,6 +22,8 @@ from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 from tests.support.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
+pytestmark = [pytest.mark.modbus]
+
 T = TypeVar("T")
 
 
@@ -172,6 +174,7 @@ def test_value_whose_register_is_refused_becomes_null_and_is_not_asked_again(
     assert run(twice()) == [1 + 4 + 4, 1 + 3 + 3]
 
 
+@pytest.mark.timing
 def test_silent_meter_costs_at_most_its_timeout_and_others_keep_their_rate(
     tmp_path: Path,
 ) -> None:
@@ -332,6 +335,7 @@ def test_exception_code_marks_meter_offline(tmp_path: Path) -> None:
     assert reason is not None and "unit 10" in reason and "exception code 4" in reason
 
 
+@pytest.mark.timing
 def test_overrunning_cycle_skips_ticks_instead_of_stacking(tmp_path: Path) -> None:
     path = write_site(
         tmp_path, [tcp_bus("board")], [socket_meter("cp1", "board", 1)], poll_interval_s=0.2

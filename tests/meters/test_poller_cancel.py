@@ -7,11 +7,15 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from collector.meters.poller import Poller
 from collector.meters.reading import Reading
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 from tests.support.sim_helpers import socket_meter, tcp_bus, write_site
+
+pytestmark = [pytest.mark.modbus]
 
 
 class Sink:

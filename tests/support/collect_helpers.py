@@ -85,12 +85,12 @@ class Quiet:
         await asyncio.Event().wait()
 
 
-def collect_process(path: Path) -> subprocess.Popen[bytes]:
-    """`irve collect -c PATH` as a process, its output piped."""
+def collect_process(path: Path, output: Path | None = None) -> subprocess.Popen[bytes]:
+    """`irve collect -c PATH` as a process; its output piped, or appended to the file `output`
+    (which can then be read while it runs)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "collector", "collect", "-c", str(path)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    argv = [sys.executable, "-m", "collector", "collect", "-c", str(path)]
+    if output is None:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with output.open("ab") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -94,6 +94,19 @@ def subprocess_env(cfg: IngestorConfig) -> dict[str, str]:
     return env
 
 
+def wait_connected(log: Path, runs: int = 1, timeout: float = 30) -> None:
+    """Until the `runs`-th ingestor process writing `log` has connected to the broker. It
+    subscribes in the same callback: the pause after lets its SUBACK in, as in `running`.
+    (A fixed wait from the spawn instead fails when the start-up is slow on a loaded machine:
+    what is published before the subscription is never delivered.)"""
+    servers.wait_until(
+        lambda: log.read_text(errors="replace").count("connected to ") >= runs,
+        timeout,
+        "the ingestor connected to the broker",
+    )
+    time.sleep(0.2)
+
+
 def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(

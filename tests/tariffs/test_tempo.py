@@ -102,6 +102,7 @@ def test_failures_back_off_then_recover(
     assert "not a Tempo colour answer" in caplog.text
 
 
+@pytest.mark.timing
 def test_a_slow_service_times_out_and_is_retried(rte: RteServer, tmp_path: Path) -> None:
     rte.colours = {TODAY: "blue"}
     rte.delay_s = 3.0
