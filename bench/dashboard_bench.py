@@ -20,7 +20,7 @@ the same panel with only its raw statement (what the dashboards ran before downs
 
     python -m bench.dashboard_bench [--days N | --quick] [--backfill-days N] [--keep DIR]
 
-Disk: about 2.5 GB for a year in a temporary folder, deleted at the end.
+Disk: about 1.4 GB for a year in a temporary folder, deleted at the end (unless --keep).
 """
 
 from __future__ import annotations
