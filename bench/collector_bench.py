@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ import psutil
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench import node_red
 from bench.wire_bench import MbapTap
 from collector.meters.plan import plan_reads
 from collector.meters.profile import Profile, load_profiles
@@ -137,7 +139,13 @@ class Readings:
         self.client.loop_start()
 
     def _on_connect(self, client: Any, *_: Any) -> None:
-        client.subscribe([("irve/+/+/state", 1), (f"{PEER_PREFIX}/+/state", 1)])
+        client.subscribe(
+            [
+                ("irve/+/+/state", 1),
+                (f"{PEER_PREFIX}/+/state", 1),
+                (f"{node_red.PREFIX}/+/state", 1),
+            ]
+        )
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         if not message.retain:
@@ -267,21 +275,28 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 # --- the tools ----------------------------------------------------------------------------------
 
 
-def collector_site(work: Path, profile: str, meters: int, bus_port: int, mqtt_port: int) -> Path:
+def collector_site(
+    work: Path, profile: Profile, meters: int, bus_port: int, mqtt_port: int, poll_s: float = 1
+) -> Path:
     bus = {**tcp_bus("gw", timeout_s=1.0), "port": bus_port}
+    sockets = [socket_meter(f"cp{i}", "gw", i, profile.id) for i in range(1, meters + 1)]
+    for meter in sockets:
+        meter["socket"]["phases"] = profile.phases
     return write_site(
         work,
         buses=[bus],
-        meters=[socket_meter(f"cp{i}", "gw", i, profile) for i in range(1, meters + 1)],
+        meters=sockets,
         name=f"site-{bus_port}.yaml",
         mqtt={"host": "127.0.0.1", "port": mqtt_port},
-        poll_interval_s=1,
+        poll_interval_s=poll_s,
         state_dir=str(work / "var"),
     )
 
 
-async def run_collector(work: Path, rig: Rig, profile: str, meters: int, seconds: float) -> Result:
-    site = collector_site(work, profile, meters, rig.tap.port, rig.broker.port)
+async def run_collector(
+    work: Path, rig: Rig, profile: Profile, meters: int, seconds: float, poll_s: float = 1
+) -> Result:
+    site = collector_site(work, profile, meters, rig.tap.port, rig.broker.port, poll_s)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_")}
     env.update(IRVE_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
     argv = [sys.executable, "-m", "collector", "collect", "-c", str(site)]
@@ -324,6 +339,119 @@ async def run_peer(
         stop(processes)
 
 
+async def run_node_red(
+    work: Path, folder: Path, rig: Rig, profile: Profile, meters: int, seconds: float, poll_s: float
+) -> Result:
+    argv = node_red.command(
+        folder, work, profile, meters, rig.tap.port, rig.broker.port, poll_s, servers.free_port()
+    )
+    with (work / "node-red.log").open("wb") as log:
+        process = subprocess.Popen(argv, cwd=work, stdout=log, stderr=log)
+    try:
+        name = f"Node-RED {node_red.NODE_RED} + modbus {node_red.MODBUS_NODES}"
+        return await measure(name, rig, f"{node_red.PREFIX}/", [process], meters, seconds, 120)
+    finally:
+        stop([process])
+
+
+# --- irve collect and Node-RED at the same work (issue 18) ---------------------------------------
+
+NR_PROFILE = "eastron-sdm630"  # one 76-register FC04 read, float32 values
+NR_METERS = 10
+NR_POLL_S = 0.1
+
+
+@dataclass
+class Pair:
+    """One run: irve collect, then Node-RED, same simulator, proxy and broker."""
+
+    ours: Result
+    peer: Result | None
+
+    @property
+    def ratio(self) -> float | None:
+        """CPU per reading, irve ÷ Node-RED (the issue's target: at most 0.67)."""
+        if self.peer is None or not self.peer.readings or not self.ours.readings:
+            return None
+        ours = self.ours.cpu_s / self.ours.readings
+        return ours / (self.peer.cpu_s / self.peer.readings)
+
+
+async def node_red_pairs(
+    work: Path, folder: Path | None, profile: Profile, runs: int, seconds: float
+) -> list[Pair]:
+    sim_port = servers.free_port()
+    sim_site = collector_site(work, profile, NR_METERS, sim_port, 1883, NR_POLL_S)
+    broker = servers.mosquitto(work / "mosquitto")
+    broker.start()
+    tap = MbapTap(sim_port)
+    await tap.start()
+    readings = Readings(broker.port)
+    pairs = []
+    try:
+        with simulate_process(sim_site, "--seed", "1", port=sim_port) as sim_proc:
+            rig = Rig(tap, broker, readings, psutil.Process(sim_proc.pid))
+            for run in range(1, runs + 1):
+                where = work / f"run-{run}"
+                where.mkdir()
+                print(f"  run {run}/{runs}: irve collect...", flush=True)
+                ours = await run_collector(where, rig, profile, NR_METERS, seconds, NR_POLL_S)
+                print(ours.row(), flush=True)
+                peer = None
+                if folder is not None:
+                    print(f"  run {run}/{runs}: Node-RED...", flush=True)
+                    peer = await run_node_red(
+                        where, folder, rig, profile, NR_METERS, seconds, NR_POLL_S
+                    )
+                    print(peer.row(), flush=True)
+                pairs.append(Pair(ours, peer))
+    finally:
+        readings.close()
+        await tap.stop()
+        broker.stop()
+    return pairs
+
+
+def spread(values: list[float], unit: str = "", digits: int = 2) -> str:
+    """min / median of repeated runs."""
+    if not values:
+        return "-"
+    return f"{min(values):.{digits}f} / {statistics.median(values):.{digits}f}{unit}"
+
+
+def report_node_red(pairs: list[Pair], seconds: float) -> None:
+    print()
+    print(
+        f"{NR_METERS} meters {NR_PROFILE}, one Modbus TCP endpoint on loopback, poll interval "
+        f"{NR_POLL_S:g} s, {seconds:g} s window, {len(pairs)} run(s); "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs"
+    )
+    print("| run | tool | readings/s | requests / reading | bytes / reading | CPU / reading "
+          "| readings / CPU-s | peak RSS | notes |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for run, pair in enumerate(pairs, 1):
+        for result in (pair.ours, pair.peer):
+            if result is not None:
+                print(f"| {run} " + result.row())
+    print()
+    print("| min / median over runs | irve collect | Node-RED | irve ÷ Node-RED |")
+    print("|---|---:|---:|---:|")
+
+    def per_reading(results: list[Result | None]) -> list[float]:
+        return [r.cpu_s * 1000 / r.readings for r in results if r is not None and r.readings]
+
+    def rss(results: list[Result | None]) -> list[float]:
+        return [sum(r.rss_mb) for r in results if r is not None and r.readings]
+
+    ours, peers = [p.ours for p in pairs], [p.peer for p in pairs]
+    ratios = [r for p in pairs if (r := p.ratio) is not None]
+    print(f"| CPU / reading | {spread(per_reading(list(ours)), ' ms')} "
+          f"| {spread(per_reading(peers), ' ms')} | {spread(ratios)} |")  # fmt: skip
+    print(
+        f"| peak RSS | {spread(rss(list(ours)), ' MB', 0)} | {spread(rss(peers), ' MB', 0)} | - |"
+    )
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -342,7 +470,7 @@ async def compare(
     venv: Path | None,
 ) -> Comparison:
     sim_port = servers.free_port()
-    sim_site = collector_site(work, profile.id, meters, sim_port, 1883)
+    sim_site = collector_site(work, profile, meters, sim_port, 1883)
     broker = servers.mosquitto(work / "mosquitto")
     broker.start()
     tap = MbapTap(sim_port)
@@ -352,7 +480,7 @@ async def compare(
         with simulate_process(sim_site, "--seed", "1", port=sim_port) as sim_proc:
             rig = Rig(tap, broker, readings, psutil.Process(sim_proc.pid))
             print(f"  {profile.id}: irve collect...", flush=True)
-            ours = await run_collector(work, rig, profile.id, meters, seconds)
+            ours = await run_collector(work, rig, profile, meters, seconds)
             print(ours.row(), flush=True)
             peer = None
             if venv is not None:
@@ -415,17 +543,58 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.collector_bench", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--meters", type=int, default=50)
+    parser.add_argument(
+        "--peer",
+        action="append",
+        choices=["modbus4mqtt", "node-red"],
+        help="which comparison(s) to run (repeatable; default both)",
+    )
+    parser.add_argument("--meters", type=int, default=50, help="modbus4mqtt comparison")
     parser.add_argument("--seconds", type=float, default=20, help="measured window per tool")
     parser.add_argument(
-        "--profile", action="append", help=f"meter profile (repeatable; default {DEFAULT_PROFILES})"
+        "--profile",
+        action="append",
+        help=f"meter profile of the modbus4mqtt comparison (default {DEFAULT_PROFILES})",
     )
     parser.add_argument("--no-peer", action="store_true", help="measure irve collect only")
     parser.add_argument("--peer-venv", type=Path, help="reuse (or create) this modbus4mqtt venv")
+    parser.add_argument("--runs", type=int, help="Node-RED comparison: runs (default 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help="Node-RED comparison only, 2 runs of 8 s windows"
+    )
     args = parser.parse_args(argv)
-    profiles = load_profiles()
-    chosen = [profiles[p] for p in (args.profile or DEFAULT_PROFILES)]
+    peers = args.peer or (["node-red"] if args.quick else ["modbus4mqtt", "node-red"])
+    if args.quick:
+        args.seconds = 8
+    args.runs = args.runs or (2 if args.quick else 5)
     work = Path(tempfile.mkdtemp(prefix="collector-bench-"))
+    profiles = load_profiles()
+    if "modbus4mqtt" in peers:
+        print("=== irve collect and modbus4mqtt", flush=True)
+        modbus4mqtt(args, profiles, work / "modbus4mqtt")
+    if "node-red" in peers:
+        print("=== irve collect and Node-RED", flush=True)
+        folder: Path | None = None
+        why = None
+        if not args.no_peer:
+            folder = node_red.cache_folder()
+            print(f"installing Node-RED into {folder} (once)...", flush=True)
+            why = node_red.install(folder)
+            if why:
+                folder = None
+        where = work / "node-red"
+        where.mkdir(parents=True)
+        pairs = asyncio.run(
+            node_red_pairs(where, folder, profiles[NR_PROFILE], args.runs, args.seconds)
+        )
+        report_node_red(pairs, args.seconds)
+        if why:
+            print(f"- Node-RED not measured: {why}")
+
+
+def modbus4mqtt(args: argparse.Namespace, profiles: dict[str, Profile], work: Path) -> None:
+    chosen = [profiles[p] for p in (args.profile or DEFAULT_PROFILES)]
+    work.mkdir(parents=True)
     venv: Path | None = None
     peer_note = ""
     if not args.no_peer:

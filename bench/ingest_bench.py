@@ -6,8 +6,12 @@ Everything real and local, each consumer a separate process measured with psutil
 - `irve ingest` into influxd 1.6.7 (API 1, /write) and into victoria-metrics (API 2 through
   influxdb-client), with its at-least-once manual acknowledgement;
 - the databases' raw line-protocol write rate (pre-built lines, batches of 5,000, one client);
-- peers: Node-RED + node-red-contrib-influxdb (npm, in a temp dir) and mqtt2influxdb (PyPI, in
-  a temp venv), when they install and run here; what happened is reported either way.
+- peers: Node-RED + node-red-contrib-influxdb (npm, installed once into a cache folder) and
+  mqtt2influxdb (PyPI, in a temp venv), when they install and run here; what happened is
+  reported either way;
+- head to head: `irve ingest` and Node-RED's batch flow (`join` + `influxdb batch`) into
+  influxd, alternately, `--repeat` rounds of their own backlog copies; the ratio of their
+  points per CPU-second per round and its median.
 
 Method: one mosquitto (persistence off: we measure the consumers, not the broker's disk);
 each consumer's persistent session is created first, then N messages are published once,
@@ -15,7 +19,10 @@ so every consumer drains the same backlog of N queued messages. Rate = N / (time
 point stored - time of the first message taken), polled every 20 ms; CPU = user+system time
 of the consumer process over that span; peak RSS = VmHWM of the process at the end.
 
-    python -m bench.ingest_bench [--messages N] [--no-peers] [--peer-timeout S]
+    python -m bench.ingest_bench [--quick] [--repeat R] [--messages N] [--no-peers]
+        [--peer-timeout S] [--node-red-dir DIR]
+
+`--quick`: 50,000 messages, the ceiling and the head-to-head rounds only (a few minutes).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import paho.mqtt.client as mqtt
 import psutil
@@ -402,7 +410,7 @@ for (const k of ["power_w", "current_a", "voltage_v", "energy_wh"]) {
 if (p.charging !== undefined) fields.charging = p.charging ? 1.0 : 0.0;
 const tags = {site: parts[1], point: parts[2], role: "socket"};
 if (BATCHED) {
-  msg.payload = {measurement: "nodered_batch", fields, tags, timestamp: new Date(p.ts)};
+  msg.payload = {measurement: "MEASUREMENT", fields, tags, timestamp: new Date(p.ts)};
 } else {
   fields.time = new Date(p.ts);
   msg.payload = [fields, tags];
@@ -412,7 +420,7 @@ return msg;
 
 
 def node_red_flow(
-    broker_port: int, db: servers.Server, api: str, batched: bool
+    broker_port: int, db: servers.Server, api: str, batched: bool, round_: int = 0
 ) -> list[dict[str, object]]:
     """mqtt in -> function -> influxdb out (one write per message, as the node works), or
     with `batched`: mqtt in -> function -> join (5,000 messages or 1 s) -> influxdb batch."""
@@ -429,7 +437,9 @@ def node_red_flow(
     else:
         influx.update(url=f"http://127.0.0.1:{db.port}", influxdbVersion="2.0", timeout="10")
         out.update(org="irve", bucket="irve", precisionV18FluxV20="ms")
-    func = NODE_RED_FUNCTION.replace("BATCHED", "true" if batched else "false")
+    func = NODE_RED_FUNCTION.replace("BATCHED", "true" if batched else "false").replace(
+        "MEASUREMENT", node_red_measurement(batched, round_)
+    )
     join = {
         "id": "batcher", "type": "join", "z": "tab", "mode": "custom", "build": "array",
         "property": "payload", "propertyType": "msg", "useparts": False, "accumulate": False,
@@ -439,7 +449,7 @@ def node_red_flow(
         {"id": "tab", "type": "tab", "label": "bench"},
         {
             "id": "cfg-mqtt", "type": "mqtt-broker", "broker": "127.0.0.1",
-            "port": str(broker_port), "clientid": node_red_client(api, batched),
+            "port": str(broker_port), "clientid": node_red_client(api, batched, round_),
             "autoConnect": True,
             "usetls": False, "protocolVersion": "5", "keepalive": "60", "cleansession": False,
             "sessionExpiry": "3600",
@@ -457,15 +467,26 @@ def node_red_flow(
     ]  # fmt: skip
 
 
-def node_red_client(api: str, batched: bool) -> str:
-    return f"nodered-{api}{'-batch' if batched else ''}"
+def node_red_client(api: str, batched: bool, round_: int = 0) -> str:
+    return f"nodered-{api}{'-batch' if batched else ''}{f'-r{round_}' if round_ else ''}"
+
+
+def node_red_measurement(batched: bool, round_: int = 0) -> str:
+    """Each round its own measurement: the same backlog rewritten would already count n."""
+    return f"nodered{'_batch' if batched else ''}{f'_r{round_}' if round_ else ''}"
 
 
 NODE_RED_VARIANTS = [("1", False), ("2", False), ("1", True), ("2", True)]
 
 
+def default_node_red_dir() -> Path:
+    """Where the bench keeps its npm install between runs (a few hundred MB, made once)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "irve-bench" / "node-red"
+
+
 def install_node_red(where: Path) -> str | None:
-    """npm install into `where`; None when done, else why not."""
+    """npm install into `where` unless already there; None when done, else why not."""
     if (where / "node_modules" / "node-red-contrib-influxdb").exists():
         return None
     if shutil.which("npm") is None:
@@ -487,12 +508,13 @@ def run_node_red(
     batched: bool,
     n: int,
     timeout: float,
+    round_: int = 0,
 ) -> Result:
     flow = "join + influxdb batch" if batched else "influxdb out"
     name = f"Node-RED 4 + node-red-contrib-influxdb 0.7 ({flow}), API {api}"
     user_dir = Path(tempfile.mkdtemp(prefix="nodered-user-"))
     (user_dir / "node_modules").symlink_to(where / "node_modules")
-    flows = node_red_flow(broker.port, db, api, batched)
+    flows = node_red_flow(broker.port, db, api, batched, round_)
     (user_dir / "flows.json").write_text(json.dumps(flows))
     (user_dir / "flows_cred.json").write_text(json.dumps({"cfg-db": {"token": "bench"}}))
     (user_dir / "settings.js").write_text(
@@ -506,7 +528,7 @@ def run_node_red(
          "--userDir", str(user_dir), "--settings", str(user_dir / "settings.js")],
         cwd=where, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    measurement = "nodered_batch" if batched else "nodered"
+    measurement = node_red_measurement(batched, round_)
     counter = (
         (lambda: influx_count(db, measurement))
         if api == "1"
@@ -593,18 +615,93 @@ def run_mqtt2influxdb(broker: servers.Server, vm: servers.Server, base_ms: int) 
 # --- main -------------------------------------------------------------------------------------
 
 
+def head_to_head(
+    broker: servers.Server,
+    influx: servers.Server,
+    node_red_dir: Path,
+    n: int,
+    rounds: int,
+    timeout: float,
+) -> list[tuple[Result, Result]]:
+    """`irve ingest` and Node-RED's batch flow into influxd (API 1), one after the other,
+    `rounds` times, the order swapped every round so that a drift in the machine's load
+    favours neither; each drains its own copy of the backlog."""
+    pairs = []
+    for round_ in range(1, rounds + 1):
+
+        def ingest(round_: int = round_) -> Result:
+            name = f"irve ingest, API 1 (influxd 1.6.7), round {round_}"
+            return run_ingest(name, broker, influx, "1", n, timeout, [f"ingest-1-r{round_}"])
+
+        def node_red(round_: int = round_) -> Result:
+            result = run_node_red(node_red_dir, broker, influx, "1", True, n, timeout, round_)
+            result.name += f", round {round_}"
+            return result
+
+        if round_ % 2:
+            ours = ingest()
+            theirs = node_red()
+        else:
+            theirs = node_red()
+            ours = ingest()
+        print(ours.row(None), flush=True)
+        print(theirs.row(None), flush=True)
+        pairs.append((ours, theirs))
+    return pairs
+
+
+def points_per_cpu_s(result: Result) -> float:
+    return result.points / result.cpu_s if result.cpu_s else 0.0
+
+
+def ratio_lines(pairs: list[tuple[Result, Result]]) -> list[str]:
+    """Points per CPU-second of `irve ingest` over Node-RED's, per round and their median."""
+    lines, ratios = [], []
+    for ours, theirs in pairs:
+        if not (ours.points and theirs.points and ours.cpu_s and theirs.cpu_s):
+            lines.append(f"- round: not comparable ({ours.note or theirs.note or 'no CPU'})")
+            continue
+        ratio = points_per_cpu_s(ours) / points_per_cpu_s(theirs)
+        ratios.append(ratio)
+        lines.append(
+            f"- {ours.name.rsplit(', ', 1)[1]}: irve ingest {points_per_cpu_s(ours):,.0f} points "
+            f"per CPU-second, Node-RED batch flow {points_per_cpu_s(theirs):,.0f}: "
+            f"ratio {ratio:.2f} (by rate {ours.rate / theirs.rate:.2f})"
+        )
+    if ratios:
+        lines.append(f"- median ratio by CPU over {len(ratios)} rounds: {median(ratios):.2f}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_bench")
-    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--messages", type=int, help="backlog size (200,000; 50,000 --quick)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the ceiling and the rounds against Node-RED's batch flow, into influxd",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of irve ingest against Node-RED's batch flow (0: none)",
+    )
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--peer-timeout", type=float, default=240)
-    parser.add_argument("--node-red-dir", type=Path, help="reuse an npm install")
+    parser.add_argument(
+        "--node-red-dir",
+        type=Path,
+        default=default_node_red_dir(),
+        help="where Node-RED is installed from npm, once (default: %(default)s)",
+    )
     parser.add_argument("--null", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.null:
         null_consumer(int(args.null[0]), args.null[1], int(args.null[2]))
         return
-    n = args.messages
+    n = args.messages or (50_000 if args.quick else 200_000)
+    full = not args.quick
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     broker, influx, vm, vm_pair = (
         mosquitto(work / "mqtt"),
@@ -612,73 +709,49 @@ def main(argv: list[str] | None = None) -> None:
         servers.victoria_metrics(work / "vm"),
         servers.victoria_metrics(work / "vm-pair"),  # its own count for the shared run
     )
+    used = [broker, influx, vm, vm_pair] if full else [broker, influx]
     results: list[Result] = []
+    pairs: list[tuple[Result, Result]] = []
     notes: list[str] = []
+    node_red_dir: Path = args.node_red_dir
     try:
-        for server in (broker, influx, vm, vm_pair):
+        for server in used:
             server.start()
         influx_query(influx, "CREATE DATABASE irve")
         base_ms = int(time.time() * 1000) - n - 60_000
         # The ceiling is measured before and after irve ingest: other load on the machine
         # moves both, and the faster of the two is taken (the conservative choice).
-        consumers = ["null-before", "ingest-1", "ingest-2", "null-after"]
-        node_red_dir = args.node_red_dir or work / "node-red"
+        consumers = (
+            ["null-before", "ingest-1", "ingest-2", "null-after"] if full else ["null-before"]
+        )
+        node_red = False
         if not args.no_peers:
             why = install_node_red(node_red_dir)
             if why:
                 notes.append(f"Node-RED not measured: {why}")
             else:
-                consumers += [node_red_client(api, batched) for api, batched in NODE_RED_VARIANTS]
+                node_red = True
+                if full:
+                    consumers += [node_red_client(a, b) for a, b in NODE_RED_VARIANTS]
+        rounds = args.repeat if node_red else 0
+        for round_ in range(1, rounds + 1):
+            consumers += [f"ingest-1-r{round_}", node_red_client("1", True, round_)]
         for client_id in consumers:
             create_session(client_id, broker.port)
-        # Scaled out: two processes on one shared subscription, half the backlog each.
-        for client_id in PAIR:
-            create_session(client_id, broker.port, share_group="bench")
+        if full:  # scaled out: two processes on one shared subscription, half the backlog each
+            for client_id in PAIR:
+                create_session(client_id, broker.port, share_group="bench")
         print(f"publishing a backlog of {n:,} state messages...", flush=True)
         published_s = publish_backlog(broker.port, n, base_ms)
         notes.append(f"backlog published in {published_s:.1f} s ({n / published_s:,.0f}/s)")
 
         before = run_null(broker, "null-before", n, 600)
         print(before.row(None), flush=True)
-        ingests: list[Result] = []
-        for api, db, count in (("1", influx, influx_count), ("2", vm, vm_count)):
-            name = (
-                f"irve ingest, API {api} ({'influxd 1.6.7' if api == '1' else 'victoria-metrics'})"
-            )
-            result = run_ingest(name, broker, db, api, n, 600, [f"ingest-{api}"])
-            searchable_by = time.monotonic() + 60  # VM indexes new points within seconds
-            while count(db) < n and time.monotonic() < searchable_by:
-                time.sleep(0.5)
-            result.note = (result.note + f" {count(db):,} points in the database").strip()
-            ingests.append(result)
-            print(result.row(before), flush=True)
-        pair = run_ingest(
-            "irve ingest x 2 processes, shared subscription, API 2 (victoria-metrics)",
-            broker, vm_pair, "2", n, 600, PAIR, share_group="bench",
-        )  # fmt: skip
-        searchable_by = time.monotonic() + 60
-        while vm_count(vm_pair) < n and time.monotonic() < searchable_by:
-            time.sleep(0.5)
-        pair.note = f"{vm_count(vm_pair):,} points in the database; CPU of both, RSS of each"
-        ingests.append(pair)
-        print(pair.row(before), flush=True)
-        after = run_null(broker, "null-after", n, 600)
-        print(after.row(None), flush=True)
-        ceiling = max(before, after, key=lambda r: r.rate)
-        results += [before, after, *ingests]
-        for api, db in (("1", influx), ("2", vm)):
-            url = (
-                f"http://127.0.0.1:{db.port}/write?db=irve&precision=ms"
-                if api == "1"
-                else f"http://127.0.0.1:{db.port}/api/v2/write?bucket=irve&precision=ms"
-            )
-            raw = raw_write_rate(url, n, base_ms)
-            raw.name = f"raw line protocol into {'influxd 1.6.7 /write' if api == '1' else 'victoria-metrics /api/v2/write'}"
-            raw.note = "database alone, batches of 5,000"
-            results.append(raw)
-            print(raw.row(None), flush=True)
-        if not args.no_peers:
-            if node_red_client("1", False) in consumers:
+        ceiling = before
+        results.append(before)
+        if full:
+            ceiling = measure_full(broker, influx, vm, vm_pair, n, base_ms, before, results)
+            if node_red:
                 for api, batched in NODE_RED_VARIANTS:
                     db = influx if api == "1" else vm
                     result = run_node_red(
@@ -686,23 +759,81 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     results.append(result)
                     print(result.row(ceiling), flush=True)
-            # Into the quieter database: Node-RED's failed writes can leave `vm` busy.
-            result = run_mqtt2influxdb(broker, vm_pair, base_ms)
-            results.append(result)
-            print(result.row(ceiling), flush=True)
+            if not args.no_peers:
+                # Into the quieter database: Node-RED's failed writes can leave `vm` busy.
+                result = run_mqtt2influxdb(broker, vm_pair, base_ms)
+                results.append(result)
+                print(result.row(ceiling), flush=True)
+        if rounds:
+            pairs = head_to_head(broker, influx, node_red_dir, n, rounds, args.peer_timeout)
     finally:
-        for server in (broker, influx, vm, vm_pair):
+        for server in used:
             server.stop()
     print()
     print(f"{n:,} state messages, {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, {platform.platform()}")  # fmt: skip
+          f"{os.cpu_count()} CPUs, {platform.platform()}, "
+          f"load average {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
     print(f"ceiling: {ceiling.name}")
     print(HEADER)
-    for result in results:
+    for result in [*results, *(r for pair in pairs for r in pair)]:
         is_reference = result.name.startswith(("paho", "raw"))
         print(result.row(None if is_reference else ceiling))
     for note in notes:
         print(f"- {note}")
+    if pairs:
+        print("\nirve ingest against Node-RED's batch flow (join + influxdb batch), API 1:")
+        for line in ratio_lines(pairs):
+            print(line)
+
+
+def measure_full(
+    broker: servers.Server,
+    influx: servers.Server,
+    vm: servers.Server,
+    vm_pair: servers.Server,
+    n: int,
+    base_ms: int,
+    before: Result,
+    results: list[Result],
+) -> Result:
+    """irve ingest with either API, scaled out, the ceiling again, the databases alone;
+    appended to `results`. Returns the ceiling (the faster do-nothing run)."""
+    ingests: list[Result] = []
+    for api, db, count in (("1", influx, influx_count), ("2", vm, vm_count)):
+        name = f"irve ingest, API {api} ({'influxd 1.6.7' if api == '1' else 'victoria-metrics'})"
+        result = run_ingest(name, broker, db, api, n, 600, [f"ingest-{api}"])
+        searchable_by = time.monotonic() + 60  # VM indexes new points within seconds
+        while count(db) < n and time.monotonic() < searchable_by:
+            time.sleep(0.5)
+        result.note = (result.note + f" {count(db):,} points in the database").strip()
+        ingests.append(result)
+        print(result.row(before), flush=True)
+    pair = run_ingest(
+        "irve ingest x 2 processes, shared subscription, API 2 (victoria-metrics)",
+        broker, vm_pair, "2", n, 600, PAIR, share_group="bench",
+    )  # fmt: skip
+    searchable_by = time.monotonic() + 60
+    while vm_count(vm_pair) < n and time.monotonic() < searchable_by:
+        time.sleep(0.5)
+    pair.note = f"{vm_count(vm_pair):,} points in the database; CPU of both, RSS of each"
+    ingests.append(pair)
+    print(pair.row(before), flush=True)
+    after = run_null(broker, "null-after", n, 600)
+    print(after.row(None), flush=True)
+    results += [after, *ingests]
+    for api, db in (("1", influx), ("2", vm)):
+        url = (
+            f"http://127.0.0.1:{db.port}/write?db=irve&precision=ms"
+            if api == "1"
+            else f"http://127.0.0.1:{db.port}/api/v2/write?bucket=irve&precision=ms"
+        )
+        raw = raw_write_rate(url, n, base_ms)
+        target = "influxd 1.6.7 /write" if api == "1" else "victoria-metrics /api/v2/write"
+        raw.name = f"raw line protocol into {target}"
+        raw.note = "database alone, batches of 5,000"
+        results.append(raw)
+        print(raw.row(None), flush=True)
+    return max(before, after, key=lambda r: r.rate)
 
 
 if __name__ == "__main__":

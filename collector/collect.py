@@ -42,9 +42,17 @@ from collector.mqtt.discovery import discovery_messages, former_discovery_topics
 from collector.mqtt.spool import Spool
 from collector.ocpp.bridge import OcppBridge
 from collector.ocpp.core import Badge, CommandError, parse_badge_list
-from collector.ocpp.events import CommandResult, Event, TransactionEnded, TransactionStarted
+from collector.ocpp.events import (
+    ChargerOffline,
+    ChargerOnline,
+    CommandResult,
+    Event,
+    TransactionEnded,
+    TransactionStarted,
+)
 from collector.pipeline import Processor
 from collector.state import FileStateStore, alerts_path, default_path
+from collector.tariffs.subscription import SubscriptionProcessor
 from collector.tariffs.tempo import ColourCache, cache_path, parse_message
 from collector.wire.kinds import Envelope, Outgoing, envelope
 from collector.wire.messages import AvailabilityMessage, BadgeMessage, CommandMessage, EventMessage
@@ -100,11 +108,15 @@ def build_processors(
     )
     tempo = ColourCache(cache_path(site)) if site.tariff.option == "tempo" else None
     colours = tempo.colours if tempo is not None else None
+    subscription_state = FileStateStore(
+        site.state_dir / f"subscription-{site.site.id}.json", what="subscription state"
+    )
     return Stages(
         alerts=AlertProcessor(site, store=alert_state),
         energy=EnergyProcessor(site, profiles=profiles, store=energy_state, colours=colours),
         notifier=notifier,
         tempo=tempo,
+        others=[SubscriptionProcessor(site, store=subscription_state)],
     )
 
 
@@ -215,7 +227,13 @@ class Collector(Generic[LinkT]):
         self._command_limits = {m.id: BadgeLimit() for m in site.meters}
         self.chargers: Chargers | None = None
         self.load: LoadService | None = None
-        self._ocpp = OcppBridge(site.notify.language)
+        # charger_offline alerts firing before a restart stay firing (alert state file).
+        alerts = stages.alerts
+        offline = set() if alerts is None else alerts.restored("charger_offline")
+        offline &= {c.id for c in site.chargers}
+        self._ocpp = OcppBridge(site.notify.language, offline)
+        if alerts is not None:
+            alerts.hold("charger_offline", offline)
         # The badge list as last received: the central system may be attached after it came.
         self._badges: list[Badge] | None = None
         self._commands: set[asyncio.Task[None]] = set()
@@ -401,6 +419,8 @@ class Collector(Generic[LinkT]):
                 )
             return
         self.publish_all(self._ocpp.messages(event))
+        if self.stages.alerts is not None and isinstance(event, ChargerOnline | ChargerOffline):
+            self.stages.alerts.hold("charger_offline", self._ocpp.offline)
 
     def _on_badge_list(self, topic: str, payload: bytes) -> None:
         try:

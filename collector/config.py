@@ -11,6 +11,7 @@ from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -18,8 +19,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -117,7 +120,9 @@ class MqttSettings(Strict):
     discovery_prefix: str = "homeassistant"
 
 
-Price = Annotated[float, Field(ge=0, le=10)]
+# Decimal, as typed (a YAML 0.1952 reads as its shortest text, Decimal("0.1952")) or as the
+# table prints it: a price is never a binary float in the tariff core.
+Price = Annotated[Decimal, Field(ge=0, le=10)]
 TempoColour = Literal["blue", "white", "red"]
 TEMPO_COLOURS: tuple[TempoColour, ...] = ("blue", "white", "red")
 # RTE's public day-colour service (no account needed): today's and, once published,
@@ -143,7 +148,7 @@ class PriceRow(Strict):
     hc: Price | None = None
     tempo: TempoPrices | None = None
 
-    def figures(self) -> dict[str, float]:
+    def figures(self) -> dict[str, Decimal]:
         """The row's prices by period name (BASE, HP, HC, then TEMPO_BLUE_HP ... TEMPO_RED_HC)."""
         out = {
             key.upper(): value
@@ -220,13 +225,87 @@ class OffpeakSeason(Strict):
     offpeak: ClockRanges
 
 
+class OffpeakEntry(Strict):
+    """The HC schedule in force from a date (local midnight) until the next entry's: Enedis moves
+    a meter's HC on a date the supplier announces (the 2025-2027 reform)."""
+
+    since: date
+    offpeak: ClockRanges = Field(default_factory=list)
+    seasons: list[OffpeakSeason] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_hours(self) -> OffpeakEntry:
+        if not self.offpeak and not self.seasons:
+            raise ValueError("offpeak or seasons: an entry needs HC ranges")
+        _no_hidden_season(self.seasons)
+        return self
+
+
+def _offpeak_form(value: Any) -> str:
+    """Today's form (a list of "HH:MM-HH:MM") or the dated one (a list of entries)."""
+    return (
+        "offpeak-dated"
+        if isinstance(value, list) and value and isinstance(value[0], dict)
+        else "offpeak-ranges"
+    )
+
+
+Offpeak = Annotated[
+    Annotated[ClockRanges, Tag("offpeak-ranges")]
+    | Annotated[list[OffpeakEntry], Tag("offpeak-dated")],
+    Discriminator(_offpeak_form),
+]
+
+
+class WeekendSettings(Strict):
+    """Offers such as EDF's Option Week-End: the HC price all day on Saturday and Sunday, and
+    on one weekday the customer picks."""
+
+    extra_day: Literal["mon", "tue", "wed", "thu", "fri"] | None = None
+
+    @property
+    def days(self) -> frozenset[int]:
+        """The days priced HC all day, as date.weekday() (Monday 0)."""
+        extra = [] if self.extra_day is None else [WEEKDAYS.index(self.extra_day)]
+        return frozenset([5, 6, *extra])
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class SubscriptionRow(Strict):
+    """The monthly subscription (abonnement) incl. tax from a date, as the bill prints it."""
+
+    since: date
+    per_month: Annotated[Decimal, Field(ge=0, le=10_000)] | None = None
+    per_year: Annotated[Decimal, Field(ge=0, le=120_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_figure(self) -> SubscriptionRow:
+        if (self.per_month is None) == (self.per_year is None):
+            raise ValueError("give exactly one of per_month, per_year")
+        return self
+
+    @property
+    def monthly(self) -> Decimal:
+        """EUR a month: as given, or the year / 12."""
+        return self.per_month if self.per_month is not None else (self.per_year or ZERO) / 12
+
+
+ZERO = Decimal(0)
+
+
 class TariffSettings(Strict):
     # With a supplier, the price rows come from its bundled dated table (own rows override).
     supplier: Literal["edf-tarif-bleu"] | None = None
     option: Literal["base", "hphc", "tempo"] = "base"
     kva: int | None = None  # the subscribed power of the supplier's table (SiteConfig defaults it)
-    offpeak: ClockRanges = Field(default_factory=list)
+    # Today's form: HC ranges for every day (with `seasons`); or dated entries, each with its own.
+    offpeak: Offpeak = Field(default_factory=list)
     seasons: list[OffpeakSeason] = Field(default_factory=list)
+    weekend: WeekendSettings | None = None
+    # Typed subscription rows (override the supplier's table); else the table's, with supplier.
+    subscription: list[SubscriptionRow] = Field(default_factory=list)
     prices: list[PriceRow] = Field(default_factory=list)
     tempo: TempoSettings = Field(default_factory=TempoSettings)
     currency: str = "EUR"
@@ -246,10 +325,35 @@ class TariffSettings(Strict):
             for key in needed:
                 if getattr(row, key) is None:
                     raise ValueError(f"prices[{i}].{key}: required with option {self.option}")
-        if self.option == "hphc" and not self.offpeak and not self.seasons:
+        if self.option == "hphc" and not self.offpeak and not self.seasons and not self.weekend:
             raise ValueError("offpeak: option hphc needs at least one HC range")
-        self._no_hidden_season()
+        if self.weekend is not None and self.option != "hphc":
+            raise ValueError("weekend: the HC price all weekend needs option hphc (HP and HC)")
+        entries = self.offpeak_entries()
+        if self.seasons and entries and entries[0].since != date.min:
+            raise ValueError("seasons: with dated offpeak entries, give seasons inside each entry")
+        dates = [entry.since for entry in entries]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("offpeak: entries must be in strictly increasing `since` order")
+        dates = [row.since for row in self.subscription]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("subscription: rows must be in strictly increasing `since` order")
+        _no_hidden_season(self.seasons)
         return self
+
+    def offpeak_entries(self) -> list[OffpeakEntry]:
+        """The HC schedules by date; today's form is one entry from the beginning of time."""
+        if self.offpeak and isinstance(self.offpeak[0], OffpeakEntry):
+            return [e for e in self.offpeak if isinstance(e, OffpeakEntry)]
+        ranges = [r for r in self.offpeak if isinstance(r, str)]
+        if not ranges and not self.seasons:
+            return []
+        return [OffpeakEntry.model_construct(since=date.min, offpeak=ranges, seasons=self.seasons)]
+
+    @property
+    def has_offpeak(self) -> bool:
+        """Are HC ranges given (HP/HC can be costed)?"""
+        return bool(self.offpeak_entries())
 
     def _with_table_rows(self) -> list[PriceRow]:
         if self.kva is None:
@@ -269,29 +373,30 @@ class TariffSettings(Strict):
             rows.setdefault(entry.since, _table_row(entry.since, figures))
         return [rows[since] for since in sorted(rows)]
 
-    def _no_hidden_season(self) -> None:
-        """The first season containing a day wins: one whose days all fall in earlier seasons
-        would never apply, which is never what the installer meant."""
-        year = [(date(2024, 1, 1) + timedelta(days=n)).strftime("%m-%d") for n in range(366)]
-        taken: set[str] = set()
-        for i, season in enumerate(self.seasons):
-            days = {day for day in year if season_contains(season.start, season.end, day)}
-            if days <= taken:
-                raise ValueError(
-                    f"seasons[{i}]: never applies: every day from {season.start} to "
-                    f"{season.end} is in an earlier season"
-                )
-            taken |= days
+
+def _no_hidden_season(seasons: list[OffpeakSeason]) -> None:
+    """The first season containing a day wins: one whose days all fall in earlier seasons
+    would never apply, which is never what the installer meant."""
+    year = [(date(2024, 1, 1) + timedelta(days=n)).strftime("%m-%d") for n in range(366)]
+    taken: set[str] = set()
+    for i, season in enumerate(seasons):
+        days = {day for day in year if season_contains(season.start, season.end, day)}
+        if days <= taken:
+            raise ValueError(
+                f"seasons[{i}]: never applies: every day from {season.start} to "
+                f"{season.end} is in an earlier season"
+            )
+        taken |= days
 
 
 def _table_row(since: date, figures: dict[str, Decimal]) -> PriceRow:
     """A price row from the table's figures by period name (BASE, HP, TEMPO_RED_HC, ...)."""
-    plain = {p.lower(): float(figures[p]) for p in ("BASE", "HP", "HC") if p in figures}
+    plain = {p.lower(): figures[p] for p in ("BASE", "HP", "HC") if p in figures}
     tempo = None
     if all(f"TEMPO_{c.upper()}_{h}" in figures for c in TEMPO_COLOURS for h in ("HP", "HC")):
         tempo = TempoPrices.model_validate(
             {
-                c: {h.lower(): float(figures[f"TEMPO_{c.upper()}_{h}"]) for h in ("HP", "HC")}
+                c: {h.lower(): figures[f"TEMPO_{c.upper()}_{h}"] for h in ("HP", "HC")}
                 for c in TEMPO_COLOURS
             }
         )
@@ -394,6 +499,27 @@ class InfluxSettings(Strict):
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: Annotated[float, _between(0.1, 300)] = 10.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_url(cls, data: Any) -> Any:
+        """`http://user:password@host:8086` is taken apart: the user and password go where the
+        clients send them from (`username`, `password`), the URL keeps only the server. No
+        client then carries a password in a URL it may print, and an HTTP library that would
+        not send URL credentials (urllib, urllib3) is never given any."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        parts = urlsplit(data["url"])
+        if parts.username is None and parts.password is None:
+            return data
+        host = parts.netloc.rpartition("@")[2]
+        taken = {"url": urlunsplit(parts._replace(netloc=host))}
+        # `username` and `password` keys, when given too, win (as before URLs carried them).
+        if data.get("username") is None and parts.username is not None:
+            taken["username"] = unquote(parts.username)
+        if data.get("password") is None and parts.password is not None:
+            taken["password"] = unquote(parts.password)
+        return {**data, **taken}
 
 
 class IngestSettings(Strict):
@@ -513,7 +639,7 @@ class DeskSettings(Strict):
     policy: Literal["at_cost", "flat", "allowance"] = "at_cost"
     fee_eur: Annotated[float, _between(0, 1000)] = 0.0
     kwh_per_night: Annotated[float, _between(0, 1000)] = 8.0
-    language: Literal["fr", "en"] = "fr"  # of the statements
+    language: Literal["fr", "en"] = "fr"  # of the pages, and of the statements by default
     # The `owner` account's password (`make up` writes it to .env): set at every start.
     owner_password: SecretStr | None = None
     tls: DeskTls | None = None  # served over HTTPS itself (else behind a TLS proxy, or plain)

@@ -198,7 +198,14 @@ def error_lines(exc: ValidationError) -> list[str]:
         for part in err["loc"]:
             if isinstance(part, int):
                 path += f"[{part}]"
-            elif part in ("tcp", "rtu", "rtu_over_tcp", "function-after"):
+            elif part in (
+                "tcp",
+                "rtu",
+                "rtu_over_tcp",
+                "function-after",
+                "offpeak-ranges",
+                "offpeak-dated",
+            ):
                 continue  # union branch names pydantic adds; not part of the user's path
             else:
                 path += f".{part}" if path else str(part)

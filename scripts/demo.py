@@ -16,12 +16,21 @@ Environment:
   DEMO_DIR=DIR          run folder, kept afterwards (default: a temporary one, removed)
   DEMO_KEEP_LOGS=1      keep the temporary run folder (logs, site file) and print its path
   DEMO_SIMULATE_ARGS    `irve simulate` options, e.g. "--seed 3 --scenario overcurrent:cp1".
-                        Unset: the first socket charges at half its rating, so that there is
-                        something to watch (guests' cars arrive a few times a day)
+                        Unset: a guest's car plugged on each socket (the first for hours, the
+                        others for a minute), charged through the OCPP charger with the badge
+                        of a room, so that there is something to watch (guests' cars arrive a
+                        few times a day)
+
+The reference hotel's station is one OCPP charger (Legrand Green'up, two connectors per
+charge point); a site file without `chargers` gets that one (`borne-1`), simulated by
+`irve simulate`. The front desk's badge list (one badge and room per socket) is published,
+retained, before the collector starts: the sessions come from the charger's transactions, with
+the badge and the room, and the live view shows them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -32,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -45,6 +54,7 @@ from collector.config import SiteConfig, TcpBus
 from collector.mqtt.auth import new_client
 from collector.settings import ConfigError, load
 from collector.store.influxql import InfluxQL, InfluxQLError
+from collector.wire.messages import format_ts
 from scripts import local_broker, local_influxd
 from scripts.demo_view import Board, render, totals_queries
 from scripts.init_env import random_secret
@@ -55,6 +65,7 @@ DEFAULT_SITE = REPO / "config" / "examples" / "hotel-vda.yaml"
 DATABASE = "irve"
 # Program -> the Debian/Ubuntu package that installs it.
 PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
+DEMO_CHARGER = "borne-1"
 TTY_REFRESH_S = 1.0
 LOG_REFRESH_S = 5.0
 TOTALS_EVERY_S = 5.0
@@ -165,10 +176,11 @@ def ensure_programs(install: bool) -> dict[str, str]:
 
 
 def demo_site(
-    example: dict[str, Any], mqtt_port: int, bus_ports: Mapping[str, int]
+    example: dict[str, Any], mqtt_port: int, bus_ports: Mapping[str, int], ocpp_port: int
 ) -> dict[str, Any]:
-    """The example site with its broker and TCP buses on local ports; the collector logs in
-    with its site id, as the broker's ACL wants."""
+    """The example site with its broker, TCP buses and OCPP central system on local ports (and
+    the reference station's charger when it has none); the collector logs in with its site id,
+    as the broker's ACL wants."""
     site = dict(example)
     buses = []
     for bus in example["buses"]:
@@ -184,16 +196,45 @@ def demo_site(
         "port": mqtt_port,
         "username": example["site"]["id"],
     }
+    sockets = [m["id"] for m in example["meters"] if m.get("role") == "socket"]
+    site["ocpp"] = {**example.get("ocpp", {}), "listen": f"127.0.0.1:{ocpp_port}"}
+    if not example.get("chargers") and sockets:
+        # The reference station: one charger, a Type 2 and a domestic socket per point.
+        connectors = {2 * i + n: point for i, point in enumerate(sockets) for n in (1, 2)}
+        # Its password in the run folder's site file: random, gone with the folder.
+        site["chargers"] = [
+            {"id": DEMO_CHARGER, "password": random_secret(), "connectors": connectors}
+        ]
     return site
 
 
+def demo_badges(site: SiteConfig) -> dict[str, tuple[str, str]]:
+    """Socket -> (badge, room): what the front desk gave the guest charging there."""
+    sockets = [m.id for m in site.meters if m.socket is not None]
+    return {point: (f"04A1B2{0xC3 + i:02X}", str(12 + 2 * i)) for i, point in enumerate(sockets)}
+
+
+def badge_list(site: SiteConfig, now: datetime) -> bytes:
+    """The retained `irve/{site}/badges` message of the front desk, valid two days."""
+    until = format_ts(now + timedelta(days=2))
+    badges = [
+        {"badge": badge, "room": room, "until": until} for badge, room in demo_badges(site).values()
+    ]
+    return json.dumps({"ts": format_ts(now), "badges": badges}).encode()
+
+
 def default_simulate_args(site: SiteConfig) -> list[str]:
-    """A car on the first socket, drawing half the socket's rating (no alert): the simulator's
-    `overcurrent` scenario forces a socket's current, here below the limit."""
-    socket = next((m for m in site.meters if m.socket is not None), None)
-    if socket is None or socket.socket is None:
-        return []
-    return ["--scenario", f"overcurrent:{socket.id}:{socket.socket.rated_current_a / 2:g}"]
+    """A guest's car on each socket, badged with its room: on the first for hours, on the
+    others for a minute (a session that ends while you watch)."""
+    args: list[str] = []
+    for i, (point, (badge, _)) in enumerate(demo_badges(site).items()):
+        args += [
+            "--badge",
+            f"{point}={badge}",
+            "--scenario",
+            f"plug:{point}:{240 if i == 0 else 1}",
+        ]
+    return args
 
 
 def write_site(source: Path, run_dir: Path, mqtt_port: int) -> tuple[Path, SiteConfig]:
@@ -204,7 +245,8 @@ def write_site(source: Path, run_dir: Path, mqtt_port: int) -> tuple[Path, SiteC
     ports = {bus["id"]: free_port() for bus in example.get("buses", [])}
     path = run_dir / "site.yaml"
     header = f"# Generated by `make demo` from {source}: local ports.\n"
-    body = yaml.safe_dump(demo_site(example, mqtt_port, ports), sort_keys=False, allow_unicode=True)
+    data = demo_site(example, mqtt_port, ports, free_port())
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     path.write_text(header + body, encoding="utf-8")
     try:
         site = load(SiteConfig, str(path))
@@ -238,6 +280,8 @@ class Viewer:
             f"{base}/shed",
             f"{base}/+/state",
             f"{base}/+/availability",
+            f"{base}/+/session",
+            f"{base}/+/connector",
         ]
 
         def on_connect(client: mqtt.Client, *_: object) -> None:
@@ -256,6 +300,26 @@ class Viewer:
         self.client.loop_stop()
 
 
+def publish_badges(site: SiteConfig, port: int, password: str) -> None:
+    """The front desk's retained badge list, as `irve desk` publishes it (user `desk`)."""
+    settings = site.mqtt.model_copy(
+        update={"port": port, "username": "desk", "password": SecretStr(password)}
+    )
+    client = new_client(settings, "desk", protocol="3.1.1")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        topic = f"{site.mqtt.topic_prefix}/{site.site.id}/badges"
+        info = client.publish(topic, badge_list(site, datetime.now(UTC)), qos=1, retain=True)
+        info.wait_for_publish(timeout=10)
+        if not info.is_published():
+            raise DemoError(f"the badge list could not be published on {topic}")
+        say(f"badge list published on {topic}: {len(demo_badges(site))} guests' badges")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 class Demo:
     def __init__(self, opts: Options, programs: Mapping[str, str], run_dir: Path) -> None:
         self.opts = opts
@@ -264,7 +328,8 @@ class Demo:
         self.servers: list[Server] = []
         self.viewer: Viewer | None = None
         self.passwords = {
-            user: random_secret() for user in ("collector", "ingestor", "building", "homeassistant")
+            user: random_secret()
+            for user in ("collector", "ingestor", "building", "homeassistant", "desk")
         }
         self.mqtt_port = free_port()
         self.influx_port = free_port()
@@ -301,6 +366,7 @@ class Demo:
             "ingestor": self.passwords["ingestor"],
             "building": self.passwords["building"],
             "homeassistant": self.passwords["homeassistant"],
+            "desk": self.passwords["desk"],
         }
         conf = local_broker.prepare(self.run_dir / "mosquitto", self.mqtt_port, users)
         influx_conf = local_influxd.prepare(
@@ -327,6 +393,8 @@ class Demo:
         )
         InfluxQL(self.influx_url, DATABASE).query(f"CREATE DATABASE {DATABASE}")
         self.viewer = Viewer(board, mqtt_port, self.passwords["homeassistant"])
+        if site.chargers:
+            publish_badges(site, mqtt_port, self.passwords["desk"])
 
         bus_ports = [bus.port for bus in site.buses if isinstance(bus, TcpBus)]
         simulate_args = self.opts.simulate_args

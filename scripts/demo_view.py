@@ -1,5 +1,5 @@
 """The live table of `make demo`: what the broker says now (readings, alerts, the shed
-request), what the database holds today.
+request, the chargers' connectors and the guests' sessions), what the database holds today.
 
 Pure: `Board` is fed MQTT messages (topic, payload) and InfluxDB totals; `render` turns it into
 text. scripts/demo.py does the I/O.
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from collector.config import SiteConfig
 from collector.store.influxql import Series, quote_string, time_literal
-from collector.wire.messages import AlertMessage, ShedMessage
+from collector.wire.messages import AlertMessage, ConnectorMessage, SessionMessage, ShedMessage
 from collector.wire.topics import parse_topic
 
 
@@ -28,6 +28,7 @@ class Point:
     role: str
     available: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    connector: str | None = None  # the OCPP status of its charger's connector
     energy_today_wh: float = 0.0
     cost_today_eur: float = 0.0
     readings_stored: int = 0
@@ -41,6 +42,7 @@ ALERT_UNITS = {
     "meter_offline": "s",
 }
 SHOWN_ALERTS = 6
+SHOWN_SESSIONS = 6
 
 
 class Board:
@@ -59,6 +61,8 @@ class Board:
         self.alerts: list[AlertMessage] = []  # the latest events, oldest first
         self.firing: dict[tuple[str, str], AlertMessage] = {}  # (alert, point)
         self.shed: ShedMessage | None = None
+        # The latest message of each session (start, then end), by session id, oldest first.
+        self.sessions: dict[str, tuple[str, SessionMessage]] = {}
         self.lock = threading.Lock()
 
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -80,7 +84,12 @@ class Board:
             point = self.points.get(parsed.point or "")
             if point is None:
                 return
-            if parsed.kind == "availability":
+            if parsed.kind == "session":
+                self._on_session(point.meter_id, payload)
+            elif parsed.kind == "connector":
+                with contextlib.suppress(ValueError):
+                    point.connector = ConnectorMessage.from_payload(payload).status
+            elif parsed.kind == "availability":
                 point.available = payload.decode(errors="replace")
             elif parsed.kind == "state":
                 try:
@@ -101,6 +110,19 @@ class Board:
             self.firing[key] = alert
         else:
             self.firing.pop(key, None)
+
+    def _on_session(self, point: str, payload: bytes) -> None:
+        try:
+            session: SessionMessage = SessionMessage.from_payload(payload)
+        except ValueError:
+            return
+        start = self.sessions.pop(session.session_id, None)
+        if session.event == "end" or start is None:
+            self.sessions[session.session_id] = (point, session)
+        else:  # a start again (retained, or the collector restarted): the first one stays
+            self.sessions[session.session_id] = start
+        while len(self.sessions) > SHOWN_SESSIONS:
+            del self.sessions[next(iter(self.sessions))]
 
     def on_totals(self, energy: list[Series], readings: list[Series]) -> None:
         """Results of `totals_queries` (energy and cost today, readings stored per point)."""
@@ -208,6 +230,7 @@ def render(board: Board, now: datetime, footer: list[str]) -> str:
         lines.append("  ".join(cells).rstrip())
     lines.append("")
     lines += alert_lines(board, zone)
+    lines += session_lines(board, zone)
     lines.append("")
     lines.append(
         "today kWh / EUR: closed energy intervals stored in InfluxDB (one a minute per meter); "
@@ -242,5 +265,35 @@ def alert_lines(board: Board, zone: ZoneInfo) -> list[str]:
             ("alerts  " if i == 0 else "        ")
             + f"{alert.ts.astimezone(zone):%H:%M:%S}  {alert.state:<8}  {alert.alert:<{width}}  "
             f"{alert.point}  {_measure(alert.value, unit)} (limit {_measure(alert.limit, unit)})"
+        )
+    return lines
+
+
+def session_lines(board: Board, zone: ZoneInfo) -> list[str]:
+    """The connectors of the chargers, then the latest sessions (newest first): who (badge,
+    room), from what (OCPP transaction or the meter's power), and for an ended one the MID
+    meter's energy and cost."""
+    with board.lock:
+        connectors = [(p.meter_id, p.connector) for p in board.points.values() if p.connector]
+        sessions = list(board.sessions.values())
+    lines: list[str] = []
+    if connectors:
+        lines.append("chargers " + ", ".join(f"{point} {status}" for point, status in connectors))
+    if not sessions:
+        return [*lines, "sessions none yet"]
+    for i, (point, s) in enumerate(reversed(sessions)):
+        begun = s.start if s.event == "end" and s.start is not None else s.ts
+        origin = f"OCPP tx {s.transaction_id}" if s.source == "ocpp" else (s.source or "meter")
+        if s.event == "end":
+            state = (
+                f"ended {s.ts.astimezone(zone):%H:%M:%S}  {_number(s.energy_wh / 1000, 3)} kWh  "
+                f"{_number(s.cost_eur, 2)} EUR"
+            )
+        else:
+            state = "charging"
+        lines.append(
+            ("sessions " if i == 0 else "         ")
+            + f"{begun.astimezone(zone):%H:%M:%S}  {point}  badge {s.badge or '-'}  "
+            f"room {s.room or '-'}  {origin}  {state}"
         )
     return lines

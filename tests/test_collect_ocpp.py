@@ -661,3 +661,49 @@ def test_legrand_quirks_local_list_commands_and_the_link_back_in_irve_collect(
     assert output.count("'mesurand' read as 'measurand'") == 1, output
     assert output.count("unknown measurand 'Temperature.Board'") == 1, output
     assert "Traceback" not in output
+
+
+def test_charger_offline_across_a_collector_restart(tmp_path: Path, broker: Server) -> None:
+    """A charger_offline alert firing when `irve collect` stops is in the alert state file:
+    the next run, the charger still silent, says it is offline again without a second
+    `firing` (no second notification); when the charger talks the alert resolves, once."""
+    port = free_port()
+    path = ocpp_site(tmp_path, broker, port)
+    state = tmp_path / "state" / f"alerts-{SITE}.json"
+    sub = Recorder(broker.port)
+    base = f"irve/{SITE}"
+    url = f"ws://borne-1:{PASSWORD}@127.0.0.1:{port}/ocpp/borne-1"
+
+    def offline_described() -> int:
+        return sum(not c["online"] for c in payloads(sub, f"{base}/chargers/borne-1"))
+
+    async def connect_once() -> None:
+        async with charge_point(url, "borne-1") as cp:
+            await cp.boot()
+
+    first = collect_process(path)
+    try:
+        sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+        asyncio.run(connect_once())
+        sub.wait(lambda: bool(alerts_of(sub, "firing")), "charger_offline", timeout=40)
+    finally:
+        output = stop(first)
+    assert first.returncode == 0, output
+    saved = json.loads(state.read_text())["firing"]
+    assert {"alert": "charger_offline", "point": "borne-1"} in saved
+
+    second = collect_process(path)
+    try:
+        sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online again", timeout=30)
+        # Silent for a heartbeat after the restart: described offline again, not fired again.
+        sub.wait(lambda: offline_described() == 2, "offline after the restart", timeout=40)
+        assert len(alerts_of(sub, "firing")) == 1
+        asyncio.run(connect_once())
+        sub.wait(lambda: bool(alerts_of(sub, "resolved")), "resolved", timeout=20)
+    finally:
+        output = stop(second)
+    sub.close()
+    assert second.returncode == 0, output
+    assert len(alerts_of(sub, "firing")) == 1 and len(alerts_of(sub, "resolved")) == 1
+    saved = json.loads(state.read_text())["firing"]
+    assert {"alert": "charger_offline", "point": "borne-1"} not in saved

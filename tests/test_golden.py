@@ -171,6 +171,7 @@ _TOPIC_OF = {
     "SessionMessage": "irve/hotel-vda/cp1/session",
     "EventMessage": "irve/hotel-vda/cp1/event",
     "AlertMessage": "irve/hotel-vda/alert",
+    "SubscriptionMessage": "irve/hotel-vda/subscription",
     "LimitMessage": "irve/hotel-vda/cp1/limit",
 }
 

@@ -61,11 +61,32 @@ class AlertProcessor(Processor):
         self.rules = AlertRules(site)
         self.shed = shed.ShedPublisher(site.alerts)
         self.store: StateStore = store if store is not None else MemoryStateStore()
+        # Alerts decided outside the rules (the OCPP bridge's charger_offline), saved with
+        # theirs so that one state file says everything that was firing.
+        self._held: set[tuple[str, str]] = set()
+        self._restored: list[tuple[str, str]] = []
         saved = self.store.load().get("firing", [])
         try:
-            self.rules.restore([(str(e["alert"]), str(e["point"])) for e in saved])
+            self._restored = [(str(e["alert"]), str(e["point"])) for e in saved]
         except (KeyError, TypeError) as exc:
             log.error("alert state %s unreadable (%s): no alert firing", self.store.where, exc)
+        self.rules.restore(self._restored)
+
+    def restored(self, alert: str) -> set[str]:
+        """The points this alert was firing on when the previous run stopped."""
+        return {point for name, point in self._restored if name == alert}
+
+    def hold(self, alert: str, points: Iterable[str]) -> None:
+        """The points an alert decided elsewhere fires on now (all of them: the others have
+        resolved); saved with the rules' firing alerts."""
+        held = {(a, p) for a, p in self._held if a != alert} | {(alert, p) for p in points}
+        if held != self._held:
+            self._held = held
+            self._save()
+
+    def _save(self) -> None:
+        firing = [*self.rules.firing_alerts(), *sorted(self._held)]
+        self.store.submit({"firing": [{"alert": a, "point": p} for a, p in firing]})
 
     def on_reading(self, reading: Reading) -> Iterable[Outgoing]:
         return self._out(self.rules.reading(reading), reading.ts)
@@ -91,8 +112,7 @@ class AlertProcessor(Processor):
             )
             out.append(Outgoing(None, alert))
         if events:
-            firing = self.rules.firing_alerts()
-            self.store.submit({"firing": [{"alert": a, "point": p} for a, p in firing]})
+            self._save()
         request = self._shed_request(now)
         if request is not None:
             message = self.shed.update(request, now)

@@ -9,26 +9,37 @@ compared with Base (with HP/HC when the site has HC ranges), its days at the col
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from collector.billing.source import StoredWindow
 from collector.energy.intervals import window_end
 from collector.energy.tariff import Tariff
 
+ZERO = Decimal(0)
+
 
 def split_cost(
     tariff: Tariff, start: datetime, end: datetime, energy_wh: float
-) -> dict[str, tuple[float, float]]:
-    """Energy drawn evenly over [start, end) -> {period: (Wh, EUR)} under `tariff`."""
-    out: dict[str, tuple[float, float]] = {}
+) -> dict[str, tuple[float, Decimal]]:
+    """Energy drawn evenly over [start, end) -> {period: (Wh, EUR)} under `tariff`; the cost
+    in Decimal (the binary energy taken exactly), so a year of windows adds up exactly."""
+    out: dict[str, tuple[float, Decimal]] = {}
     total = (end - start).total_seconds()
     t = start
+    assigned = 0.0
     while t < end:
         piece_end = min(tariff.next_boundary(t), end)
-        share = energy_wh * (piece_end - t).total_seconds() / total if total else energy_wh
+        # The last piece takes the rest: a window in one period keeps its energy to the bit
+        # (x * s / s is not always x in binary).
+        if piece_end == end or not total:
+            share = energy_wh - assigned
+        else:
+            share = energy_wh * (piece_end - t).total_seconds() / total
+        assigned += share
         period, price = tariff.rate_at(t)
-        wh, eur = out.get(period, (0.0, 0.0))
-        out[period] = (wh + share, eur + share / 1000 * price)
+        wh, eur = out.get(period, (0.0, ZERO))
+        out[period] = (wh + share, eur + Decimal(share) / 1000 * price)
         t = piece_end
     return out
 
@@ -36,11 +47,11 @@ def split_cost(
 @dataclass
 class OptionCost:
     option: str
-    by_period: dict[str, tuple[float, float]] = field(default_factory=dict)
+    by_period: dict[str, tuple[float, Decimal]] = field(default_factory=dict)
 
-    def add(self, parts: dict[str, tuple[float, float]]) -> None:
+    def add(self, parts: dict[str, tuple[float, Decimal]]) -> None:
         for period, (wh, eur) in parts.items():
-            old_wh, old_eur = self.by_period.get(period, (0.0, 0.0))
+            old_wh, old_eur = self.by_period.get(period, (0.0, ZERO))
             self.by_period[period] = (old_wh + wh, old_eur + eur)
 
     @property
@@ -48,8 +59,8 @@ class OptionCost:
         return sum(wh for wh, _ in self.by_period.values())
 
     @property
-    def cost_eur(self) -> float:
-        return sum(eur for _, eur in self.by_period.values())
+    def cost_eur(self) -> Decimal:
+        return sum((eur for _, eur in self.by_period.values()), ZERO)
 
 
 @dataclass
@@ -63,7 +74,7 @@ def compared_with(tariff: Tariff) -> str:
     """The option a contract is compared with."""
     settings = tariff.settings
     if settings.option == "tempo":
-        return "hphc" if settings.offpeak or settings.seasons else "base"
+        return "hphc" if settings.has_offpeak else "base"
     return "base" if settings.option == "hphc" else "hphc"
 
 
@@ -77,3 +88,28 @@ def compare(windows: list[StoredWindow], tariff: Tariff, window_s: int) -> Compa
         result.other.add(split_cost(other, w.start, end, w.energy_wh))
         result.stored_cost_eur += w.cost_eur
     return result
+
+
+@dataclass(frozen=True)
+class Demand:
+    """The site's demand against a power limit, from the main meter's highest power a minute."""
+
+    peak_w: float
+    peak_at: datetime | None
+    minutes_over: int
+    times_over: int  # separate episodes: consecutive minutes above the limit count once
+
+
+def demand_over(minutes: list[tuple[datetime, float]], limit_w: float) -> Demand:
+    peak_w, peak_at = 0.0, None
+    over = times = 0
+    previous: datetime | None = None  # the last minute above the limit
+    for at, watts in sorted(minutes):
+        if watts > peak_w:
+            peak_w, peak_at = watts, at
+        if watts > limit_w:
+            over += 1
+            if previous is None or at - previous > timedelta(minutes=1):
+                times += 1
+            previous = at
+    return Demand(peak_w, peak_at, over, times)

@@ -46,8 +46,8 @@ def repriced_window(w: StoredWindow, tariff: Tariff, window_s: int) -> EnergyMes
         end=window_end(w.start, tariff, window_s),
         energy_wh=w.energy_wh,
         period=period,
-        price_eur_kwh=price,
-        cost_eur=cost_eur(w.energy_wh, price),
+        price_eur_kwh=float(price),
+        cost_eur=cost_eur(w.energy_wh, float(price)),
         index_start_wh=f.get("index_start_wh"),
         index_end_wh=f.get("index_end_wh"),
         estimated=bool(f.get("estimated")),
@@ -107,7 +107,7 @@ def repriced_session(
         wh = sum(w.energy_wh for w in inside)
         if wh <= 0:
             period = recoloured(name, tariff, s.start)
-            parts = {period: (energy, energy / 1000 * tariff.price(s.start, period))}
+            parts = {period: (energy, energy / 1000 * float(tariff.price(s.start, period)))}
         else:
             groups: dict[Period, list[EnergyMessage]] = {}
             for m in inside:

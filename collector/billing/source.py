@@ -44,16 +44,20 @@ def load_sessions(
     end: datetime,
     badges: list[str] | None = None,
     point: str | None = None,
+    rooms: list[str] | None = None,
 ) -> tuple[list[SessionUse], list[str]]:
-    """Ended sessions that STARTED in [start, end), for any of `badges` and/or on `point`.
+    """Ended sessions that STARTED in [start, end), for any of `badges` or `rooms` (the `room`
+    tag sessions of OCPP chargers carry) and/or on `point`.
 
     The start and end events of a session share a time; if a badge came during the session
     they sit in two series (with and without the badge tag): the one whose event is `end`
     wins. Sessions still running are left out and reported in the returned warnings.
     """
     where = _where(site, start, end)
-    if badges:
-        where += " AND (" + " OR ".join(f"badge = {quote_string(b)}" for b in badges) + ")"
+    whose = [f"badge = {quote_string(b)}" for b in badges or ()]
+    whose += [f"room = {quote_string(r)}" for r in rooms or ()]
+    if whose:
+        where += " AND (" + " OR ".join(whose) + ")"
     if point:
         where += f" AND point = {quote_string(point)}"
     best: dict[str, dict[str, Any]] = {}
@@ -77,6 +81,7 @@ def load_sessions(
                 duration_s=float(row.get("duration_s") or 0.0),
                 periods=_periods(row),
                 max_power_w=float(row.get("max_power_w") or 0.0),
+                room=row.get("room") or None,
             )
         )
     return sessions, warnings
@@ -143,3 +148,17 @@ def covered_days(
         where += f" AND point = {quote_string(point)}"
     statement = f"SELECT count(power_w) AS n FROM reading WHERE {where} GROUP BY time(1h)"
     return {row["time"].astimezone(tz).date() for row in _rows(client, statement) if row.get("n")}
+
+
+def main_demand(
+    client: InfluxQL, site: str, start: datetime, end: datetime, main: str
+) -> list[tuple[datetime, float]]:
+    """The main meter's highest power of each minute of [start, end) that has readings: what
+    `irve compare --kva` checks a subscribed power against."""
+    where = _where(site, start, end) + f" AND point = {quote_string(main)}"
+    statement = f"SELECT max(power_w) AS w FROM reading WHERE {where} GROUP BY time(1m) fill(none)"
+    return [
+        (row["time"], float(row["w"]))
+        for row in _rows(client, statement)
+        if row.get("w") is not None
+    ]

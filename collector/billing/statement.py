@@ -28,11 +28,14 @@ from collector.wire.messages import PERIODS
 PolicyName = Literal["at_cost", "flat", "allowance"]
 StayKind = Literal["room", "badge", "point"]
 CENT = Decimal("0.01")
+MICRO = Decimal("0.000001")
 
 
-def money(eur: float) -> Decimal:
-    """Euros to the cent, half up, from an unrounded float (first cleaned to 6 decimals so
-    binary noise such as 6.0649999999 does not move a cent)."""
+def money(eur: float | Decimal) -> Decimal:
+    """Euros to the cent, half up, from an unrounded float or Decimal sum (first cleaned to 6
+    decimals so binary noise such as 6.0649999999 does not move a cent)."""
+    if isinstance(eur, Decimal):
+        return eur.quantize(MICRO).quantize(CENT, rounding=ROUND_HALF_UP)
     return Decimal(repr(round(eur, 6))).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
@@ -51,6 +54,7 @@ class SessionUse:
     duration_s: float
     periods: dict[str, tuple[float, float]]
     max_power_w: float = 0.0
+    room: str | None = None  # the room the badge list gave the badge (OCPP sessions)
 
     @property
     def energy_wh(self) -> float:

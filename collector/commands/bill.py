@@ -44,7 +44,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     who = parser.add_argument_group("whose sessions (at least one)")
     who.add_argument("--badge", help="sessions with this badge")
     who.add_argument(
-        "--room", help="sessions with badge ROOM, room-ROOM or chambre-ROOM (room card)"
+        "--room",
+        help="sessions of room ROOM (tagged by the chargers from the desk's badge list) or "
+        "with badge ROOM, room-ROOM or chambre-ROOM (room card)",
     )
     who.add_argument("--point", help="sessions on this socket (a gîte's own charger)")
     parser.add_argument("--arrival", required=True, help="YYYY-MM-DD[THH:MM], local time")
@@ -138,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
     label = room or badge or args.point
     client = InfluxQL.from_settings(site.influx)
     try:
-        sessions, warnings = load_sessions(client, site.site.id, start, end, badges, args.point)
+        sessions, warnings = load_sessions(
+            client, site.site.id, start, end, badges, args.point, [room] if room else None
+        )
         meter = meter_wh(client, site.site.id, sessions, site.energy.window_s)
     except InfluxQLError as exc:
         print(f"irve bill: {exc}", file=sys.stderr)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from collector.config import RtuBus, SiteConfig
+from collector.energy.tariff import offpeak_warnings
 from collector.meters.profile import Profile
 from collector.site import load_site
 
@@ -24,7 +27,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     site, profiles = load_site(args.config)
     print(summary(site, profiles))
-    for warning in serial_warnings(site, profiles):
+    for warning in serial_warnings(site, profiles) + offpeak_warnings(site.tariff):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
@@ -92,11 +95,24 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
     supplier = f" ({tariff.supplier} table, {tariff.kva} kVA)" if tariff.supplier else ""
     lines.append(f"Tariff: {tariff.option}{supplier}")
     if tariff.option == "hphc":
-        lines.append(f"  HC {', '.join(tariff.offpeak) or '-'}")
-        for season in tariff.seasons:
-            lines.append(
-                f"  HC {season.name} ({season.start}..{season.end}): {', '.join(season.offpeak)}"
-            )
+        entries = tariff.offpeak_entries()
+        for entry in entries:
+            indent = "  "
+            if entry.since != date.min:
+                lines.append(f"  HC from {entry.since}:")
+                indent = "    "
+            if entry.offpeak or not entry.seasons:
+                lines.append(f"{indent}HC {', '.join(entry.offpeak) or '-'}")
+            for season in entry.seasons:
+                lines.append(
+                    f"{indent}HC {season.name} ({season.start}..{season.end}): "
+                    f"{', '.join(season.offpeak)}"
+                )
+        if not entries:
+            lines.append("  HC -")
+        if tariff.weekend is not None:
+            extra = f" and {tariff.weekend.extra_day}" if tariff.weekend.extra_day else ""
+            lines.append(f"  HC all day on sat, sun{extra} (weekend option)")
     if tariff.option == "tempo":
         tempo = tariff.tempo
         origin = tempo.url if tempo.source == "rte" else "the retained MQTT topic"
@@ -113,7 +129,7 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
     return "\n".join(lines)
 
 
-def _price(value: float) -> str:
+def _price(value: Decimal) -> str:
     """Four decimals as prices are printed, more when the source has more (0.19398)."""
     text = f"{value:.4f}"
-    return text if float(text) == value else repr(value)
+    return text if Decimal(text) == value else str(value)

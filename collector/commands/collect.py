@@ -21,7 +21,7 @@ from collector.collect import Collector, Stages, build_processors, collector_lin
 from collector.commands.check import add_config_argument, serial_warnings
 from collector.commands.recompute import recompute
 from collector.config import SiteConfig
-from collector.energy.tariff import Tariff
+from collector.energy.tariff import Tariff, offpeak_warnings
 from collector.knx.switches import KnxSwitches
 from collector.load.controller import from_config
 from collector.load.service import LoadService
@@ -48,7 +48,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     site, profiles = load_site(args.config)
-    for warning in serial_warnings(site, profiles):
+    for warning in serial_warnings(site, profiles) + offpeak_warnings(site.tariff):
         log.warning("%s", warning)
     return asyncio.run(serve(site, profiles))
 

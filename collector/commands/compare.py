@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from collector.billing.compare import OptionCost, compare, compared_with
+from collector.billing.compare import OptionCost, compare, compared_with, demand_over
 from collector.billing.render import day, number
-from collector.billing.source import covered_days, load_windows
+from collector.billing.source import covered_days, load_windows, main_demand
 from collector.billing.statement import money
 from collector.commands.check import add_config_argument
 from collector.config import SiteConfig
@@ -27,6 +27,7 @@ from collector.energy.tariff import Tariff, TariffError, tempo_day
 from collector.settings import ConfigError
 from collector.site import load_site
 from collector.store.influxql import InfluxQL, InfluxQLError
+from collector.tariffs import regulated, subscription
 from collector.tariffs.tempo import known_colours
 
 OPTION_NAMES = {"base": "Base", "hphc": "HP/HC", "tempo": "Tempo"}
@@ -45,6 +46,20 @@ TEXT = {
         "stored": "note : les fenêtres enregistrées disent {stored} € ; les prix ont changé "
         "depuis : voir `irve recompute`",
         "fallback": "note : couleur Tempo inconnue pour {days} jour(s), comptés en {colour}.",
+        "subscription": "abonnement ({kva} kVA) : {amount} € pour {days} jour(s), coût fixe du "
+        "site, à part du prix du kWh",
+        "sub_missing": "abonnement : aucun montant {problem}",
+        "kva_sub": "à {kva} kVA : abonnement {amount} € pour ces jours ({delta} € {sign})",
+        "kva_sub_missing": "à {kva} kVA : abonnement inconnu {problem}",
+        "less_word": "de moins",
+        "more_word": "de plus",
+        "peak": "pointe du site (compteur {main}) : {peak} kW le {when}",
+        "tripped": "à {kva} kVA ({limit} kW) : dépassé {times} fois, {minutes} min en tout : "
+        "le compteur aurait pu disjoncter",
+        "fits": "à {kva} kVA ({limit} kW) : jamais dépassé ce mois-ci",
+        "no_main": "à {kva} kVA : pas de compteur général (role: main), la pointe du site est "
+        "inconnue",
+        "no_demand": "à {kva} kVA : aucun relevé du compteur général {main} ce mois-ci",
     },
     "en": {
         "head": "Site {site}, {month}: {windows} energy windows",
@@ -60,6 +75,19 @@ TEXT = {
         "stored": "note: the stored windows say {stored} EUR; the price rows changed since: "
         "see `irve recompute`",
         "fallback": "note: Tempo colour unknown for {days} day(s), priced as {colour}.",
+        "subscription": "subscription ({kva} kVA): {amount} EUR for {days} day(s), a fixed cost "
+        "of the site, apart from the kWh prices",
+        "sub_missing": "subscription: no figure {problem}",
+        "kva_sub": "at {kva} kVA: subscription {amount} EUR for these days ({delta} EUR {sign})",
+        "kva_sub_missing": "at {kva} kVA: subscription unknown {problem}",
+        "less_word": "less",
+        "more_word": "more",
+        "peak": "site peak (meter {main}): {peak} kW on {when}",
+        "tripped": "at {kva} kVA ({limit} kW): exceeded {times} time(s), {minutes} min in all: "
+        "the meter could have tripped",
+        "fits": "at {kva} kVA ({limit} kW): never exceeded this month",
+        "no_main": "at {kva} kVA: no main meter (role: main), the site's peak is unknown",
+        "no_demand": "at {kva} kVA: no reading of the main meter {main} this month",
     },
 }
 
@@ -72,6 +100,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--month", required=True, help="YYYY-MM (site local time)")
     parser.add_argument("--point", help="only this meter (default: every socket)")
     parser.add_argument("--lang", choices=("fr", "en"), default="fr")
+    parser.add_argument(
+        "--kva",
+        type=int,
+        help="another subscribed power: its subscription (from the table) and whether the "
+        "site's peak demand (main meter) would have exceeded it",
+    )
     parser.set_defaults(run=run)
 
 
@@ -89,7 +123,7 @@ def month_bounds(text: str, site: SiteConfig) -> tuple[datetime, datetime]:
 
 def check_offpeak(site: SiteConfig) -> None:
     # A missing price is reported by the Tariff (TariffError) for the rows the month uses.
-    if not site.tariff.offpeak and not site.tariff.seasons:
+    if not site.tariff.has_offpeak:
         raise ConfigError(["tariff.offpeak: HC ranges are needed to cost the HP/HC option"])
 
 
@@ -102,15 +136,26 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             [f"--point: no meter {args.point!r} in the site file ({', '.join(meters)})"]
         )
+    if args.kva is not None:
+        try:
+            regulated.check_kva(args.kva)
+        except regulated.RegulatedError as exc:
+            raise ConfigError([f"--kva: {exc}"]) from None
     start, end = month_bounds(args.month, site)
     tz = site.site.tz
     tariff = Tariff(site.tariff, tz, known_colours(site))
     if "hphc" in (site.tariff.option, compared_with(tariff)):
         check_offpeak(site)
     client = InfluxQL.from_settings(site.influx)
+    main = site.main_meter
     try:
         windows = load_windows(client, site.site.id, start, end, args.point)
         days = covered_days(client, site.site.id, start, end, tz, args.point)
+        demand = (
+            main_demand(client, site.site.id, start, end, main.id)
+            if args.kva is not None and main is not None
+            else []
+        )
     except InfluxQLError as exc:
         print(f"irve compare: {exc}", file=sys.stderr)
         return 1
@@ -154,13 +199,79 @@ def run(args: argparse.Namespace) -> int:
     unknown = {tempo_day(w.start, tz) for w in windows if tariff.fallback_at(w.start)}
     if unknown:
         print(t["fallback"].format(days=len(unknown), colour=site.tariff.tempo.fallback))
+    month_days = sorted(days) or [
+        start.date() + timedelta(days=n) for n in range((end.date() - start.date()).days)
+    ]
+    for line in _subscription(site, month_days, args.kva, demand, lang):
+        print(line)
     return 0
+
+
+def _subscription(
+    site: SiteConfig,
+    days: list[date],
+    kva: int | None,
+    demand: list[tuple[datetime, float]],
+    lang: Literal["fr", "en"],
+) -> list[str]:
+    """The subscription over the days compared, apart from the kWh costs; with `kva`, the
+    table's subscription at that power and the site's demand against it."""
+    t = TEXT[lang]
+    configured = bool(site.tariff.subscription) or site.tariff.supplier is not None
+    if not configured and kva is None:
+        return []  # a market offer whose subscription was not typed: nothing to say
+    own = subscription.total(site.tariff, days)
+    power = site.tariff.kva or site.site.subscribed_power_kva
+    out = []
+    if own.known_days:
+        out.append(
+            t["subscription"].format(
+                kva=f"{power:g}", amount=number(money(own.cost_eur), lang), days=own.known_days
+            )
+        )
+    out += [t["sub_missing"].format(problem=p) for p in own.problems]
+    if kva is None:
+        return out
+    other = subscription.total(site.tariff, days, kva)
+    if other.known_days and not other.missing and not own.missing:
+        delta = money(other.cost_eur) - money(own.cost_eur)
+        out.append(
+            t["kva_sub"].format(
+                kva=kva,
+                amount=number(money(other.cost_eur), lang),
+                delta=number(abs(delta), lang),
+                sign=t["less_word"] if delta < 0 else t["more_word"],
+            )
+        )
+    out += [t["kva_sub_missing"].format(kva=kva, problem=p) for p in other.problems]
+    main = site.main_meter
+    limit_w = kva * 1000 * site.alerts.power_factor
+    limit = number(Decimal(f"{limit_w / 1000:.1f}"), lang)
+    if main is None:
+        out.append(t["no_main"].format(kva=kva))
+    elif not demand:
+        out.append(t["no_demand"].format(kva=kva, main=main.id))
+    else:
+        found = demand_over(demand, limit_w)
+        when = found.peak_at.astimezone(site.site.tz) if found.peak_at else None
+        out.append(
+            t["peak"].format(
+                main=main.id,
+                peak=number(Decimal(f"{found.peak_w / 1000:.1f}"), lang),
+                when=f"{day(when.date(), lang)} {when:%H:%M}" if when else "-",
+            )
+        )
+        key = "tripped" if found.times_over else "fits"
+        out.append(
+            t[key].format(kva=kva, limit=limit, times=found.times_over, minutes=found.minutes_over)
+        )
+    return out
 
 
 def _line(label: str, cost: OptionCost, lang: Literal["fr", "en"]) -> str:
     currency = TEXT[lang]["currency"]
 
-    def amount(wh: float, eur: float) -> str:
+    def amount(wh: float, eur: Decimal) -> str:
         energy = Decimal(f"{wh / 1000:.3f}")
         return f"{number(energy, lang)} kWh {number(money(eur), lang)} {currency}"
 

@@ -150,8 +150,8 @@ def _row_at(rows: list[PriceRow], day: date) -> PriceRow:
 
 
 def _row_text(row: PriceRow) -> str:
-    # repr of a float is the shortest text that reads back as it: what the installer typed.
-    return "  ".join(f"{period} {value!r}" for period, value in row.figures().items())
+    # Decimal prices print as typed (0.1952) or as the table has them (0.19398).
+    return "  ".join(f"{period} {value}" for period, value in row.figures().items())
 
 
 def _table_entry(table: Table, option: Option, kva: int, row: PriceRow) -> Prices | None:
@@ -159,6 +159,6 @@ def _table_entry(table: Table, option: Option, kva: int, row: PriceRow) -> Price
     for entry in table.prices:
         if (entry.option, entry.kva, entry.since) == (option, kva, row.since):
             typed = row.figures()
-            if all(typed.get(p) == float(v) for p, v in entry.prices.items()):
+            if all(typed.get(p) == v for p, v in entry.prices.items()):
                 return entry
     return None

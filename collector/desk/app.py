@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,7 @@ from collector.billing.statement import Statement
 from collector.config import SiteConfig
 from collector.desk import auth
 from collector.desk.badges import BadgePublisher
+from collector.desk.i18n import Translator
 from collector.desk.live import LiveState
 from collector.desk.statements import period_sessions, socket_labels, stay_statement
 from collector.desk.stays import Defaults, billing_end, form_values, local_input, validate
@@ -54,7 +56,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 Role = Literal["reception", "owner"]
 
+# French, the catalogue's keys (collector.desk.i18n): templates translate them with `_`.
 POLICY_NAMES = {"at_cost": "Au coût", "flat": "Forfait", "allowance": "kWh inclus par nuit"}
+ROLE_NAMES = {"reception": "réception", "owner": "propriétaire"}
 STATUS_NAMES = {
     "charging": "En charge",
     "free": "Libre",
@@ -78,6 +82,10 @@ class Desk:
     def tz(self) -> ZoneInfo:
         return self.site.site.tz
 
+    @property
+    def t(self) -> Translator:
+        return Translator(self.site.desk.language)
+
 
 def _templates(desk: Desk) -> Environment:
     folder = resources.files("collector.desk").joinpath("templates")
@@ -91,25 +99,45 @@ def _templates(desk: Desk) -> Environment:
     def local(ts: datetime | None) -> str:
         return ts.astimezone(desk.tz).strftime("%d/%m/%Y %H:%M") if ts else ""
 
+    t = desk.t
+
     def kwh(wh: float) -> str:
-        return f"{wh / 1000:.3f}".replace(".", ",")
+        return t.number(f"{wh / 1000:.3f}")
 
     def eur(value: float | Decimal) -> str:
-        return f"{Decimal(repr(round(float(value), 6))).quantize(Decimal('0.01'))}".replace(
-            ".", ","
-        )
+        return t.number(f"{Decimal(repr(round(float(value), 6))).quantize(Decimal('0.01'))}")
 
-    env.filters.update(local=local, kwh=kwh, eur=eur)
+    def duration(seconds: float) -> str:
+        minutes = int(seconds // 60)
+        return t("{h} h {m} min", h=minutes // 60, m=f"{minutes % 60:02d}")
+
+    env.filters.update(local=local, kwh=kwh, eur=eur, num=t.number, duration=duration)
     env.globals.update(
         site=desk.site,
         policies=POLICY_NAMES,
         statuses=STATUS_NAMES,
+        roles=ROLE_NAMES,
+        min_password=auth.MIN_PASSWORD,
+        lang=t.lang,
+        _=t,
+        decimal_mark=t.number("."),
+        # What the live page's script writes itself as /live.json changes.
+        live_statuses={key: t(name) for key, name in STATUS_NAMES.items()},
+        live_texts={
+            "online": t("Collecteur en ligne"),
+            "offline": t("Collecteur hors ligne"),
+            "unknown": t("Collecteur : pas encore de nouvelles"),
+            "shed": t("délestage en cours ({kw} kW à réduire)"),
+            "room": t("chambre {room}"),
+            "badge": t("badge {badge}"),
+        },
     )
     return env
 
 
 def create_app(desk: Desk) -> Starlette:
     env = _templates(desk)
+    t = desk.t
     # PDFs are made one at a time by one thread: WeasyPrint's memory (and glibc's arena for
     # that thread) is paid once, not once per web server thread.
     pdf_worker = ThreadPoolExecutor(1, thread_name_prefix="pdf")
@@ -145,7 +173,10 @@ def create_app(desk: Desk) -> Starlette:
                 request.state.user, request.state.csrf = found
                 if role == "owner" and found[0].role != "owner":
                     return error(
-                        request, 403, "Accès refusé", "Cette page est réservée au propriétaire."
+                        request,
+                        403,
+                        t("Accès refusé"),
+                        t("Cette page est réservée au propriétaire."),
                     )
                 if request.method == "POST":
                     form = await request.form()
@@ -153,9 +184,11 @@ def create_app(desk: Desk) -> Starlette:
                         return error(
                             request,
                             403,
-                            "Formulaire refusé",
-                            "Ce formulaire a expiré ou ne vient pas de cette page "
-                            "(jeton CSRF absent ou faux) : rechargez la page et recommencez.",
+                            t("Formulaire refusé"),
+                            t(
+                                "Ce formulaire a expiré ou ne vient pas de cette page "
+                                "(jeton CSRF absent ou faux) : rechargez la page et recommencez."
+                            ),
                         )
                     request.state.form = form
                 return await handler(request)
@@ -198,9 +231,11 @@ def create_app(desk: Desk) -> Starlette:
             return error(
                 request,
                 403,
-                "Formulaire refusé",
-                "Le formulaire de connexion a expiré (jeton CSRF absent ou faux) : "
-                "rechargez la page.",
+                t("Formulaire refusé"),
+                t(
+                    "Le formulaire de connexion a expiré (jeton CSRF absent ou faux) : "
+                    "rechargez la page."
+                ),
             )
         host = request.client.host if request.client else "?"
         keys = (f"name:{name.lower()}", f"ip:{host}")
@@ -215,7 +250,7 @@ def create_app(desk: Desk) -> Starlette:
                 login_csrf=_text(form, "csrf"),
                 next=next_path,
                 name=name,
-                message=f"Trop d'essais manqués : réessayez dans {wait:.0f} s.",
+                message=t("Trop d'essais manqués : réessayez dans {s} s.", s=f"{wait:.0f}"),
             )
             throttled.headers["Retry-After"] = str(int(wait) + 1)
             return throttled
@@ -230,7 +265,7 @@ def create_app(desk: Desk) -> Starlette:
                 login_csrf=_text(form, "csrf"),
                 next=next_path,
                 name=name,
-                message="Nom ou mot de passe incorrect.",
+                message=t("Nom ou mot de passe incorrect."),
             )
         desk.throttle.succeeded(*keys)
         token = auth.new_token()
@@ -306,13 +341,16 @@ def create_app(desk: Desk) -> Starlette:
             return render(request, "stay_form.html", values=new_values(), errors={}, stay=None)
         values = _values(request.state.form)
         fields, errors = validate(
-            values, desk.storage, desk.tz, datetime.now(UTC), desk.defaults.grace
+            values, desk.storage, desk.tz, datetime.now(UTC), desk.defaults.grace, t=t
         )
         if fields is None:
             return render(request, "stay_form.html", 422, values=values, errors=errors, stay=None)
         stay_id = desk.storage.save_stay(request.state.user.name, fields)
         badges_changed()
         return RedirectResponse(f"/stays/{stay_id}", status_code=303)
+
+    def not_found(request: Request) -> HTMLResponse:
+        return error(request, 404, t("Séjour introuvable"), t("Aucun séjour de ce numéro."))
 
     def find_stay(request: Request) -> StayRow | None:
         try:
@@ -324,16 +362,18 @@ def create_app(desk: Desk) -> Starlette:
     async def stay_page(request: Request) -> Response:
         stay = find_stay(request)
         if stay is None:
-            return error(request, 404, "Séjour introuvable", "Aucun séjour de ce numéro.")
+            return not_found(request)
         errors: dict[str, str] = {}
         values = form_values(stay, desk.tz)
         status_code = 200
         if request.method == "POST":
             if stay.closed is not None:
-                return error(request, 409, "Séjour clos", "Un séjour clos ne se modifie plus.")
+                return error(
+                    request, 409, t("Séjour clos"), t("Un séjour clos ne se modifie plus.")
+                )
             values = {**values, **_values(request.state.form, partial=True)}
             fields, errors = validate(
-                values, desk.storage, desk.tz, datetime.now(UTC), desk.defaults.grace, stay.id
+                values, desk.storage, desk.tz, datetime.now(UTC), desk.defaults.grace, stay.id, t
             )
             if fields is not None:
                 desk.storage.save_stay(request.state.user.name, fields, stay.id)
@@ -366,7 +406,7 @@ def create_app(desk: Desk) -> Starlette:
     async def stay_close(request: Request) -> Response:
         stay = find_stay(request)
         if stay is None:
-            return error(request, 404, "Séjour introuvable", "Aucun séjour de ce numéro.")
+            return not_found(request)
         if stay.closed is None:
             desk.storage.close_stay(request.state.user.name, stay.id, datetime.now(UTC))
             badges_changed()
@@ -379,7 +419,7 @@ def create_app(desk: Desk) -> Starlette:
     async def statement_of(request: Request) -> Statement | Response:
         stay = find_stay(request)
         if stay is None:
-            return error(request, 404, "Séjour introuvable", "Aucun séjour de ce numéro.")
+            return not_found(request)
         statement, _ = await run_in_threadpool(
             stay_statement, desk.site, stay, desk.influx, desk.defaults.grace, datetime.now(UTC)
         )
@@ -399,15 +439,18 @@ def create_app(desk: Desk) -> Starlette:
             return found
         try:
             pdf = await asyncio.get_running_loop().run_in_executor(
-                pdf_worker, to_pdf, found, statement_lang(request), desk.tz
+                pdf_worker, _pdf, found, statement_lang(request), desk.tz
             )
         except OSError as exc:
             return error(
                 request,
                 500,
-                "PDF impossible",
-                f"Le PDF n'a pas pu être produit ({exc}) : WeasyPrint a besoin de Pango "
-                "(Debian : libpango-1.0-0 libpangoft2-1.0-0).",
+                t("PDF impossible"),
+                t(
+                    "Le PDF n'a pas pu être produit ({error}) : WeasyPrint a besoin de Pango "
+                    "(Debian : libpango-1.0-0 libpangoft2-1.0-0).",
+                    error=exc,
+                ),
             )
         return Response(
             pdf,
@@ -456,7 +499,7 @@ def create_app(desk: Desk) -> Starlette:
                 period_sessions, desk.site, desk.influx, start, end, stays_now, desk.defaults.grace
             )
         except InfluxQLError as exc:
-            return error(request, 502, "InfluxDB injoignable", str(exc))
+            return error(request, 502, t("InfluxDB injoignable"), str(exc))
         return render(
             request,
             "sessions.html",
@@ -482,7 +525,7 @@ def create_app(desk: Desk) -> Starlette:
         except ValueError:
             stay, start = None, None
         if stay is None or start is None:
-            return await sessions_page(request, "Choisissez un séjour pour cette recharge.", 422)
+            return await sessions_page(request, t("Choisissez un séjour pour cette recharge."), 422)
         rows, _ = await run_in_threadpool(
             period_sessions,
             desk.site,
@@ -496,8 +539,10 @@ def create_app(desk: Desk) -> Starlette:
         if row is None or row.session.badge or not row.candidates:
             return await sessions_page(
                 request,
-                "Cette recharge ne peut pas aller à ce séjour : elle a un badge, ou elle n'a pas "
-                "commencé pendant le séjour.",
+                t(
+                    "Cette recharge ne peut pas aller à ce séjour : elle a un badge, ou elle "
+                    "n'a pas commencé pendant le séjour."
+                ),
                 422,
             )
         desk.storage.assign(request.state.user.name, session_id, row.session.start, stay.id)
@@ -513,11 +558,11 @@ def create_app(desk: Desk) -> Starlette:
             name, role = _text(form, "name").strip(), _text(form, "role")
             password = _text(form, "password")
             if not name or len(name) > 64:
-                message = "Nom : 1 à 64 caractères."
+                message = t("Nom : 1 à 64 caractères.")
             elif role not in auth.ROLES:
-                message = "Rôle : reception ou owner."
+                message = t("Rôle : reception ou owner.")
             elif auth.password_problem(password):
-                message = f"Mot de passe : {auth.MIN_PASSWORD} caractères au moins."
+                message = t("Mot de passe : {n} caractères au moins.", n=auth.MIN_PASSWORD)
             else:
                 hashed = await run_in_threadpool(auth.hash_password, password)
                 desk.storage.put_user(name, role, hashed)
@@ -544,18 +589,20 @@ def create_app(desk: Desk) -> Starlette:
         return error(
             request,
             503,
-            "Base de données pleine" if full else "Base de données occupée",
-            (
-                "Le disque de la base de données est plein"
-                if full
-                else "La base de données est verrouillée par un autre programme"
+            t("Base de données pleine") if full else t("Base de données occupée"),
+            t(
+                "Le disque de la base de données est plein (ou en panne) : rien n'a été enregistré. "
+                "Réessayez dans un instant ; si cela dure, prévenez le propriétaire."
             )
-            + " : rien n'a été enregistré. Réessayez dans un instant ; si cela dure, "
-            "prévenez le propriétaire.",
+            if full
+            else t(
+                "La base de données est verrouillée par un autre programme : rien n'a été "
+                "enregistré. Réessayez dans un instant ; si cela dure, prévenez le propriétaire."
+            ),
         )
 
     async def influx_error(request: Request, exc: Exception) -> Response:
-        return error(request, 502, "InfluxDB injoignable", str(exc))
+        return error(request, 502, t("InfluxDB injoignable"), str(exc))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -604,6 +651,15 @@ def create_app(desk: Desk) -> Starlette:
             InfluxQLError: influx_error,
         },
     )
+
+
+def _pdf(statement: Statement, lang: Lang, tz: ZoneInfo) -> bytes:
+    try:
+        return to_pdf(statement, lang, tz)
+    finally:
+        # WeasyPrint's layout is a graph of boxes with cycles: freed now rather than when the
+        # collector's thresholds say, so that each PDF does not add to the desk's memory.
+        gc.collect()
 
 
 def _load_weasyprint() -> None:

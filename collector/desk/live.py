@@ -57,8 +57,12 @@ class LiveState:
         if not topic.startswith(self.base + "/"):
             return
         parts = topic[len(self.base) + 1 :].split("/")
+        # `status` and `availability` are the bare words online / offline, not JSON.
         if len(parts) == 1 and parts[0] == "status":
             self._status = payload.decode("utf-8", "replace").strip() or "unknown"
+            return
+        if len(parts) == 2 and parts[1] == "availability":
+            self._availability[parts[0]] = payload.decode("utf-8", "replace").strip()
             return
         try:
             data = json.loads(payload) if payload else {}
@@ -70,7 +74,7 @@ class LiveState:
         if len(parts) == 1:
             self._site_message(parts[0], data)
         elif len(parts) == 2:
-            self._point_message(parts[0], parts[1], data, payload)
+            self._point_message(parts[0], parts[1], data)
 
     def _site_message(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "shed":
@@ -82,11 +86,9 @@ class LiveState:
             else:
                 self._alerts.pop(key, None)
 
-    def _point_message(self, point: str, kind: str, data: dict[str, Any], raw: bytes) -> None:
+    def _point_message(self, point: str, kind: str, data: dict[str, Any]) -> None:
         if kind == "state":
             self._state[point] = data
-        elif kind == "availability":
-            self._availability[point] = raw.decode("utf-8", "replace").strip()
         elif kind == "limit":
             self._limit[point] = data
         elif kind == "connector":
@@ -143,7 +145,7 @@ class LiveState:
         connector = self._connector.get(point) or {}
         if state is None or self._availability.get(point) == "offline" or self._status == "offline":
             status = "offline"
-        elif limit.get("current_a") == 0 or connector.get("status") in PAUSED_CONNECTOR:
+        elif _paused_by_load_management(limit) or connector.get("status") in PAUSED_CONNECTOR:
             status = "paused"
         elif running is not None or state.get("charging"):
             status = "charging"
@@ -173,3 +175,8 @@ class LiveState:
             "cost_eur": round(cost, 2) if cost is not None else None,
             "alerts": [a["message"] for (_, p), a in sorted(self._alerts.items()) if p == point],
         }
+
+
+def _paused_by_load_management(limit: dict[str, Any]) -> bool:
+    """The retained `limit` (SPEC "Load management"): 0 A for a reason; `none` is no limit."""
+    return limit.get("reason", "none") != "none" and limit.get("current_a") == 0

@@ -2,8 +2,11 @@
 sessions query, computation and rendering as `irve bill`, so the totals agree to the cent.
 
 The stay's statement holds the ended sessions that started between its arrival and its
-departure plus the grace, carrying one of its badges or assigned to it at the desk: the
-same as `irve bill --badge B --arrival A --departure D+grace` for a stay with one badge.
+departure plus the grace, carrying one of its badges or assigned to it at the desk, and
+those that started between its arrival and its departure tagged with its room by the
+chargers (a badge since taken off the stay, a lost card replaced): the same as `irve bill
+--room R --arrival A --departure D` plus the badges' sessions of the grace. The room tag
+does not count in the grace, when the room may already be the next guest's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from collector.desk.storage import StayRow
 from collector.store.influxql import InfluxQL
 
 
+def _in_room(session: SessionUse, stay: StayRow) -> bool:
+    """Tagged with the stay's room by the chargers, before its departure."""
+    return session.room == stay.room and session.start < stay.departure
+
+
 def socket_labels(site: SiteConfig) -> dict[str, str]:
     return {m.id: m.socket.label if m.socket else m.id for m in site.meters}
 
@@ -38,7 +46,9 @@ def stay_statement(
     start, end = stay.arrival, billing_end(stay, grace)
     found, warnings = load_sessions(client, site.site.id, start, end)
     badges = set(stay.badges)
-    sessions = [s for s in found if s.badge in badges or s.session_id in stay.assigned]
+    sessions = [
+        s for s in found if s.badge in badges or s.session_id in stay.assigned or _in_room(s, stay)
+    ]
     period = Stay(
         stay.room,
         start.astimezone(tz).date(),
@@ -86,6 +96,8 @@ def period_sessions(
         owner = next((st for st in stays if s.session_id in st.assigned), None)
         if owner is None and s.badge:
             owner = next((st for st in current if s.badge in st.badges), None)
+        if owner is None and s.room:
+            owner = next((st for st in current if _in_room(s, st)), None)
         rows.append(
             SessionRow(
                 s,
@@ -93,7 +105,7 @@ def period_sessions(
                 s.start + timedelta(seconds=s.duration_s),
                 sum(cost for _, cost in s.periods.values()),
                 owner,
-                current if owner is None and not s.badge else [],
+                current if owner is None and not s.badge and not s.room else [],
             )
         )
     return rows, warnings

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from collector.billing.statement import Policy, PolicyName
+from collector.desk.i18n import FRENCH, Translator
 from collector.desk.storage import StayFields, StayRow, Storage, iso
 
 POLICIES: tuple[PolicyName, ...] = ("at_cost", "flat", "allowance")
@@ -68,40 +69,43 @@ def validate(
     now: datetime,
     grace: timedelta,
     stay_id: int | None = None,
+    t: Translator = FRENCH,
 ) -> tuple[StayFields | None, dict[str, str]]:
     """The form's fields checked against each other and against the other stays: (fields,
-    {}) or (None, {field: message}). Nothing is written here."""
+    {}) or (None, {field: message}), the messages in `t`'s language. Nothing is written here."""
     errors: dict[str, str] = {}
     room = form.get("room", "").strip()
     if not ROOM.match(room):
-        errors["room"] = "Chambre : 1 à 16 lettres, chiffres, espaces ou tirets."
+        errors["room"] = t("Chambre : 1 à 16 lettres, chiffres, espaces ou tirets.")
     guest = form.get("guest", "").strip()
     if len(guest) > 100:
-        errors["guest"] = "Nom du client : 100 caractères au plus."
-    arrival = _local(form.get("arrival", ""), tz, "arrival", errors)
-    departure = _local(form.get("departure", ""), tz, "departure", errors)
+        errors["guest"] = t("Nom du client : 100 caractères au plus.")
+    arrival = _local(form.get("arrival", ""), tz, "arrival", errors, t)
+    departure = _local(form.get("departure", ""), tz, "departure", errors, t)
     if arrival and departure:
         if departure <= arrival:
-            errors["departure"] = "Le départ doit être après l'arrivée."
+            errors["departure"] = t("Le départ doit être après l'arrivée.")
         elif departure - arrival > LONGEST:
-            errors["departure"] = "Un séjour dure un an au plus."
+            errors["departure"] = t("Un séjour dure un an au plus.")
     for name, value in (("arrival", arrival), ("departure", departure)):
         if value and not now - PAST <= value <= now + FUTURE:
-            errors[name] = (
-                f"Date hors limites : entre le {(now - PAST).astimezone(tz):%d/%m/%Y} "
-                f"et le {(now + FUTURE).astimezone(tz):%d/%m/%Y}."
+            errors[name] = t(
+                "Date hors limites : entre le {first} et le {last}.",
+                first=f"{(now - PAST).astimezone(tz):%d/%m/%Y}",
+                last=f"{(now + FUTURE).astimezone(tz):%d/%m/%Y}",
             )
     badges = tuple(dict.fromkeys(form.get("badges", "").replace(",", " ").split()))
     bad = [b for b in badges if not BADGE.match(b)]
     if bad:
-        errors["badges"] = (
-            f"Badge {bad[0]!r} : 1 à 64 lettres, chiffres, points, tirets ou deux-points."
+        errors["badges"] = t(
+            "Badge {badge} : 1 à 64 lettres, chiffres, points, tirets ou deux-points.",
+            badge=repr(bad[0]),
         )
     policy = form.get("policy", "")
     if policy not in POLICIES:
-        errors["policy"] = "Tarification : au coût, forfait ou kWh inclus."
-    fee = _decimal(form.get("fee_eur", "0"), "fee_eur", errors, Decimal(1000))
-    per_night = _decimal(form.get("kwh_per_night", "0"), "kwh_per_night", errors, Decimal(1000))
+        errors["policy"] = t("Tarification : au coût, forfait ou kWh inclus.")
+    fee = _decimal(form.get("fee_eur", "0"), "fee_eur", errors, Decimal(1000), t)
+    per_night = _decimal(form.get("kwh_per_night", "0"), "kwh_per_night", errors, Decimal(1000), t)
     if errors or arrival is None or departure is None:
         return None, errors
     # Badges are valid until departure + grace: stays that far apart can still share one.
@@ -109,18 +113,24 @@ def validate(
         if other.id == stay_id:
             continue
         if other.room == room and other.arrival < departure and arrival < other.departure:
-            errors["arrival"] = (
-                f"La chambre {room} est déjà occupée par le séjour n° {other.id} "
-                f"du {other.arrival.astimezone(tz):%d/%m/%Y %H:%M} "
-                f"au {other.departure.astimezone(tz):%d/%m/%Y %H:%M}."
+            errors["arrival"] = t(
+                "La chambre {room} est déjà occupée par le séjour n° {id} du {arrival} au "
+                "{departure}.",
+                room=room,
+                id=other.id,
+                arrival=f"{other.arrival.astimezone(tz):%d/%m/%Y %H:%M}",
+                departure=f"{other.departure.astimezone(tz):%d/%m/%Y %H:%M}",
             )
         taken = sorted(set(badges) & set(other.badges))
         valid_together = other.arrival < departure + grace and arrival < other.departure + grace
         if taken and other.closed is None and valid_together:
-            errors["badges"] = (
-                f"Le badge {taken[0]} est déjà donné à la chambre {other.room} "
-                f"(séjour n° {other.id}) jusqu'au "
-                f"{(other.departure + grace).astimezone(tz):%d/%m/%Y %H:%M}."
+            errors["badges"] = t(
+                "Le badge {badge} est déjà donné à la chambre {room} (séjour n° {id}) "
+                "jusqu'au {until}.",
+                badge=taken[0],
+                room=other.room,
+                id=other.id,
+                until=f"{(other.departure + grace).astimezone(tz):%d/%m/%Y %H:%M}",
             )
     if errors:
         return None, errors
@@ -137,21 +147,25 @@ def badges_in_force(stays: list[StayRow], now: datetime, grace: timedelta) -> li
     return sorted(out, key=lambda item: item["badge"])
 
 
-def _local(text: str, tz: ZoneInfo, name: str, errors: dict[str, str]) -> datetime | None:
+def _local(
+    text: str, tz: ZoneInfo, name: str, errors: dict[str, str], t: Translator
+) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        errors[name] = "Date et heure attendues (AAAA-MM-JJ HH:MM)."
+        errors[name] = t("Date et heure attendues (AAAA-MM-JJ HH:MM).")
         return None
     return value.replace(tzinfo=tz) if value.tzinfo is None else value
 
 
-def _decimal(text: str, name: str, errors: dict[str, str], highest: Decimal) -> Decimal:
+def _decimal(
+    text: str, name: str, errors: dict[str, str], highest: Decimal, t: Translator
+) -> Decimal:
     try:
         value = Decimal((text or "0").strip().replace(",", "."))
     except InvalidOperation:
         value = Decimal(-1)
     if not value.is_finite() or not 0 <= value <= highest:
-        errors[name] = f"Un nombre de 0 à {highest} est attendu."
+        errors[name] = t("Un nombre de 0 à {highest} est attendu.", highest=highest)
         return Decimal(0)
     return value

@@ -78,7 +78,9 @@ class StorageUnavailable(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.full = "full" in reason
+        # In WAL mode a write the disk has no room for fails as "disk I/O error" (the WAL file
+        # cannot grow), not SQLITE_FULL: both are the disk, not another program's lock.
+        self.full = "full" in reason or "disk I/O error" in reason
 
 
 def iso(ts: datetime) -> str:

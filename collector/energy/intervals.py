@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from collector.energy.tariff import Tariff
@@ -71,12 +72,14 @@ class Piece:
     end: datetime
     energy_wh: float
     period: Period
-    price_eur_kwh: float
+    price_eur_kwh: Decimal
     estimated: bool
 
     @property
-    def cost_eur(self) -> float:
-        return self.energy_wh / 1000 * self.price_eur_kwh
+    def cost_eur(self) -> Decimal:
+        """kWh x price in Decimal (the binary energy taken exactly): sessions add these up
+        without the drift of a float running sum."""
+        return Decimal(self.energy_wh) / 1000 * self.price_eur_kwh
 
 
 @dataclass
@@ -84,7 +87,7 @@ class Window:
     start: datetime
     end: datetime
     period: Period
-    price_eur_kwh: float
+    price_eur_kwh: Decimal  # as the tariff has it; a float only on the wire
     energy_wh: float = 0.0
     index_start_wh: float | None = None
     estimated: bool = False
@@ -97,8 +100,8 @@ class Window:
             end=self.end,
             energy_wh=energy,
             period=self.period,
-            price_eur_kwh=self.price_eur_kwh,
-            cost_eur=cost_eur(energy, self.price_eur_kwh),
+            price_eur_kwh=float(self.price_eur_kwh),
+            cost_eur=cost_eur(energy, float(self.price_eur_kwh)),
             index_start_wh=_round(self.index_start_wh),
             index_end_wh=_round(index_end_wh),
             estimated=self.estimated or self.tempo_fallback,
@@ -245,7 +248,7 @@ class PointEnergy:
                 "start": w.start.isoformat(),
                 "end": w.end.isoformat(),
                 "period": w.period,
-                "price_eur_kwh": w.price_eur_kwh,
+                "price_eur_kwh": float(w.price_eur_kwh),
                 "energy_wh": w.energy_wh,
                 "index_start_wh": w.index_start_wh,
                 "estimated": w.estimated,
@@ -272,7 +275,8 @@ class PointEnergy:
                 start=datetime.fromisoformat(w["start"]),
                 end=datetime.fromisoformat(w["end"]),
                 period=w["period"],
-                price_eur_kwh=float(w["price_eur_kwh"]),
+                # The float's shortest text is the price as typed (0.1952), never its binary noise.
+                price_eur_kwh=Decimal(repr(float(w["price_eur_kwh"]))),
                 energy_wh=float(w["energy_wh"]),
                 index_start_wh=w["index_start_wh"],
                 estimated=bool(w["estimated"]),

@@ -31,6 +31,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from collector.config import SessionSettings
@@ -54,41 +55,62 @@ MISMATCH_WH = 100.0
 
 @dataclass
 class Totals:
-    """Energy (Wh) and unrounded cost (EUR) per period."""
+    """Energy (Wh) and unrounded cost (EUR) per period. Costs are Decimal sums of each piece's
+    kWh x price: a session of thousands of pieces adds up exactly, never with a float running
+    sum's drift."""
 
-    by_period: dict[str, list[float]] = field(default_factory=dict)
+    wh: dict[str, float] = field(default_factory=dict)
+    eur: dict[str, Decimal] = field(default_factory=dict)
 
     def add(self, pieces: list[Piece]) -> None:
         for piece in pieces:
-            slot = self.by_period.setdefault(piece.period, [0.0, 0.0])
-            slot[0] += piece.energy_wh
-            slot[1] += piece.cost_eur
+            self.wh[piece.period] = self.wh.get(piece.period, 0.0) + piece.energy_wh
+            self.eur[piece.period] = self.eur.get(piece.period, ZERO) + piece.cost_eur
 
     def subtract(self, pieces: list[Piece]) -> None:
         for piece in pieces:
-            slot = self.by_period.setdefault(piece.period, [0.0, 0.0])
-            slot[0] = max(0.0, slot[0] - piece.energy_wh)
-            slot[1] = max(0.0, slot[1] - piece.cost_eur)
+            self.wh[piece.period] = max(0.0, self.wh.get(piece.period, 0.0) - piece.energy_wh)
+            self.eur[piece.period] = max(ZERO, self.eur.get(piece.period, ZERO) - piece.cost_eur)
 
     def merge(self, other: Totals) -> None:
-        for period, (energy, cost) in other.by_period.items():
-            slot = self.by_period.setdefault(period, [0.0, 0.0])
-            slot[0] += energy
-            slot[1] += cost
+        for period, energy in other.wh.items():
+            self.wh[period] = self.wh.get(period, 0.0) + energy
+        for period, cost in other.eur.items():
+            self.eur[period] = self.eur.get(period, ZERO) + cost
 
     @property
     def energy_wh(self) -> float:
-        return sum(e for e, _ in self.by_period.values())
+        return sum(self.wh.values())
 
     @property
-    def cost_eur(self) -> float:
-        return sum(c for _, c in self.by_period.values())
+    def cost_eur(self) -> Decimal:
+        return sum(self.eur.values(), ZERO)
 
     def periods(self) -> dict[Period, PeriodTotal]:
         return {
-            p: PeriodTotal(energy_wh=round(e, 6), cost_eur=round(c, 6))  # type: ignore[misc]
-            for p, (e, c) in sorted(self.by_period.items())
+            p: PeriodTotal(energy_wh=round(e, 6), cost_eur=_eur6(self.eur.get(p, ZERO)))  # type: ignore[misc]
+            for p, e in sorted(self.wh.items())
         }
+
+    def to_dict(self) -> dict[str, list[float | str]]:
+        """Period -> [Wh, EUR as exact decimal text] (the state file is JSON)."""
+        return {p: [e, str(self.eur.get(p, ZERO))] for p, e in self.wh.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Totals:
+        # Older state files hold the cost as a float: its shortest text is taken.
+        return cls(
+            {p: float(e) for p, (e, _) in data.items()},
+            {p: Decimal(str(c)) for p, (_, c) in data.items()},
+        )
+
+
+ZERO = Decimal(0)
+
+
+def _eur6(value: Decimal) -> float:
+    """A message's cost: six decimals, as the float JSON carries."""
+    return float(round(value, 6))
 
 
 @dataclass
@@ -112,7 +134,7 @@ class Session:
             ts=ts if event == "end" else self.start,
             badge=self.badge,
             energy_wh=round(self.totals.energy_wh, 6),
-            cost_eur=round(self.totals.cost_eur, 6),
+            cost_eur=_eur6(self.totals.cost_eur),
             duration_s=(ts - self.start).total_seconds(),
             max_power_w=self.max_power_w,
             start=self.start,
@@ -363,7 +385,7 @@ class SessionTracker:
             "pending": _session_dict(self.pending),
             "session": _session_dict(self.session),
             "low_since": _iso(self.low_since),
-            "tail": self.tail.by_period,
+            "tail": self.tail.to_dict(),
             "badges": [[b, at.isoformat()] for b, at in self.badges],
         }
 
@@ -373,7 +395,7 @@ class SessionTracker:
         self.pending = _session_from(data.get("pending"))
         self.session = _session_from(data.get("session"))
         self.low_since = _dt(data.get("low_since"))
-        self.tail = Totals({k: list(v) for k, v in (data.get("tail") or {}).items()})
+        self.tail = Totals.from_dict(data.get("tail") or {})
         self.badges = [(b, datetime.fromisoformat(at)) for b, at in data.get("badges", [])]
 
 
@@ -393,7 +415,7 @@ def _session_dict(session: Session | None) -> dict[str, Any] | None:
         "start": session.start.isoformat(),
         "badge": session.badge,
         "max_power_w": session.max_power_w,
-        "totals": session.totals.by_period,
+        "totals": session.totals.to_dict(),
         "room": session.room,
         "transaction_id": session.transaction_id,
         "end": _iso(session.end),
@@ -409,7 +431,7 @@ def _session_from(data: dict[str, Any] | None) -> Session | None:
         start=datetime.fromisoformat(data["start"]),
         badge=data.get("badge"),
         max_power_w=float(data.get("max_power_w", 0.0)),
-        totals=Totals({k: list(v) for k, v in data.get("totals", {}).items()}),
+        totals=Totals.from_dict(data.get("totals", {})),
         room=data.get("room"),
         transaction_id=data.get("transaction_id"),
         end=_dt(data.get("end")),

@@ -3,9 +3,12 @@
 Rules (documented in docs/energy-and-billing.md):
 - With option `base` every instant is BASE. With `hphc` an instant is HC when its local
   wall-clock time falls in one of the HC ranges of its local calendar day, else HP.
-- The HC ranges of a day are those of the first season whose MM-DD span contains the day,
-  else the top-level `offpeak` list. A range that wraps midnight ("22:00-06:00") covers
-  00:00-06:00 and 22:00-24:00 of each day, so the morning part follows that day's schedule.
+- The HC ranges of a day come from the `offpeak` entry in force that day (dated entries change
+  at local midnight of their `since`; the first also covers earlier days; today's undated form
+  is one entry): its first season whose MM-DD span contains the day, else its own ranges. A
+  range that wraps midnight ("22:00-06:00") covers 00:00-06:00 and 22:00-24:00 of each day, so
+  the morning part follows that day's schedule. With `weekend`, Saturday, Sunday and the
+  extra day are HC from 00:00 to 24:00.
 - Daylight saving: boundaries are wall-clock times, so on 29 March 2026 (23 h) the range
   22:00-06:00 holds 7 real hours and on 25 October 2026 (25 h) it holds 9.
 - A price row applies from local midnight of its `since` date; the earliest row also covers
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
@@ -47,6 +51,15 @@ TEMPO_PERIODS: dict[tuple[TempoColour, bool], Period] = {
 }
 
 
+ALL_DAY = ((time(0, 0), time(0, 0)),)
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    ranges: tuple[tuple[time, time], ...]
+    seasons: tuple[tuple[str, str, tuple[tuple[time, time], ...]], ...]
+
+
 def tempo_day(instant: datetime, tz: ZoneInfo) -> date:
     """The Tempo day an instant belongs to: the local date, less one before 06:00."""
     local = instant.astimezone(tz)
@@ -57,8 +70,8 @@ class TariffError(ValueError):
     """The tariff cannot price something (a price missing from a row)."""
 
 
-def row_price(row: PriceRow, period: Period, index: int | None = None) -> float:
-    value: float | None
+def row_price(row: PriceRow, period: Period, index: int | None = None) -> Decimal:
+    value: Decimal | None
     if period.startswith("TEMPO_"):
         _, colour, hours = period.lower().split("_")
         value = None if row.tempo is None else getattr(getattr(row.tempo, colour), hours)
@@ -85,23 +98,41 @@ class Tariff:
         return cls(tariff.settings.model_copy(update={"option": option}), tariff.tz, tariff.colours)
 
     @cached_property
-    def _default_ranges(self) -> tuple[tuple[time, time], ...]:
-        return tuple(parse_clock_range(r) for r in self.settings.offpeak)
-
-    @cached_property
-    def _seasons(self) -> tuple[tuple[str, str, tuple[tuple[time, time], ...]], ...]:
+    def _schedules(self) -> tuple[tuple[date, _Schedule], ...]:
+        """(since, schedule) of every dated HC entry, oldest first."""
         return tuple(
-            (s.start, s.end, tuple(parse_clock_range(r) for r in s.offpeak))
-            for s in self.settings.seasons
+            (
+                entry.since,
+                _Schedule(
+                    tuple(parse_clock_range(r) for r in entry.offpeak),
+                    tuple(
+                        (s.start, s.end, tuple(parse_clock_range(r) for r in s.offpeak))
+                        for s in entry.seasons
+                    ),
+                ),
+            )
+            for entry in self.settings.offpeak_entries()
         )
 
     def offpeak_ranges(self, day: date) -> tuple[tuple[time, time], ...]:
-        """HC ranges (start, end) in force on a local calendar day."""
+        """HC ranges (start, end) in force on a local calendar day: those of the dated entry in
+        force that day (the first one also before its date, as price rows), of its first season
+        containing the day, else its own. A weekend day of the weekend option is HC all day,
+        (00:00, 00:00)."""
+        weekend = self.settings.weekend
+        if weekend is not None and day.weekday() in weekend.days:
+            return ALL_DAY
+        if not self._schedules:
+            return ()
+        current = self._schedules[0][1]
+        for since, schedule in self._schedules:
+            if since <= day:
+                current = schedule
         key = day.strftime("%m-%d")
-        for start, end, ranges in self._seasons:
+        for start, end, ranges in current.seasons:
             if season_contains(start, end, key):
                 return ranges
-        return self._default_ranges
+        return current.ranges
 
     def colour_at(self, instant: datetime) -> TempoColour:
         """The Tempo colour of the instant's day, or the fallback while it is unknown."""
@@ -120,6 +151,7 @@ class Tariff:
             off = clock >= TEMPO_HC_START or clock < TEMPO_DAY_START
             return TEMPO_PERIODS[self.colour_at(instant), off]
         for start, end in self.offpeak_ranges(local.date()):
+            # start == end only for ALL_DAY: `clock >= 00:00` holds all day.
             inside = start <= clock < end if start < end else clock >= start or clock < end
             if inside:
                 return "HC"
@@ -134,11 +166,11 @@ class Tariff:
                 current = row
         return current
 
-    def price(self, instant: datetime, period: Period) -> float:
+    def price(self, instant: datetime, period: Period) -> Decimal:
         row = self.row_at(instant)
         return row_price(row, period, self.settings.prices.index(row))
 
-    def rate_at(self, instant: datetime) -> tuple[Period, float]:
+    def rate_at(self, instant: datetime) -> tuple[Period, Decimal]:
         """(period, EUR/kWh) in force at an instant."""
         period = self.period_at(instant)
         return period, self.price(instant, period)
@@ -206,3 +238,92 @@ def _transitions(day: date, tz: ZoneInfo) -> list[datetime]:
         else:
             hi = mid
     return [hi.replace(microsecond=0)]
+
+
+# The Enedis reform's shape of an HC day (TURPE 7; docs/tariffs.md), in minutes of the day.
+_NIGHT = (23 * 60, 7 * 60)  # at least 5 consecutive HC hours in here
+_AFTERNOON = (11 * 60, 17 * 60)  # at most 3 HC hours in here
+_PEAKS = ((7 * 60, 11 * 60), (17 * 60, 23 * 60))  # no HC in here
+REFORM_FROM = date(2025, 11, 1)  # Enedis moves meters to the new shape from this day
+
+
+def _minutes(ranges: tuple[tuple[time, time], ...]) -> list[bool]:
+    """The HC minutes of a day (1440 flags) from its ranges."""
+    flags = [False] * 1440
+    for start, end in ranges:
+        a, b = start.hour * 60 + start.minute, end.hour * 60 + end.minute
+        for m in range(1440):
+            if (a <= m < b) if a < b else (m >= a or m < b):
+                flags[m] = True
+    return flags
+
+
+def _longest_run(flags: list[bool], span: tuple[int, int]) -> int:
+    """Longest run of HC minutes inside a span of the day that may wrap midnight."""
+    a, b = span
+    minutes = list(range(a, 1440)) + list(range(b)) if a > b else list(range(a, b))
+    best = run = 0
+    for m in minutes:
+        run = run + 1 if flags[m] else 0
+        best = max(best, run)
+    return best
+
+
+def _hours(minutes: int) -> str:
+    return f"{minutes / 60:g} h"
+
+
+def schedule_warnings(ranges: tuple[tuple[time, time], ...], reform: bool) -> list[str]:
+    """What is unusual in one day's HC ranges: not 8 hours, a boundary off the half hour, and
+    once the reform applies, the shape Enedis gives (`reform`)."""
+    out: list[str] = []
+    flags = _minutes(ranges)
+    if sum(flags) != 8 * 60:
+        out.append(f"{_hours(sum(flags))} of HC a day, where Enedis gives 8 h")
+    odd = [t for r in ranges for t in r if t.minute not in (0, 30)]
+    if odd:
+        out.append(f"boundary {odd[0]:%H:%M} is not on the hour or half hour as Enedis sets them")
+    if not reform:
+        return out
+    night = _longest_run(flags, _NIGHT)
+    if night < 5 * 60:
+        out.append(
+            f"{_hours(night)} of consecutive HC between 23:00 and 07:00, where the reform "
+            "gives at least 5 h"
+        )
+    afternoon = sum(flags[_AFTERNOON[0] : _AFTERNOON[1]])
+    if afternoon > 3 * 60:
+        out.append(
+            f"{_hours(afternoon)} of HC between 11:00 and 17:00, where the reform allows 3 h"
+        )
+    for a, b in _PEAKS:
+        if any(flags[a:b]):
+            out.append(
+                f"HC between {a // 60:02d}:00 and {b // 60:02d}:00, which the reform "
+                "keeps for peak hours"
+            )
+    return out
+
+
+def offpeak_warnings(settings: TariffSettings) -> list[str]:
+    """Every schedule of the site's HC entries checked by `schedule_warnings`, named by its
+    place in the site file; the reform's shape for entries in force from REFORM_FROM on (an
+    undated schedule may predate it, so only the 8 hours and half hours are checked there)."""
+    if settings.option != "hphc":
+        return []
+    out: list[str] = []
+    dated = settings.offpeak_entries()
+    for i, entry in enumerate(dated):
+        undated = entry.since == date.min
+        where = "tariff.offpeak" if undated else f"tariff.offpeak[{i}] (since {entry.since})"
+        reform = not undated and entry.since >= REFORM_FROM
+        schedules: list[tuple[str, list[str]]] = (
+            [(where, list(entry.offpeak))] if entry.offpeak else []
+        )
+        for j, season in enumerate(entry.seasons):
+            prefix = "tariff" if undated else f"tariff.offpeak[{i}]"
+            schedules.append((f"{prefix}.seasons[{j}] ({season.name})", list(season.offpeak)))
+        for name, texts in schedules:
+            ranges = tuple(parse_clock_range(t) for t in texts)
+            out += [f"{name}: {problem}" for problem in schedule_warnings(ranges, reform)]
+    return out

@@ -1,1 +1,1 @@
-"""`irve ingest`, MQTT -> InfluxDB: payloads and checks (pure); service and writer (I/O)."""
+"""`irve ingest`, MQTT -> InfluxDB: payloads and checks (pure); service, receiver and writer (I/O)."""

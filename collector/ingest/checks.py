@@ -20,6 +20,7 @@ from collector.wire.messages import (
     LimitMessage,
     SessionMessage,
     StateMessage,
+    SubscriptionMessage,
 )
 from collector.wire.times import EPOCH
 
@@ -183,6 +184,17 @@ def connector(msg: ConnectorMessage) -> None:
     _text("error_code", msg.error_code)
 
 
+MAX_SUBSCRIPTION_EUR_MONTH = 10_000.0  # far above any 36 kVA (or yellow) contract
+
+
+def subscription(msg: SubscriptionMessage) -> None:
+    _time("ts", msg.ts)
+    _range("per_month_eur", msg.per_month_eur, 0, MAX_SUBSCRIPTION_EUR_MONTH, " EUR")
+    # A day bears the month / its days: at most a 28-day February's share.
+    _range("cost_eur", msg.cost_eur, 0, msg.per_month_eur / 28 * 1.000001, " EUR")
+    _text("source", msg.source)
+
+
 def limit(msg: LimitMessage) -> None:
     _time("ts", msg.ts)
 
@@ -195,5 +207,6 @@ BY_KIND: dict[str, Callable[[Any], None]] = {
     "alert": alert,
     "event": event,
     "connector": connector,
+    "subscription": subscription,
     "limit": limit,
 }

@@ -41,6 +41,7 @@ from collector.ingest.batch import AckToken, Batch, Batcher
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
 from collector.ingest.payloads import Rejected, decode, site_of, subscriptions, topic_kind
+from collector.ingest.receiver import StreamClient
 from collector.ingest.writer import Backend, Dropped, WriteAborted, Writer, backend_for
 from collector.mqtt.auth import default_client_id, new_client
 from collector.redact import redact, redact_url
@@ -87,18 +88,20 @@ class Ingestor:
 
     # --- MQTT -----------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> StreamClient:
         settings = self.config.mqtt
         client = new_client(
             settings,
             default_client_id(self.config.ingest.client_id, settings.username, "irve-ingest"),
             protocol="5",
+            client_class=StreamClient,
         )
         client.manual_ack_set(True)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_stream_message = self._receive  # QoS 1: what the ingestor subscribes with
+        client.on_message = self._on_message  # anything else the broker sends
         return client
 
     def _connect_properties(self) -> Properties:
@@ -151,28 +154,35 @@ class Ingestor:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._receive(msg.topic, msg.payload, msg.mid, msg.qos)
+
+    def _receive(self, topic: str, payload: bytes | bytearray, mid: int, qos: int = 1) -> None:
+        """On the network thread, under paho's callback lock: one message."""
         if self._closing:
             return  # not acknowledged: the broker redelivers it to the next run
-        topic, payload = msg.topic, msg.payload
         try:
             decoded = decode(self.prefix, topic, payload, time.time_ns() // 1_000_000)
         except Rejected as exc:
-            self._dead_letter(msg, exc.site, exc.kind, exc.reason)
+            self._dead_letter(topic, payload, mid, qos, exc)
             return
         except Exception as exc:  # a bug of ours must not stop the stream; the letter keeps it
             log.exception("could not decode %r", topic)
-            site = site_of(self.prefix, topic)
-            self._dead_letter(msg, site, topic_kind(self.prefix, topic), f"internal error: {exc!r}")
+            site, kind = site_of(self.prefix, topic), topic_kind(self.prefix, topic)
+            self._dead_letter(
+                topic, payload, mid, qos, Rejected(site, kind, f"internal error: {exc!r}")
+            )
             return
         self.metrics.messages[decoded.kind] += 1
         self.metrics.received += 1
-        self.batcher.add(decoded.line, (topic, payload), (self._generation, msg.mid, msg.qos))
+        self.batcher.add(decoded.line, (topic, payload), (self._generation, mid, qos))
 
-    def _dead_letter(self, msg: mqtt.MQTTMessage, site: str, kind: str, reason: str) -> None:
+    def _dead_letter(
+        self, topic: str, payload: bytes | bytearray, mid: int, qos: int, exc: Rejected
+    ) -> None:
         """On the network thread: republish with the reason, acknowledge at once."""
-        log.warning("dead letter from %r: %r", msg.topic, reason)
-        self._publish_letter(msg.topic, msg.payload, site, kind, reason)
-        self.client.ack(msg.mid, msg.qos)
+        log.warning("dead letter from %r: %r", topic, exc.reason)
+        self._publish_letter(topic, payload, exc.site, exc.kind, exc.reason)
+        self.client.ack(mid, qos)
 
     def _publish_letter(
         self, topic: str, payload: bytes | bytearray, site: str, kind: str, reason: str
@@ -227,13 +237,14 @@ class Ingestor:
             self._acknowledge(batch.tokens)
 
     def _acknowledge(self, tokens: list[AckToken]) -> None:
-        acked = 0
         with self._paho_callback_lock():
-            for generation, mid, qos in tokens:
-                if generation == self._generation:
+            current = self._generation
+            live = [(mid, qos) for generation, mid, qos in tokens if generation == current]
+            self.client.ack_many([mid for mid, qos in live if qos == 1])  # one write for all
+            for mid, qos in live:
+                if qos == 2:  # PUBCOMP, one by one (the ingestor subscribes with QoS 1)
                     self.client.ack(mid, qos)
-                    acked += 1
-        self.metrics.acked += acked
+        self.metrics.acked += len(live)
         self.metrics.settled += len(tokens)
 
     def _paho_callback_lock(self) -> threading.Lock:

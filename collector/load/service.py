@@ -110,6 +110,12 @@ class LoadService:
         }
         self._power: dict[str, float | None] = dict.fromkeys(self._sockets)
         self._last_poll: float | None = None  # monotonic
+        # The main meter's reading waits for the sockets' readings of the same poll cycle: the
+        # base load is the main meter minus the sockets, and sockets read a cycle earlier (before
+        # their cars obeyed, say) would make it wrong by what changed meanwhile.
+        self._pending: tuple[datetime, float | None, float] | None = None  # (ts, W, monotonic)
+        self._awaited: set[str] = set()
+        self._offline: set[str] = set()
         self._workers: list[asyncio.Task[None]] = []
 
     # -- life cycle --------------------------------------------------------------------------
@@ -135,25 +141,55 @@ class LoadService:
     # -- input (from the Collector, on the loop: no waiting here) ------------------------------
 
     def reading(self, reading: Reading) -> None:
+        clock = self._monotonic()
         if reading.point in self._sockets:
             self._power[reading.point] = reading.power_w
+            self._awaited.discard(reading.point)
         elif reading.point == self._main:
-            self._decide(reading.ts, reading.power_w, self._monotonic())
+            if self._pending is not None:
+                self._flush()  # a socket did not answer in the last cycle: decide without it
+            self._last_poll = clock
+            self._pending = (reading.ts, reading.power_w, clock)
+            self._awaited = set(self._sockets) - self._offline
+        self._flush_when_complete(clock)
 
     def availability(self, point: str, online: bool) -> None:
-        if point in self._sockets and not online:
-            self._power[point] = None
+        if point not in self._sockets:
+            return
+        if online:
+            self._offline.discard(point)
+            return
+        self._power[point] = None
+        self._offline.add(point)
+        self._awaited.discard(point)
+        self._flush_when_complete(self._monotonic())
+
+    def _flush_when_complete(self, clock: float) -> None:
+        """Decide once every socket has answered since the main meter, or a poll interval after
+        it (a socket meter on a slower bus, or one that failed without being offline yet)."""
+        if self._pending is None:
+            return
+        if not self._awaited or clock - self._pending[2] >= self._interval_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self._pending is not None
+        at, main_w, _ = self._pending
+        self._pending = None
+        self._decide(at, main_w)
 
     def tick(self, now: datetime) -> None:
         """The collector's clock tick: polls of the main meter that did not come count as polls
         without a reading (the fail-safe counts them), and profiles due are sent again."""
         clock = self._monotonic()
+        self._flush_when_complete(clock)
         if self._last_poll is None:
             self._last_poll = clock  # a main meter that never answers is silent from the start
         # A poll is missed once one and a half intervals passed without it (the poller's
         # jitter), counted on the monotonic clock: a wall-clock step is no silence.
         while clock - self._last_poll >= self._interval_s * 1.5:
-            self._decide(now, None, self._last_poll + self._interval_s)
+            self._last_poll += self._interval_s
+            self._decide(now, None)
         for socket in self._sockets.values():
             if socket.ocpp_due is not None and clock >= socket.ocpp_due:
                 socket.ocpp_due = None
@@ -169,8 +205,7 @@ class LoadService:
                     socket.ocpp_limit = None
                     socket.wake.set()
 
-    def _decide(self, at: datetime, main_w: float | None, polled: float) -> None:
-        self._last_poll = polled
+    def _decide(self, at: datetime, main_w: float | None) -> None:
         decision = self.controller.decide(Poll(at, main_w, dict(self._power)))
         for point, limit in decision.limits.items():
             socket = self._sockets[point]

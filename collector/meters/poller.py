@@ -28,7 +28,7 @@ from collector.meters.bus import (
     backoff_delay,
     read_cost,
 )
-from collector.meters.plan import Request, Slot, decode_request, plan_reads
+from collector.meters.plan import Request, RequestDecoder, Slot, plan_reads
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading
 from collector.wire.times import utc_now
@@ -68,6 +68,8 @@ class MeterReader:
         self.profile = profile
         self.bus = bus
         self.plan = plan_reads(profile)
+        # Compiled once per request (the plan changes only when the meter refuses a read).
+        self._decoders: dict[Request, RequestDecoder] = {}
         self.refused: set[str] = set()  # values whose own registers the meter refuses
         self.failures = 0
         self.next_try = 0.0  # loop time before which the meter is left alone
@@ -105,8 +107,11 @@ class MeterReader:
             first = await self._read(_sub_request(request, request.slots[:half]), accepted)
             second = await self._read(_sub_request(request, request.slots[half:]), accepted)
             return {**first, **second}
+        decoder = self._decoders.get(request)
+        if decoder is None:
+            decoder = self._decoders[request] = RequestDecoder(self.profile, request)
         try:
-            values = decode_request(self.profile, request, words)
+            values = decoder(words)
         except ValueError as exc:
             raise BusError(
                 f"{self.label}: cannot decode {request.function} {request.address}+"

@@ -15,9 +15,10 @@ WordOrder = Literal["msw", "lsw"]
 REGISTERS: dict[DataType, int] = {
     "u16": 1, "s16": 1, "u32": 2, "s32": 2, "u64": 4, "s64": 4, "f32": 2, "f64": 4,
 }  # fmt: skip
-_STRUCT: dict[DataType, str] = {
-    "u16": ">H", "s16": ">h", "u32": ">I", "s32": ">i", "u64": ">Q", "s64": ">q", "f32": ">f", "f64": ">d",
+STRUCT_CODES: dict[DataType, str] = {
+    "u16": "H", "s16": "h", "u32": "I", "s32": "i", "u64": "Q", "s64": "q", "f32": "f", "f64": "d",
 }  # fmt: skip
+_STRUCT = {dtype: ">" + code for dtype, code in STRUCT_CODES.items()}
 
 
 def raw_int(words: Sequence[int], word_order: WordOrder = "msw") -> int:
@@ -48,18 +49,18 @@ def decode(
     (value,) = struct.unpack(_STRUCT[dtype], data)
     digits = 0  # decimals of the raw value: none for an integer register
     if dtype == "f32":
-        value = _shortest_f32(value, data)
-        digits = _decimals(repr(value))
+        value = shortest_f32(value, data)
+        digits = decimals(repr(value))
     result = float(value) * scale
     if not math.isfinite(result):
         return None
     if scale != 1.0 and dtype != "f64":
         # 2300 x 0.1 is 230.00000000000003 in binary: keep the digits the factors have.
-        result = round(result, digits + _scale_decimals(scale))
+        result = round(result, digits + scale_decimals(scale))
     return result
 
 
-def _shortest_f32(value: float, data: bytes) -> float:
+def shortest_f32(value: float, data: bytes) -> float:
     """The shortest decimal that is this float32, as the meter's display shows it (0.99, not
     0.9900000095367432)."""
     if not math.isfinite(value):
@@ -71,16 +72,16 @@ def _shortest_f32(value: float, data: bytes) -> float:
     return value
 
 
-def _decimals(text: str) -> int:
+def decimals(text: str) -> int:
     """Digits after the decimal point of a number written out ("0.01" -> 2, "1e+20" -> 0)."""
     exponent = decimal.Decimal(text).as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 @functools.cache
-def _scale_decimals(scale: float) -> int:
+def scale_decimals(scale: float) -> int:
     """A profile has a handful of scales: worked out once each."""
-    return _decimals(repr(scale))
+    return decimals(repr(scale))
 
 
 def encode(

@@ -8,6 +8,7 @@ hands them to it), so that their energy and cost are the MID meter's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -29,11 +30,14 @@ log = logging.getLogger(__name__)
 
 
 class OcppBridge:
-    def __init__(self, language: Language = "fr") -> None:
+    def __init__(self, language: Language = "fr", offline: Iterable[str] = ()) -> None:
+        """`offline`: the chargers whose charger_offline alert was firing when the previous run
+        stopped (the alert state file): still firing, not fired again if they stay silent,
+        resolved when they talk."""
         self.language = language  # of the alerts' sentences, as the phone notifications
         # The last description of each charger: an online/offline change keeps what its boot said.
         self.chargers: dict[str, ChargerMessage] = {}
-        self.offline: set[str] = set()  # chargers whose charger_offline alert is firing
+        self.offline: set[str] = set(offline)  # chargers whose charger_offline alert is firing
 
     def messages(self, event: Event) -> list[Outgoing]:
         if isinstance(event, ChargerBooted):
@@ -59,12 +63,12 @@ class OcppBridge:
             return out
         if isinstance(event, ChargerOffline):
             described = self._changed(event.charger, event.ts, False, event.last_seen)
-            self.offline.add(event.charger)
-            silent_s = (event.ts - event.last_seen).total_seconds()
-            return [
-                self._describe(event.charger, described),
-                self._alert(event.charger, event.ts, "firing", silent_s),
-            ]
+            out = [self._describe(event.charger, described)]
+            if event.charger not in self.offline:  # firing already (before a restart): once
+                self.offline.add(event.charger)
+                silent_s = (event.ts - event.last_seen).total_seconds()
+                out.append(self._alert(event.charger, event.ts, "firing", silent_s))
+            return out
         if isinstance(event, ConnectorStatus):
             return self._connector(event)
         if isinstance(event, CommandResult):

@@ -8,7 +8,7 @@ answers, so an id is never handed out twice, even across restarts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -135,9 +135,19 @@ class Transaction:
     registers: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["start"] = format_ts(self.start)
-        return data
+        # By hand, not dataclasses.asdict (a deep copy, the bulk of a save's time): the sample
+        # dicts are copied, so that the snapshot can be encoded off the event loop.
+        return {
+            "id": self.id,
+            "charger": self.charger,
+            "connector": self.connector,
+            "badge": self.badge,
+            "room": self.room,
+            "start": format_ts(self.start),
+            "meter_start_wh": self.meter_start_wh,
+            "intervals": dict(self.intervals),
+            "registers": dict(self.registers),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Transaction:
@@ -218,6 +228,7 @@ class CentralCore:
             cid: Charger(cid, dict(points), last_seen=now) for cid, points in chargers.items()
         }
         self.badges: dict[str, Badge] = {}
+        self._saved_badges: list[dict[str, Any]] | None = None  # self.badges as saved
         self.transactions: dict[int, Transaction] = {}
         self.next_transaction_id = 1
         self.local_list_version = 0
@@ -234,17 +245,25 @@ class CentralCore:
             "transactions": [t.to_json() for t in self.transactions.values()],
             # Kept so that a restart answers from the last list before the broker's retained
             # copy arrives, and that copy then changes nothing (no new local list version).
-            "badges": [
+            "badges": self._badges_json(),
+        }
+
+    def _badges_json(self) -> list[dict[str, Any]]:
+        """The list as saved, made once per list (every save has it, the list rarely changes);
+        never changed afterwards, so a snapshot may share it."""
+        if self._saved_badges is None:
+            self._saved_badges = [
                 {"badge": b.badge, "room": b.room, "until": format_ts(b.until) if b.until else None}
                 for b in self.badges.values()
-            ],
-        }
+            ]
+        return self._saved_badges
 
     def _load(self, state: Mapping[str, Any]) -> None:
         self.next_transaction_id = max(1, int(state.get("next_transaction_id", 1)))
         self.local_list_version = int(state.get("local_list_version", 0))
         badges, _ = parse_badge_list({"badges": state.get("badges", [])})
         self.badges = {b.badge.upper(): b for b in badges}
+        self._saved_badges = None
         for data in state.get("transactions", []):
             transaction = Transaction.from_json(data)
             self.transactions[transaction.id] = transaction
@@ -261,6 +280,7 @@ class CentralCore:
         if new == self.badges:
             return False
         self.badges = new
+        self._saved_badges = None
         self.local_list_version += 1
         self.dirty = True
         return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,8 +58,22 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@dataclass
+class ChargerMemory:
+    """What a charger keeps across the losses of its link, as a real one does: its running
+    transactions (still charging meanwhile), their starts, its charging profiles, and the stop
+    of a transaction that could not be sent (sent again, with its real time and index, once
+    the link is back)."""
+
+    transactions: dict[int, int] = field(default_factory=dict)  # connector -> transaction id
+    started: dict[int, datetime] = field(default_factory=dict)  # connector -> its start
+    profiles: list[Profile] = field(default_factory=list)
+    stops: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # index, time, reason
+
+
 class SimulatedCharger(ChargePoint):
-    """One charger: its connectors' transactions follow the cars of the model."""
+    """One charger on one connection: its connectors' transactions follow the cars of the
+    model."""
 
     def __init__(
         self,
@@ -67,8 +82,10 @@ class SimulatedCharger(ChargePoint):
         model: SiteModel,
         badges: Mapping[str, str],
         meter_values_s: float = METER_VALUES_S,
+        memory: ChargerMemory | None = None,
     ) -> None:
         super().__init__(settings.id, ws, response_timeout=15)
+        self.memory = memory if memory is not None else ChargerMemory()
         self.model = model
         self.badges = badges
         self.meter_values_s = meter_values_s
@@ -78,15 +95,22 @@ class SimulatedCharger(ChargePoint):
         for number, point in sorted(settings.connectors.items()):
             if point not in self.points.values():
                 self.points[number] = point
-        self.transactions: dict[int, int] = {}  # connector -> transaction id
+        self.transactions = self.memory.transactions
+        self.started = self.memory.started
         self.refused_at: dict[int, float] = {}  # connector -> loop time of a refused badge
         self.remote: dict[int, str] = {}  # connector -> badge of a remote start, waiting
-        self.started: dict[int, datetime] = {}  # connector -> its transaction's start
         self.sampled: dict[int, float] = {}  # connector -> loop time of its last MeterValues
-        self.status: dict[int, str] = {}  # connector -> last status sent
-        self.profiles: list[Profile] = []
-        for point in self.points.values():
-            self._meter(point).energized = False  # no transaction yet
+        self.status: dict[int, str] = {}  # connector -> last status sent on this connection
+        for number, point in self.points.items():
+            self._meter(point).energized = number in self.transactions
+
+    @property
+    def profiles(self) -> list[Profile]:
+        return self.memory.profiles
+
+    @profiles.setter
+    def profiles(self, profiles: list[Profile]) -> None:
+        self.memory.profiles = profiles
 
     def _meter(self, point: str) -> MeterState:
         return self.model.meters[point]
@@ -103,9 +127,15 @@ class SimulatedCharger(ChargePoint):
             )
         )
         heartbeat_s = float(reply.interval or 300)
-        for number in self.points:
-            await self._status(number, "Available")
         loop = asyncio.get_running_loop()
+        for number, point in self.points.items():
+            if number in self.memory.stops:  # the car left while the link was down
+                await self._stop(number, point, "EVDisconnected")
+            elif number in self.transactions:  # still charging: Charging, MeterValues again
+                self.sampled[number] = loop.time()
+                await self._report(number, point, loop.time())
+            else:
+                await self._status(number, "Available")
         beat = loop.time()
         while True:
             for number, point in self.points.items():
@@ -152,19 +182,23 @@ class SimulatedCharger(ChargePoint):
         await self._report(number, point, self.sampled[number])
 
     async def _stop(self, number: int, point: str, reason: str) -> None:
-        transaction_id = self.transactions.pop(number)
-        del self.started[number]
-        self.profiles = ended_transaction(self.profiles, number)
-        self._meter(point).energized = False
-        self._obey(number, point, energized_changed=True)
+        # The car stops drawing now; the stop is kept until the central system has it.
+        if number not in self.memory.stops:
+            self.memory.stops[number] = (self._index_wh(point), _now(), reason)
+            self._meter(point).energized = False
+            self._obey(number, point, energized_changed=True)
+        index, when, why = self.memory.stops[number]
         await self.call(
             call.StopTransaction(
-                transaction_id=transaction_id,
-                meter_stop=self._index_wh(point),
-                timestamp=_now(),
-                reason=reason,
+                transaction_id=self.transactions[number],
+                meter_stop=index,
+                timestamp=when,
+                reason=why,
             )
         )
+        del self.memory.stops[number], self.transactions[number], self.started[number]
+        self.profiles = ended_transaction(self.profiles, number)
+        self._obey(number, point)
         await self._status(number, "Available")
 
     async def _status(self, number: int, status: str) -> None:
@@ -325,14 +359,16 @@ async def play_charger(
     badges: Mapping[str, str],
     meter_values_s: float = METER_VALUES_S,
 ) -> None:
-    """Connect (again after any failure, every RETRY_S) and play until cancelled."""
+    """Connect (again after any failure, every RETRY_S) and play until cancelled; what the
+    charger was doing goes on across its connections."""
+    memory = ChargerMemory()
     password = settings.password.get_secret_value()
     scheme, _, address = url.partition("://")
     target = f"{scheme}://{settings.id}:{password}@{address.rstrip('/')}/{settings.id}"
     while True:
         try:
             async with connect(target, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
-                charger = SimulatedCharger(settings, ws, model, badges, meter_values_s)
+                charger = SimulatedCharger(settings, ws, model, badges, meter_values_s, memory)
                 log.info("charger %s connected to %s", settings.id, url)
                 await asyncio.gather(charger.start(), charger.play())
         except asyncio.CancelledError:

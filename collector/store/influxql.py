@@ -76,7 +76,8 @@ class InfluxQL:
 
     @classmethod
     def from_settings(cls, settings: InfluxSettings) -> InfluxQL:
-        """API version 1: `database` with username/password; otherwise `bucket` with token."""
+        """API version 1: `database` with username/password; otherwise `bucket` with the token,
+        or username/password without one."""
         if settings.api_version == "1":
             return cls(
                 settings.url,
@@ -90,6 +91,14 @@ class InfluxQL:
             settings.url,
             settings.bucket,
             token=settings.token.get_secret_value() if settings.token else None,
+            # InfluxDB 2's 1.x-compatibility /query also takes a v1 authorization's u and p
+            # (from influx.username/password or the URL's user and password).
+            username=settings.username if not settings.token else None,
+            password=(
+                settings.password.get_secret_value()
+                if settings.password and not settings.token
+                else None
+            ),
             timeout_s=settings.timeout_s,
         )
 

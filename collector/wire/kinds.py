@@ -32,6 +32,7 @@ from collector.wire.messages import (
     ShedMessage,
     StateMessage,
     StatusMessage,
+    SubscriptionMessage,
     TempoMessage,
 )
 
@@ -85,6 +86,10 @@ def _connector(site: str, point: str, msg: ConnectorMessage, _received_ms: int) 
     return lines.connector(site, point, msg)
 
 
+def _subscr(site: str, _point: str, msg: SubscriptionMessage, _received_ms: int) -> str | None:
+    return lines.subscription(site, msg)
+
+
 def _limit(site: str, point: str, msg: LimitMessage, _received_ms: int) -> str | None:
     return lines.limit(site, point, msg)
 
@@ -119,6 +124,7 @@ KINDS: dict[str, Kind] = {
         Kind("alert", AlertMessage, "site", False, True, "alert", _alert),
         Kind("shed", ShedMessage, "site", True, True),
         Kind("tempo", TempoMessage, "site", True, False, inbound=True),
+        Kind("subscription", SubscriptionMessage, "site", True, True, "subscription", _subscr),
         # Published by the ingestor: a message it could not store, with the reason.
         Kind("deadletter", None, "site", False, False),
         # Home Assistant's configs, under its own prefix (collector.mqtt.discovery).

@@ -24,6 +24,7 @@ from collector.wire.messages import (
     LimitMessage,
     SessionMessage,
     StateMessage,
+    SubscriptionMessage,
 )
 from collector.wire.times import EPOCH
 
@@ -206,6 +207,15 @@ def alert(site: str, msg: AlertMessage) -> str | None:
     fields.append(f"message={string_field(msg.message)}")
     tags = (("site", site), ("point", msg.point), ("alert", msg.alert))
     return _line("alert", tags, fields, msg.ts)
+
+
+def subscription(site: str, msg: SubscriptionMessage) -> str | None:
+    """`subscription` (tags site, option; fields cost_eur, per_month_eur, kva) at the day's
+    local midnight: one point per day, the same again if the day is published twice."""
+    fields = _numbers(
+        [("cost_eur", msg.cost_eur), ("per_month_eur", msg.per_month_eur), ("kva", msg.kva)]
+    )
+    return _line("subscription", (("site", site), ("option", msg.option)), fields, msg.ts)
 
 
 def event(site: str, point: str, msg: EventMessage) -> str | None:

@@ -175,6 +175,20 @@ class TempoMessage(Message):
     colour: Literal["blue", "white", "red"]
 
 
+class SubscriptionMessage(_Timed):
+    """Retained `irve/{site}/subscription`: the share of the monthly subscription (abonnement)
+    one local day bears, the month's figure / its number of days; `ts` is the day's local
+    midnight. Kept apart from energy costs: never in a kWh price or a guest's statement."""
+
+    ts: Timestamp
+    day: _Date
+    kva: int | None = Field(default=None, ge=1, le=1000)
+    option: str
+    per_month_eur: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)
+    source: str  # "site file", or the key of the supplier table's source
+
+
 class PeriodTotal(Message):
     energy_wh: float = Field(ge=0)
     cost_eur: float = Field(ge=0)

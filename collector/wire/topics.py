@@ -15,7 +15,7 @@ from collector.wire.kinds import KINDS
 PointKind = Literal[
     "state", "availability", "energy", "session", "event", "badge", "connector", "command", "limit"
 ]
-SiteKind = Literal["status", "alert", "shed", "badges", "deadletter", "tempo"]
+SiteKind = Literal["status", "alert", "shed", "badges", "deadletter", "tempo", "subscription"]
 CHARGERS = "chargers"  # `{site}/chargers/{charger}`: the `charger` kind
 POINT_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "point")
 SITE_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.scope == "site")

@@ -373,6 +373,29 @@ def test_a_restart_resolves_a_meter_offline_alert_at_the_first_reading(tmp_path:
     assert [(m.alert, m.point, m.state) for m in back] == [("meter_offline", "cp1", "resolved")]
 
 
+def test_alerts_held_from_outside_the_rules_are_saved_with_theirs(tmp_path: Path) -> None:
+    """charger_offline (decided by the OCPP bridge) is in the same state file as the rules'
+    alerts: saved when it changes, kept when the rules save, back after a restart."""
+    path = tmp_path / "alerts.json"
+    first = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    first.hold("charger_offline", ["borne-1", "borne-2"])
+    list(first.on_tick(at(5)))
+    fired = list(first.on_tick(at(10)))  # the rules' meter_offline alerts, saved too
+    assert {o.message.alert for o in fired if isinstance(o.message, AlertMessage)} == {
+        "meter_offline"
+    }
+    first.close()
+    again = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    assert again.restored("charger_offline") == {"borne-1", "borne-2"}
+    meters_offline = [("meter_offline", p) for p in ("main", "cp1", "cp2")]
+    assert again.rules.firing_alerts() == meters_offline
+    again.hold("charger_offline", ["borne-2"])  # borne-1 is back
+    again.close()
+    last = AlertProcessor(site(), store=FileStateStore(path, background=False))
+    assert last.restored("charger_offline") == {"borne-2"}
+    assert last.rules.firing_alerts() == meters_offline
+
+
 def test_an_unreadable_alert_state_starts_with_no_alert_firing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_split_cost_shares_a_window_across_a_boundary_in_proportion_to_time() ->
         local(2026, 1, 10, 23, 0),
         1000.0,
     )
-    assert parts == {"HP": (500.0, pytest.approx(0.1213)), "HC": (500.0, pytest.approx(0.0914))}
+    assert parts == {"HP": (500.0, Decimal("0.1213")), "HC": (500.0, Decimal("0.0914"))}
 
 
 def test_compare_hphc_contract_with_base() -> None:
@@ -66,9 +67,9 @@ def test_compare_hphc_contract_with_base() -> None:
     ]
     result = compare(windows, tariff("hphc"), 3600)
     assert result.in_force.option == "hphc" and result.other.option == "base"
-    assert result.in_force.by_period["HP"] == (21_000.0, pytest.approx(5.0946))
-    assert result.in_force.by_period["HC"] == (14_000.0, pytest.approx(2.5592))
-    assert result.other.by_period == {"BASE": (35_000.0, pytest.approx(7.966))}
+    assert result.in_force.by_period["HP"] == (21_000.0, Decimal("5.0946"))
+    assert result.in_force.by_period["HC"] == (14_000.0, Decimal("2.5592"))
+    assert result.other.by_period == {"BASE": (35_000.0, Decimal("7.966"))}
     assert result.stored_cost_eur == pytest.approx(7.6538)
 
 
@@ -76,10 +77,10 @@ def test_compare_base_contract_with_hphc_cuts_windows_at_hc_ranges() -> None:
     # Base windows of an hour, HC from 22:30: the 22:00 window is half HP, half HC.
     windows = [window(22, 0, 2000.0, "BASE", 0.4552)]
     result = compare(windows, tariff("base", "22:30-06:00"), 3600)
-    assert result.in_force.by_period == {"BASE": (2000.0, pytest.approx(0.4552))}
+    assert result.in_force.by_period == {"BASE": (2000.0, Decimal("0.4552"))}
     assert result.other.by_period == {
-        "HP": (1000.0, pytest.approx(0.2426)),
-        "HC": (1000.0, pytest.approx(0.1828)),
+        "HP": (1000.0, Decimal("0.2426")),
+        "HC": (1000.0, Decimal("0.1828")),
     }
 
 

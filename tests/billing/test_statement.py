@@ -33,15 +33,20 @@ from collector.billing.statement import (
 )
 from collector.cli import main
 from collector.config import InfluxSettings, SiteConfig
+from collector.desk.statements import stay_statement
+from collector.desk.storage import StayRow
 from collector.ingest.writer import HttpV1Backend
 from collector.settings import ConfigError, load
 from collector.store.influxql import InfluxQL, InfluxQLError, quote_string, time_literal
+from collector.wire.kinds import kind_of
+from collector.wire.messages import SessionMessage
 from tests.support import servers
 from tests.support.billing_helpers import (
     GUEST_CHARGES,
     HOTEL_BLOCK,
     PARIS,
     SITE_ID,
+    Charge,
     local,
     scripted_messages,
     site_file,
@@ -679,3 +684,78 @@ def test_statement_adds_up(
     assert allowance.included_kwh == sum(line.included_kwh for line in allowance.lines)
     assert allowance.billed_kwh == sum(line.billed_kwh for line in allowance.lines)
     assert allowance.total_eur <= at_cost.total_eur + Decimal("0.01") * len(at_cost.lines)
+
+
+# ---- OCPP sessions carry the room: irve bill --room and the desk's statement -----------------
+
+# A week after the charges above: room 12's guest charges with a card that reception later
+# replaced (04A1B2C3, then 04D5E6F7), room 14 with its own card. The chargers' central system
+# tagged each session with the room the desk's badge list gave its card.
+ROOM_OF_CARD = {"04A1B2C3": "12", "04D5E6F7": "12", "04C0FFEE": "14"}
+OCPP_CHARGES = [
+    Charge("cp1", local(2026, 1, 20, 18, 0), local(2026, 1, 20, 21, 0), 7000.0, "04A1B2C3"),
+    Charge("cp2", local(2026, 1, 21, 8, 0), local(2026, 1, 21, 9, 30), 3500.0, "04D5E6F7"),
+    Charge("cp1", local(2026, 1, 21, 10, 0), local(2026, 1, 21, 11, 0), 7000.0, "04C0FFEE"),
+]
+
+
+def test_bill_room_takes_the_room_tag_and_the_desk_statement_agrees_to_the_cent(
+    billed_site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = load(SiteConfig, billed_site)
+    charges = [card_shown_first(c) for c in OCPP_CHARGES]
+    produced = scripted_messages(site, charges, local(2026, 1, 20, 12, 0), local(2026, 1, 21, 12))
+    lines = []
+    for item, _ in produced:
+        message = item.message
+        if isinstance(message, SessionMessage) and message.badge:
+            message = message.model_copy(update={"room": ROOM_OF_CARD[message.badge]})
+        to_line = kind_of(message).to_line
+        if item.kind in ("state", "energy", "session") and to_line is not None:
+            line = to_line(SITE_ID, item.point or "", message, 0)
+            if line is not None:
+                lines.append(line)
+    assert sum(",room=12" in line for line in lines) == 4  # start and end of two sessions
+    backend = HttpV1Backend(site.influx)
+    backend.write("\n".join(lines))
+    backend.close()
+
+    argv = ["bill", "-c", str(billed_site), "--room", "12", "--arrival", "2026-01-20T15:00"]
+    out = tmp_path / "room.csv"
+    assert main([*argv, "--departure", "2026-01-22T11:00", "--csv", str(out)]) == 0
+    billed = parse_csv(out.read_text(encoding="utf-8-sig"))
+    # Both cards' sessions, not room 14's, though no badge named after the room was used.
+    assert billed[-2][-4:] == ["26,250", "", "6,36", ""]  # 21 kWh HP 5.09 + 5.25 kWh HP 1.27
+    assert "warning" not in capsys.readouterr().err
+
+    # The stay now lists only the new card: the old card's session comes with the room tag.
+    stay = StayRow(
+        7,
+        "12",
+        "",
+        local(2026, 1, 20, 15, 0),
+        local(2026, 1, 22, 11, 0),
+        "at_cost",
+        Decimal(0),
+        Decimal(8),
+        None,
+        ("04D5E6F7",),
+    )
+    client = InfluxQL.from_settings(site.influx)
+    statement, warnings = stay_statement(site, stay, client, timedelta(hours=4), local(2026, 1, 22))
+    assert warnings == []
+    desk = parse_csv(to_csv(statement, "fr", PARIS))
+    assert desk[1:] == billed[1:]  # every line and total, to the cent
+    assert statement.total_eur == Decimal("6.36")
+
+
+def card_shown_first(charge: Charge) -> Charge:
+    """The card is shown a minute before the car is plugged in, as at an OCPP charger."""
+    return Charge(
+        charge.point,
+        charge.start,
+        charge.end,
+        charge.power_w,
+        charge.badge,
+        charge.start - timedelta(minutes=1),
+    )

@@ -34,6 +34,7 @@ from collector.store.influxql import InfluxQL
 from tests.support import servers
 from tests.support.collect_helpers import Recorder
 from tests.support.desk import OWNER_PASSWORD, Client, add_user, desk_process, desk_site
+from tests.support.disk import TinyDisk
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 
@@ -407,3 +408,53 @@ def test_a_locked_database_gives_a_clear_page_and_nothing_half_written(desk: Run
         == 303
     )
     assert stay_count(desk) == before + 1
+
+
+def test_a_full_disk_gives_a_clear_page_and_nothing_half_written(tmp_path: Path) -> None:
+    """The database on a small filesystem of its own (tmpfs: needs root or CAP_SYS_ADMIN, else
+    skipped, saying so), filled once the user is signed in."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for a full-disk test: {mounted.stderr.strip()}")
+    broker = servers.mosquitto(tmp_path / "mosquitto")
+    influx = servers.influxd(tmp_path / "influxd")
+    broker.start()
+    influx.start()
+    try:
+        site = desk_site(tmp_path, broker, influx)
+        data = yaml.safe_load(site.read_text(encoding="utf-8"))
+        data["desk"]["database"] = str(tiny / "desk.sqlite3")
+        site.write_text(yaml.safe_dump(data), encoding="utf-8")
+        with desk_process(site, tmp_path / "desk.log") as url:
+            client = Client(url)
+            assert client.login("owner", OWNER_PASSWORD).status == 303
+            token = client.csrf("/stays/new")
+            now = datetime.now(UTC)
+            # Badges enough that the stay cannot fit in what the filesystem has left.
+            form = stay_form(
+                "41", now, now + timedelta(days=1), " ".join(f"B{i}" for i in range(400))
+            )
+            TinyDisk(tiny).fill()
+            reply = client.post("/stays/new", {"csrf": token, **form})
+            assert reply.status == 503, reply.text
+            page = html.unescape(reply.text)
+            assert "Base de données pleine" in page and "rien n'a été enregistré" in page
+            TinyDisk(tiny).free()
+            assert Client(url).get("/healthz").status == 200  # still serving
+            with sqlite3.connect(tiny / "desk.sqlite3") as conn:
+                assert conn.execute("SELECT count(*) FROM stays").fetchone()[0] == 0
+                assert conn.execute("SELECT count(*) FROM stay_badges").fetchone()[0] == 0
+                assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 0
+            # With room again, the same stay is saved whole.
+            assert client.submit("/stays/new", form).status == 303
+    finally:
+        influx.stop()
+        broker.stop()
+        subprocess.run(["umount", "-l", str(tiny)], check=False)

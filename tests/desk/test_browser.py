@@ -107,11 +107,13 @@ def charge_with_badge(site_file: Path, start: datetime, end: datetime) -> None:
     backend.close()
 
 
-def publish(port: int, topic: str, payload: dict[str, Any], retain: bool = False) -> None:
+def publish(port: int, topic: str, payload: dict[str, Any] | str, retain: bool = False) -> None:
+    """A dict as JSON, a string as it is (`availability` and `status` are bare words)."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    client.publish(topic, json.dumps(payload), qos=1, retain=retain).wait_for_publish(10)
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    client.publish(topic, body, qos=1, retain=retain).wait_for_publish(10)
     client.disconnect()
     client.loop_stop()
 
@@ -275,20 +277,33 @@ def test_live_view_follows_the_broker(stack: tuple[Stack, Path, str], browser: B
     assert "En charge" in card.inner_text() and "7,20 kW" in card.inner_text()
     paused = page.locator('[data-point="cp2"]')
     assert "En pause" in paused.inner_text() and "paused" in (paused.get_attribute("class") or "")
+
+    # Load management lifts its limit: free again; then the meter goes offline.
+    lifted: dict[str, Any] = {"ts": ts, "current_a": None, "reason": "none", "actuators": []}
+    publish(s.broker.port, f"{base}/cp2/limit", lifted, retain=True)
+    page.locator('[data-point="cp2"].free').wait_for(timeout=15_000)
+    assert "Libre" in paused.inner_text()
+    publish(s.broker.port, f"{base}/cp2/availability", "offline", retain=True)
+    page.locator('[data-point="cp2"].offline').wait_for(timeout=15_000)
+    assert "Hors ligne" in paused.inner_text()
+    publish(s.broker.port, f"{base}/cp2/availability", "online", retain=True)
     page.close()
 
-    # On a phone: the cards stack, nothing wider than the screen.
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    small = phone.new_page()
-    small.goto(f"{url}/login")
-    small.fill("#name", "anna")
-    small.fill("#password", PASSWORD)
-    small.click("button[type=submit]")
-    small.wait_for_url(f"{url}/")
-    for path in ("/", "/stays/new"):
-        small.goto(url + path)
-        assert small.evaluate("document.documentElement.scrollWidth") <= 390, path
-    phone.close()
+    # On a phone and a tablet: the cards stack, nothing wider than the screen (wide tables
+    # scroll inside their own box).
+    for width, height in ((390, 844), (768, 1024)):
+        device = browser.new_context(viewport={"width": width, "height": height}, is_mobile=True)
+        small = device.new_page()
+        small.goto(f"{url}/login")
+        small.fill("#name", "anna")
+        small.fill("#password", PASSWORD)
+        small.click("button[type=submit]")
+        small.wait_for_url(f"{url}/")
+        for path in ("/", "/stays", "/stays/new", "/sessions"):
+            small.goto(url + path)
+            scroll_width = small.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= width, (width, path)
+        device.close()
 
 
 def test_an_unbadged_session_assigned_to_a_stay_is_on_its_statement(

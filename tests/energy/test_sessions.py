@@ -153,6 +153,21 @@ def test_price_change_at_local_midnight_uses_both_prices() -> None:
     assert end.start == datetime(2026, 1, 31, 23, 0, tzinfo=PARIS)
 
 
+def test_the_1_august_movement_at_midnight_mid_session_from_the_table() -> None:
+    """EDF's regulated HP/HC prices move on 1 August 2026 (the bundled table, 9 kVA): a charge
+    22:00 on 31 July -> 02:00 on 1 August is HC at 0.1579 until midnight, at 0.1589 after."""
+    table = TariffSettings.model_validate(
+        {"supplier": "edf-tarif-bleu", "option": "hphc", "kva": 9, "offpeak": ["22:00-06:00"]}
+    )
+    s = Socket(datetime(2026, 7, 31, 22, 0, tzinfo=PARIS), Tariff(table, PARIS))
+    s.draw(7200, 4 * 3600)
+    s.draw(0, 600)
+    end = s.sessions("end")[0]
+    assert end.energy_wh == pytest.approx(28_800.0)
+    assert end.cost_eur == round(14.4 * 0.1579 + 14.4 * 0.1589, 6) == 4.56192
+    assert set(end.periods) == {"HC"}
+
+
 def test_session_across_hc_start_has_energy_and_cost_per_period() -> None:
     hphc = TariffSettings.model_validate(
         {

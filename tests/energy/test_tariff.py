@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -116,10 +117,14 @@ def test_price_rows_apply_from_local_midnight() -> None:
         ],
     )
     midnight = local(2026, 2, 1, 0, 0)  # 23:00 UTC on 31 January
-    assert t.rate_at(midnight - timedelta(seconds=1)) == ("BASE", 0.1952)
-    assert t.rate_at(midnight) == ("BASE", 0.1927)
+    # Typed YAML numbers become the Decimal the installer wrote, never a binary float.
+    assert t.rate_at(midnight - timedelta(seconds=1)) == ("BASE", Decimal("0.1952"))
+    assert t.rate_at(midnight) == ("BASE", Decimal("0.1927"))
     assert t.next_boundary(local(2026, 1, 31, 12, 0)) == midnight
-    assert t.rate_at(local(2024, 1, 1)) == ("BASE", 0.1952)  # earliest row covers the past
+    assert t.rate_at(local(2024, 1, 1)) == (
+        "BASE",
+        Decimal("0.1952"),
+    )  # earliest row covers the past
 
 
 def test_base_option_has_one_period_and_missing_price_is_named() -> None:

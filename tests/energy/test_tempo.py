@@ -4,6 +4,7 @@ and the money property shared by every option (pure, no I/O)."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -105,8 +106,8 @@ def test_table_prices_fill_the_six_tempo_periods() -> None:
     )
     t = Tariff(settings, PARIS, {date(2025, 12, 1): "red"})
     # EDF Tempo from 1 August 2025, 9 kVA (the bundled table's row).
-    assert t.rate_at(local(2025, 12, 1, 12, 0)) == ("TEMPO_RED_HP", 0.6468)
-    assert t.rate_at(local(2025, 12, 2, 3, 0)) == ("TEMPO_RED_HC", 0.146)
+    assert t.rate_at(local(2025, 12, 1, 12, 0)) == ("TEMPO_RED_HP", Decimal("0.6468"))
+    assert t.rate_at(local(2025, 12, 2, 3, 0)) == ("TEMPO_RED_HC", Decimal("0.1460"))
 
 
 def test_tempo_needs_tempo_prices_in_every_row() -> None:

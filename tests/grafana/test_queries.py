@@ -55,6 +55,7 @@ from collector.simulator.history import history_lines
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
 from collector.store.influxql import InfluxQL, Series
+from collector.tariffs.subscription import day_share
 from tests.support import grafana_queries as gq
 from tests.support import servers
 from tests.support.app import make_app
@@ -78,6 +79,8 @@ SCENARIOS = {
 GITE_RATED_A, GITE_KVA = 16.0, 9.0
 LM_MARGIN_W = 1000.0
 SILENCED = {OVERLOAD: "cp2"}
+# EUR a month: a 36 kVA hotel's, and a 9 kVA gîte's.
+SUBSCRIPTION = {NORMAL: 52.54, OVERLOAD: 52.54, PRE: 52.54, GITE: 19.56}
 DB = "irve"
 # The 40 A socket draws about 9 kW for the 100 simulated seconds, but only the energy windows
 # closed during the run are published (the open one is saved at shutdown): the last minute
@@ -164,9 +167,11 @@ def site_yaml(tmp: Path, site_id: str, broker_port: int, bus_port: int) -> Path:
     data["buses"][0].update(host="127.0.0.1", port=bus_port, timeout_s=1.0 / SPEED)
     data["poll_interval_s"] = 1.0 / SPEED
     data["state_dir"] = str(tmp / f"state-{site_id}")
+    # Each site's own subscription (the collector publishes the day's share of it).
+    data["tariff"]["subscription"] = [{"since": "2025-01-01", "per_month": SUBSCRIPTION[site_id]}]
     if site_id == OVERLOAD:
-        # The panel test is about overload limits: on a loaded machine a main-meter read that
-        # times out (polls are sped up here) must not switch the site to its fail-safe.
+        # A loaded machine stalls the poller (0.1 s per poll here) for a few polls: the
+        # fail-safe, tested elsewhere, would cap the limits meanwhile.
         data["load_management"] = {"margin_w": LM_MARGIN_W, "failsafe_after_polls": 1000}
     path = tmp / f"{site_id}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -587,12 +592,13 @@ def test_live_limits_per_socket(data: Data) -> None:
     limited = {t: amps for t, (reason, amps) in rows["cp1"].items() if amps is not None}
     assert limited and all(rows["cp1"][t][0] == "overload" for t in limited)
     assert {amps for _, amps in rows.get("cp2", {}).values()} <= {None}
-    # What each decision saw: the main meter at that instant, the sockets' last readings.
+    # What each decision saw: the main meter at that instant, the sockets read after it in the
+    # same poll cycle.
     main = raw_points(data, OVERLOAD, "main")
     sockets = {p: raw_points(data, OVERLOAD, p) for p in ("cp1", "cp2")}
     limit_w = data.sites[OVERLOAD].subscribed_power_w - LM_MARGIN_W
     for t, amps in limited.items():
-        drawn = sum(last_before(points, t) for points in sockets.values())
+        drawn = sum(next_reading(points, t) for points in sockets.values())
         headroom_w = limit_w - (main[t] - drawn)
         # Rounded down to 0.1 A; the socket's power moves a little between two readings.
         assert amps == pytest.approx(headroom_w / 230, abs=0.3), t
@@ -606,9 +612,9 @@ def raw_points(data: Data, site: str, point: str) -> dict[int, float]:
     return {t: v for s in data.run(text) for t, v in s.values if v is not None}
 
 
-def last_before(points: dict[int, float], t: int) -> float:
-    earlier = [ts for ts in points if ts <= t]
-    return points[max(earlier)] if earlier else 0.0
+def next_reading(points: dict[int, float], t: int) -> float:
+    later = [ts for ts in points if ts >= t]
+    return points[min(later)] if later else 0.0
 
 
 @checks(live("Puissance du site / puissance souscrite", "A"), live("Charge du site"))
@@ -799,6 +805,33 @@ def test_month_totals(data: Data) -> None:
     assert sum(kwh.values()) > LIVE_CLOSED_KWH  # the 40 A site (last checked): its live charge
 
 
+@checks(energy("Abonnement ce mois-ci"))
+def test_subscription_this_month_is_the_share_of_each_day_published(data: Data) -> None:
+    """The live run published the share of its day (two if it crossed local midnight): the
+    panel sums them, apart from every energy cost; the gîte has its own figure."""
+    end = data.live_end
+    for site in (NORMAL, GITE):
+        raw = data.run(
+            f"SELECT cost_eur, per_month_eur FROM \"subscription\" WHERE site = '{site}'"
+        )
+        days = {
+            datetime.fromtimestamp(ts / 1000, UTC).astimezone(PARIS).date(): (cost, monthly)
+            for series in raw
+            for ts, cost, monthly in series.values
+        }
+        assert end.astimezone(PARIS).date() in days
+        this_month = [d for d in days if d >= gq.start_of_month(end, PARIS).date()]
+        shares = {d: day_share(data.sites[site].tariff, d) for d in this_month}
+        for d in this_month:  # each stored day is the site file's month / its days
+            assert days[d] == (
+                pytest.approx(float(shares[d].cost_eur or 0)),
+                SUBSCRIPTION[site],
+            )
+        found = panel(data, "irve-energy", "Abonnement ce mois-ci", site, data.history_start, end)
+        expected = sum(float(shares[d].cost_eur or 0) for d in this_month)
+        assert float(found[0].values[0][1]) == pytest.approx(expected)
+
+
 @checks(
     energy("Prix moyen du kWh par période"),
     energy("Répartition de l'énergie par période"),
@@ -818,8 +851,8 @@ def test_average_price_and_period_split(data: Data) -> None:
     approx_dict({p: s.values[0][1] for p, s in price.items()}, {p: eur[p] / kwh[p] for p in kwh})
     # One price row in force over the history: the mean is that row's price of the period.
     in_force = data.sites[NORMAL].tariff.prices[-1]
-    assert price["HP"].values[0][1] == pytest.approx(in_force.hp)
-    assert price["HC"].values[0][1] == pytest.approx(in_force.hc)
+    assert price["HP"].values[0][1] == pytest.approx(float(in_force.hp or 0))
+    assert price["HC"].values[0][1] == pytest.approx(float(in_force.hc or 0))
     pie = panel(data, "irve-energy", "Répartition de l'énergie par période", NORMAL, start, end)
     approx_dict({p: s.values[0][1] for p, s in by_tag(pie, "period").items()}, dict(kwh))
 

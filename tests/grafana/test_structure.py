@@ -124,7 +124,7 @@ def site_values() -> set[float]:
         limit = site.subscribed_power_w
         found |= {limit, limit * site.alerts.warning_share, site.site.subscribed_power_kva}
         for row in site.tariff.prices:
-            found |= {price for price in (row.base, row.hp, row.hc) if price is not None}
+            found |= {float(p) for p in (row.base, row.hp, row.hc) if p is not None}
     return found
 
 

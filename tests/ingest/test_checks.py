@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -148,7 +149,9 @@ def test_plausible_edges_are_accepted() -> None:
 
 def test_what_the_collector_publishes_passes() -> None:
     start = datetime(2026, 11, 23, 10, 15, tzinfo=UTC)
-    window = Window(start, start + timedelta(seconds=60), "HP", 0.2516, energy_wh=123.456789)
+    window = Window(
+        start, start + timedelta(seconds=60), "HP", Decimal("0.2516"), energy_wh=123.456789
+    )
     body = window.message(index_end_wh=1123.5).to_json()
     assert decode("irve", "irve/h/cp1/energy", body, 0).line is not None
     session = Session("cp1-x", start, badge="04A1", max_power_w=7400)

@@ -71,3 +71,18 @@ def test_a_description_from_before_a_restart_is_kept_when_the_charger_only_recon
     assert isinstance(online.message, ChargerMessage)
     assert (online.message.vendor, online.message.online) == ("Hager", True)
     assert "borne-2" not in after.chargers
+
+
+def test_a_charger_offline_before_a_restart_is_not_fired_twice_and_resolves() -> None:
+    """The alert state file says borne-1 was offline: still silent after the restart, it is
+    described offline without a second `firing`; when it talks the alert resolves."""
+    bridge = OcppBridge("en", offline=["borne-1"])
+    later = T0 + timedelta(minutes=20)
+    (described,) = bridge.messages(ChargerOffline(later, "borne-1", T0))
+    assert isinstance(described.message, ChargerMessage) and not described.message.online
+    assert bridge.offline == {"borne-1"}
+    back, resolved = bridge.messages(ChargerOnline(later, "borne-1"))
+    assert isinstance(back.message, ChargerMessage) and back.message.online
+    assert isinstance(resolved.message, AlertMessage)
+    assert (resolved.message.alert, resolved.message.state) == ("charger_offline", "resolved")
+    assert bridge.offline == set()

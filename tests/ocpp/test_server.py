@@ -618,3 +618,28 @@ def test_a_second_connection_replaces_the_first_and_gets_the_list(tmp_path: Path
                     assert (await new.call(call.Heartbeat())).current_time
 
     asyncio.run(scenario())
+
+
+def test_the_local_list_is_made_once_per_version_and_set_of_valid_badges(tmp_path: Path) -> None:
+    """Every charger gets the same wire payload, made once (not converted again per charger);
+    a badge expiring makes a new one, under the same version."""
+    now = [NOW]
+    soon = Badge("0A0B0C0D", "3", NOW + timedelta(minutes=5))
+
+    async def scenario() -> None:
+        site = Site(tmp_path, clock=lambda: now[0])
+        site.system.set_badges([GUEST, soon])
+        first = site.system.local_list_payload()
+        assert first is site.system.local_list_payload()
+        assert [e["idTag"] for e in first["localAuthorizationList"]] == ["04A1B2C3", "0A0B0C0D"]
+        assert first["localAuthorizationList"][0]["idTagInfo"] == {
+            "status": "Accepted",
+            "expiryDate": GUEST.until.strftime("%Y-%m-%dT%H:%M:%S.000Z"),  # type: ignore[union-attr]
+        }
+        now[0] = NOW + timedelta(minutes=10)
+        later = site.system.local_list_payload()
+        assert [e["idTag"] for e in later["localAuthorizationList"]] == ["04A1B2C3"]
+        assert later["listVersion"] == first["listVersion"] and later["updateType"] == "Full"
+        await site.system.stop()
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ DEMO_SECONDS, Ctrl-C, or the demo being killed outright. Plus the pure parts of 
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -136,13 +137,37 @@ def test_make_demo_reaches_influxdb_and_stops_after_demo_seconds() -> None:
         if run.process.poll() is None:
             os.killpg(run.process.pid, signal.SIGKILL)
     assert run.process.returncode == 0, output
-    # The default scenario: a car on cp1 drawing 16 A (half of 32 A), about 3.7 kW.
-    cp1 = re.findall(r"^cp1\s+Borne 1\s+(?:idle|charging)\s+-\s+(\d+) (\d+)\s", output, re.M)
-    assert cp1 and 3000 < int("".join(cp1[-1])) < 4000, output
     assert output.rstrip().endswith("demo: stopped"), output
     wait_until(lambda: gone(children), timeout=5, what="every child gone")
     temporary = re.search(r"logs\s+(\S+)/\*\.log", output)
     assert temporary and not Path(temporary.group(1)).exists()
+
+
+def test_demo_shows_the_guests_ocpp_sessions_with_badges_and_rooms() -> None:
+    """The default scenario: the reference station's charger simulated, the front desk's
+    badges with rooms; cp1's car charges (a transaction, badge of room 12, the socket's 32 A),
+    cp2's leaves after a minute: its session ends with the MID meter's energy and cost."""
+    run = Run([sys.executable, "-m", "scripts.demo"], DEMO_SECONDS="150")
+    try:
+        started_servers(run)
+        run.wait_for_line(r"\d\d:\d\d:\d\d  cp2  badge 04A1B2C4  room 14  OCPP tx \d+  ended ", 120)
+        run.process.send_signal(signal.SIGTERM)
+        output = run.finish(timeout=60)
+    finally:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+    assert run.process.returncode == 0, output
+    assert "badge list published on irve/hotel-vda/badges: 2 guests' badges" in output
+    frame = output.rsplit("(hotel-vda)", 1)[1]  # the last frame
+    assert re.search(r"^chargers cp1 Charging, cp2 Available$", frame, re.M), frame
+    assert re.search(
+        r"\d\d:\d\d:\d\d  cp1  badge 04A1B2C3  room 12  OCPP tx \d+  charging$", frame, re.M
+    )
+    ended = re.search(r"cp2  badge 04A1B2C4  room 14  OCPP tx \d+  ended \S+  (\S+) kWh", frame)
+    assert ended and float(ended.group(1)) > 0, frame
+    # The car on cp1 draws the socket's 32 A through the charger: about 7.3 kW.
+    cp1 = re.findall(r"^cp1\s+Borne 1\s+charging\s+-\s+(\d+) (\d+)\s", frame, re.M)
+    assert cp1 and 7000 < int("".join(cp1[-1])) < 7600, frame
 
 
 def test_demo_shows_alerts_and_shed_offers_a_watch_command_and_keeps_logs() -> None:
@@ -286,22 +311,37 @@ def test_influxd_version_is_read() -> None:
 
 def test_demo_site_uses_local_ports_and_the_site_id_as_mqtt_user() -> None:
     example = yaml.safe_load(EXAMPLE.read_text())
-    site = demo.demo_site(example, 41883, {"board": 45020})
+    site = demo.demo_site(example, 41883, {"board": 45020}, 49000)
     assert site["buses"] == [{**example["buses"][0], "host": "127.0.0.1", "port": 45020}]
     assert site["mqtt"]["port"] == 41883 and site["mqtt"]["username"] == "hotel-vda"
     assert site["meters"] == example["meters"]
+    # The reference station: one charger, two connectors (Type 2, domestic) per charge point.
+    assert site["ocpp"]["listen"] == "127.0.0.1:49000"
+    (charger,) = site["chargers"]
+    assert charger["id"] == "borne-1" and len(charger["password"]) >= 16
+    assert charger["connectors"] == {1: "cp1", 2: "cp1", 3: "cp2", 4: "cp2"}
+    own = {**example, "chargers": [{"id": "wb", "password": "x", "connectors": {1: "cp2"}}]}
+    assert demo.demo_site(own, 1, {"board": 2}, 3)["chargers"] == own["chargers"]
     rtu = {**example, "buses": [{"id": "rs485", "type": "rtu", "device": "/dev/ttyUSB0"}]}
     with pytest.raises(demo.DemoError, match="TCP buses only"):
-        demo.demo_site(rtu, 1883, {})
+        demo.demo_site(rtu, 1883, {}, 3)
 
 
 def test_board_and_table(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
     path.write_text(
-        yaml.safe_dump(demo.demo_site(yaml.safe_load(EXAMPLE.read_text()), 1, {"board": 2}))
+        yaml.safe_dump(demo.demo_site(yaml.safe_load(EXAMPLE.read_text()), 1, {"board": 2}, 3))
     )
     site = load(SiteConfig, str(path))
-    assert demo.default_simulate_args(site) == ["--scenario", "overcurrent:cp1:16"]
+    assert demo.default_simulate_args(site) == [
+        *("--badge", "cp1=04A1B2C3", "--scenario", "plug:cp1:240"),
+        *("--badge", "cp2=04A1B2C4", "--scenario", "plug:cp2:1"),
+    ]
+    badges = json.loads(demo.badge_list(site, datetime(2026, 11, 23, 10, 0, tzinfo=UTC)))
+    assert badges["badges"] == [
+        {"badge": "04A1B2C3", "room": "12", "until": "2026-11-25T10:00:00.000Z"},
+        {"badge": "04A1B2C4", "room": "14", "until": "2026-11-25T10:00:00.000Z"},
+    ]
     board = Board(site)
     board.on_message("irve/hotel-vda/status", b"online")
     board.on_message(
@@ -371,3 +411,42 @@ def test_board_and_table(tmp_path: Path) -> None:
         "alerts  11:15:09  resolved  socket_overcurrent     cp1  12.0 A (limit 32.0 A)\n"
         "        11:15:03  firing    socket_overcurrent     cp1  40.0 A (limit 32.0 A)"
     ) in frame
+    assert "sessions none yet" in frame and "chargers" not in frame
+
+    def session(event: str, ts: str, **more: object) -> bytes:
+        body = {
+            "event": event,
+            "session_id": "cp1-tx7",
+            "ts": ts,
+            "badge": "04A1B2C3",
+            "energy_wh": 0,
+            "cost_eur": 0,
+            "duration_s": 0,
+            "max_power_w": 0,
+            "room": "12",
+            "source": "ocpp",
+            "transaction_id": 7,
+            **more,
+        }
+        return json.dumps(body).encode()
+
+    board.on_message(
+        "irve/hotel-vda/cp1/connector",
+        b'{"ts": "2026-11-23T10:15:00Z", "charger": "borne-1", "connector": 1,'
+        b' "status": "Charging", "error_code": "NoError", "info": null}',
+    )
+    board.on_message("irve/hotel-vda/cp1/session", session("start", "2026-11-23T10:15:00Z"))
+    frame = render(board, now, [])
+    assert "chargers cp1 Charging\n" in frame
+    assert "sessions 11:15:00  cp1  badge 04A1B2C3  room 12  OCPP tx 7  charging" in frame
+    end = session(
+        "end", "2026-11-23T10:45:00Z", start="2026-11-23T10:15:00Z", energy_wh=3456.7, cost_eur=0.69
+    )
+    board.on_message("irve/hotel-vda/cp1/session", end)
+    board.on_message("irve/hotel-vda/cp1/session", b"{}")  # refused, ignored
+    frame = render(board, now, [])
+    assert (
+        "sessions 11:15:00  cp1  badge 04A1B2C3  room 12  OCPP tx 7  ended 11:45:00  3.457 kWh"
+        "  0.69 EUR"
+    ) in frame
+    assert "charging" not in frame.split("sessions", 1)[1]

@@ -126,3 +126,54 @@ def test_no_transaction_no_current_and_a_bad_plug_scenario_named(tmp_path: Path)
     assert amps(sim.model) == 0.0
     with pytest.raises(ValueError, match="minutes must be > 0"):
         SimulatedSite(site, profiles, scenarios=["plug:cp1:0"])
+
+
+def test_a_transaction_goes_on_across_a_restart_of_the_central_system(tmp_path: Path) -> None:
+    """The link lost (the collector restarting), the simulated charger reconnects with its
+    transaction still running, as a real one does: Charging again, then one stop of that same
+    transaction; no second start, the car drawing all along."""
+    port = free_port()
+    path = write_site(
+        tmp_path,
+        buses=[tcp_bus("board")],
+        meters=[socket_meter("cp1", "board", 1)],
+        ocpp={"listen": f"127.0.0.1:{port}", "authorize": "any"},
+        chargers=[{"id": "borne-1", "password": "pw-borne-1", "connectors": {1: "cp1"}}],
+    )
+    site, profiles = load_site(str(path))
+    settings = site.ocpp
+    assert settings is not None
+    events: list[Event] = []
+
+    def of(kind: type[Any]) -> list[Any]:
+        return [e for e in events if isinstance(e, kind)]
+
+    def system() -> CentralSystem:
+        return CentralSystem(settings, site.chargers, state_path(tmp_path, "t"), events.append)
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=1, scenarios=["plug:cp1:60"]) as sim:
+            player = asyncio.create_task(
+                play_charger(site.chargers[0], f"ws://127.0.0.1:{port}", sim.model, {})
+            )
+            try:
+                async with system():
+                    (started,) = await until(lambda: of(TransactionStarted), "the transaction")
+                charging = len(of(ConnectorStatus))
+                assert amps(sim.model) == pytest.approx(32.0)  # the link is down, not the car
+                async with system():
+                    await until(
+                        lambda: [e.status for e in of(ConnectorStatus)[charging:]] == ["Charging"],
+                        "Charging again on the new connection",
+                        timeout=20,
+                    )
+                    sim.model.meters["cp1"].car = None
+                    (ended,) = await until(lambda: of(TransactionEnded), "the stop")
+            finally:
+                player.cancel()
+                await asyncio.gather(player, return_exceptions=True)
+        assert ended.transaction_id == started.transaction_id
+        assert ended.badge == started.badge  # the restarted system knew it (state file)
+        assert len(of(TransactionStarted)) == 1
+
+    asyncio.run(scenario())

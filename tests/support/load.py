@@ -170,8 +170,9 @@ async def obedient(url: str, charger: str, obey: Obey) -> AsyncIterator[Obedient
 class KnxObserver:
     """A second KNX client on the same knxd: every group write it hears, with when."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, on_write: Callable[[str, int], None] | None = None) -> None:
         self.heard: list[tuple[float, str, int]] = []  # (monotonic, group address, value)
+        self.on_write = on_write
         self.xknx = XKNX(
             connection_config=ConnectionConfig(
                 connection_type=ConnectionType.TUNNELING, gateway_ip="127.0.0.1", gateway_port=port
@@ -184,13 +185,17 @@ class KnxObserver:
         if isinstance(payload, GroupValueWrite) and isinstance(payload.value, DPTBinary):
             address = str(telegram.destination_address)
             self.heard.append((time.monotonic(), address, payload.value.value))
+            if self.on_write is not None:
+                self.on_write(address, payload.value.value)
 
     def writes(self, address: str) -> list[int]:
         return [value for _, a, value in self.heard if a == address]
 
 
 @contextlib.asynccontextmanager
-async def knx_observer(port: int) -> AsyncIterator[KnxObserver]:
-    watcher = KnxObserver(port)
+async def knx_observer(
+    port: int, on_write: Callable[[str, int], None] | None = None
+) -> AsyncIterator[KnxObserver]:
+    watcher = KnxObserver(port, on_write)
     async with watcher.xknx:
         yield watcher

@@ -21,6 +21,8 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 def _is_list(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a union member with its own tag (tariff.offpeak's forms)
+        return _is_list(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         return any(_is_list(arg) for arg in typing.get_args(annotation))
     return origin is list

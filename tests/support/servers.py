@@ -69,10 +69,14 @@ def mosquitto_on(conf: Path, port: int, workdir: Path, *more_ports: int) -> Serv
     )
 
 
-def influxd(workdir: Path) -> Server:
-    """InfluxDB 1.x (Debian's 1.6.7): the backup service gets its own free port."""
+def influxd(workdir: Path, auth: bool = False) -> Server:
+    """InfluxDB 1.x (Debian's 1.6.7): the backup service gets its own free port. `auth`: HTTP
+    authentication enabled (the first user, an admin, can be created without credentials)."""
     port, rpc = free_port(), free_port()
     conf = local_influxd.prepare(workdir, port, rpc)
+    if auth:
+        text = conf.read_text(encoding="utf-8")
+        conf.write_text(text.replace("[http]\n", "[http]\n  auth-enabled = true\n"), "utf-8")
     return Server(
         "influxd",
         [require("influxd"), "-config", str(conf)],

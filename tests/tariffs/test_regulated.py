@@ -234,6 +234,7 @@ def problems(tmp_path: Path, data: dict[str, Any]) -> list[str]:
     return info.value.problems
 
 
+D = Decimal  # the table's figures reach the tariff as the exact decimals the source prints
 HPHC = {"supplier": "edf-tarif-bleu", "option": "hphc", "offpeak": ["22:00-06:00"]}
 
 
@@ -241,17 +242,17 @@ def test_the_table_fills_the_price_rows(tmp_path: Path) -> None:
     site = load_site(tmp_path, hotel(HPHC | {"kva": 36}))
     rows = [(r.since, r.hp, r.hc) for r in site.tariff.prices]
     assert rows == [
-        (date(2024, 2, 1), 0.27, 0.2068),
-        (date(2025, 2, 1), 0.2146, 0.1696),
-        (date(2025, 8, 1), 0.2081, 0.1635),
-        (date(2026, 2, 1), 0.2065, 0.1579),
-        (date(2026, 8, 1), 0.2142, 0.1589),
+        (date(2024, 2, 1), D("0.27"), D("0.2068")),
+        (date(2025, 2, 1), D("0.2146"), D("0.1696")),
+        (date(2025, 8, 1), D("0.2081"), D("0.1635")),
+        (date(2026, 2, 1), D("0.2065"), D("0.1579")),
+        (date(2026, 8, 1), D("0.2142"), D("0.1589")),
     ]
     # Priced through the real tariff: the August movement at local midnight.
     tariff = Tariff(site.tariff, PARIS)
     midnight = datetime(2026, 8, 1, tzinfo=PARIS)
-    assert tariff.price(midnight - timedelta(seconds=1), "HP") == 0.2065
-    assert tariff.price(midnight, "HP") == 0.2142
+    assert tariff.price(midnight - timedelta(seconds=1), "HP") == D("0.2065")
+    assert tariff.price(midnight, "HP") == D("0.2142")
 
 
 def test_own_prices_override_the_table_on_their_date(tmp_path: Path) -> None:
@@ -261,16 +262,21 @@ def test_own_prices_override_the_table_on_their_date(tmp_path: Path) -> None:
     ]
     site = load_site(tmp_path, hotel(HPHC | {"kva": 9, "prices": own}))
     by_date = {r.since: (r.hp, r.hc) for r in site.tariff.prices}
-    assert by_date[date(2026, 2, 1)] == (0.25, 0.15)
-    assert by_date[date(2026, 3, 15)] == (0.3, 0.2)
-    assert by_date[date(2026, 8, 1)] == (0.2142, 0.1589)
-    assert by_date[date(2025, 8, 1)] == (0.2081, 0.1635)
+    assert by_date[date(2026, 2, 1)] == (D("0.25"), D("0.15"))
+    assert by_date[date(2026, 3, 15)] == (D("0.3"), D("0.2"))
+    assert by_date[date(2026, 8, 1)] == (D("0.2142"), D("0.1589"))
+    assert by_date[date(2025, 8, 1)] == (D("0.2081"), D("0.1635"))
 
 
 def test_the_other_options_figures_come_along_for_comparisons(tmp_path: Path) -> None:
     site = load_site(tmp_path, hotel(HPHC | {"kva": 9}))
     last = site.tariff.prices[-1]
-    assert (last.since, last.base, last.hp, last.hc) == (date(2026, 8, 1), 0.1985, 0.2142, 0.1589)
+    assert (last.since, last.base, last.hp, last.hc) == (
+        date(2026, 8, 1),
+        D("0.1985"),
+        D("0.2142"),
+        D("0.1589"),
+    )
     # 36 kVA has no Base in the table: the HP/HC rows alone.
     site = load_site(tmp_path, hotel(HPHC | {"kva": 36}))
     assert {row.base for row in site.tariff.prices} == {None}
@@ -279,7 +285,7 @@ def test_the_other_options_figures_come_along_for_comparisons(tmp_path: Path) ->
 def test_kva_defaults_to_the_step_above_the_subscribed_power(tmp_path: Path) -> None:
     site = load_site(tmp_path, hotel({"supplier": "edf-tarif-bleu", "option": "base"}, 7.2))
     assert site.tariff.kva == 9
-    assert site.tariff.prices[-2].base == 0.19266
+    assert site.tariff.prices[-2].base == D("0.19266")
 
 
 @pytest.mark.parametrize(

@@ -270,6 +270,21 @@ def test_bad_payloads_are_rejected_with_a_reason(topic: str, payload: bytes, rea
     assert reason in info.value.reason
 
 
+def test_a_days_subscription_is_one_point_at_its_local_midnight() -> None:
+    payload = (
+        b'{"ts": "2026-12-05T23:00:00.000Z", "day": "2026-12-06", "kva": 36, "option": "hphc",'
+        b' "per_month_eur": 52.54, "cost_eur": 1.69483871, "source": "site file"}'
+    )
+    decoded = decode("irve", "irve/h/subscription", payload, 0)
+    assert decoded.kind == "subscription"
+    assert decoded.line == (
+        "subscription,site=h,option=hphc cost_eur=1.69483871,per_month_eur=52.54,kva=36.0 "
+        "1796511600000"
+    )
+    with pytest.raises(Rejected, match="cost_eur"):
+        decode("irve", "irve/h/subscription", payload.replace(b"1.69483871", b"52.54"), 0)
+
+
 def test_dead_letter_site() -> None:
     assert site_of("irve", "irve/h/x/y/z") == "h"
     assert site_of("irve", "irve//cp1/state") == "unknown"
@@ -282,8 +297,9 @@ def test_subscriptions_shared_and_plain() -> None:
     assert "$share/grp/irve/+/alert" in shared
     assert "$share/grp/irve/+/+/connector" in shared
     assert "$share/grp/irve/+/chargers/+" in shared
+    assert "$share/grp/irve/+/subscription" in shared
     assert "$share/grp/irve/+/+/limit" in shared
-    assert len(shared) == 9
+    assert len(shared) == 10
 
 
 json_values = st.recursive(
