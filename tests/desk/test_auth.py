@@ -99,6 +99,7 @@ MEASURE = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc needed")
 def test_eight_logins_at_once_cost_the_memory_of_one_and_give_it_back() -> None:
     done = subprocess.run(

@@ -178,6 +178,7 @@ def pages(desk: Desk) -> Iterator[tuple[str, str]]:
     yield "no CSRF", client.post(f"{stay}/close", {}).text
 
 
+@pytest.mark.process
 def test_every_page_is_in_the_desks_language(desk: Desk) -> None:
     foreign = other_words(desk.lang)
     assert len(foreign) > 50
