@@ -1,4 +1,5 @@
-"""Collector throughput and footprint, side by side with modbus4mqtt, on one simulated site.
+"""Collector throughput and footprint, side by side with modbus4mqtt and Node-RED, on one
+simulated site.
 
 Everything real and local, on loopback: the meter simulator (`irve simulate`, its own process)
 serves N meters (default 50, unit ids 1..N) of one profile behind one Modbus TCP endpoint, as a
@@ -20,7 +21,13 @@ Window: after every meter has published (warm-up), `--seconds` of steady state. 
 and requests per reading over the window; CPU = user+system time of the tool's processes over
 the window; peak RSS = VmHWM at the end (whole run, start-up included).
 
-    python -m bench.collector_bench [--meters N] [--seconds S] [--profile ID ...] [--no-peer]
+The Node-RED comparison (issue 18) is its own scenario: 10 eastron-sdm630 meters polled every
+0.1 s, irve collect and Node-RED (bench.node_red: installed by npm into a cache folder, flow
+generated here) alternated in one run, `--runs` times; min / median of CPU per reading and of
+their ratio.
+
+    python -m bench.collector_bench [--peer modbus4mqtt|node-red] [--meters N] [--seconds S]
+        [--profile ID ...] [--no-peer] [--runs N] [--quick]
 """
 
 from __future__ import annotations

@@ -482,7 +482,8 @@ NODE_RED_VARIANTS = [("1", False), ("2", False), ("1", True), ("2", True)]
 def default_node_red_dir() -> Path:
     """Where the bench keeps its npm install between runs (a few hundred MB, made once)."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "irve-bench" / "node-red"
+    # Named after what `install_node_red` installs, so that changing it installs afresh.
+    return Path(cache) / "irve-bench" / "node-red-4-influxdb-0.7"
 
 
 def install_node_red(where: Path) -> str | None:

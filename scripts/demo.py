@@ -278,6 +278,7 @@ class Viewer:
             f"{base}/status",
             f"{base}/alert",
             f"{base}/shed",
+            f"{base}/+/limit",
             f"{base}/+/state",
             f"{base}/+/availability",
             f"{base}/+/session",

@@ -1,5 +1,6 @@
 """The live table of `make demo`: what the broker says now (readings, alerts, the shed
-request, the chargers' connectors and the guests' sessions), what the database holds today.
+request, the chargers' connectors, the guests' sessions and the load management's limits),
+what the database holds today.
 
 Pure: `Board` is fed MQTT messages (topic, payload) and InfluxDB totals; `render` turns it into
 text. scripts/demo.py does the I/O.
@@ -17,7 +18,13 @@ from zoneinfo import ZoneInfo
 
 from collector.config import SiteConfig
 from collector.store.influxql import Series, quote_string, time_literal
-from collector.wire.messages import AlertMessage, ConnectorMessage, SessionMessage, ShedMessage
+from collector.wire.messages import (
+    AlertMessage,
+    ConnectorMessage,
+    LimitMessage,
+    SessionMessage,
+    ShedMessage,
+)
 from collector.wire.topics import parse_topic
 
 
@@ -61,6 +68,7 @@ class Board:
         self.alerts: list[AlertMessage] = []  # the latest events, oldest first
         self.firing: dict[tuple[str, str], AlertMessage] = {}  # (alert, point)
         self.shed: ShedMessage | None = None
+        self.limits: dict[str, LimitMessage] = {}  # per socket, with load management
         # The latest message of each session (start, then end), by session id, oldest first.
         self.sessions: dict[str, tuple[str, SessionMessage]] = {}
         self.lock = threading.Lock()
@@ -84,7 +92,10 @@ class Board:
             point = self.points.get(parsed.point or "")
             if point is None:
                 return
-            if parsed.kind == "session":
+            if parsed.kind == "limit":
+                with contextlib.suppress(ValueError):
+                    self.limits[point.meter_id] = LimitMessage.from_payload(payload)
+            elif parsed.kind == "session":
                 self._on_session(point.meter_id, payload)
             elif parsed.kind == "connector":
                 with contextlib.suppress(ValueError):
@@ -244,9 +255,10 @@ def _measure(value: float | None, unit: str) -> str:
 
 
 def alert_lines(board: Board, zone: ZoneInfo) -> list[str]:
-    """The shed request, and the latest alert events with their time, value and limit."""
+    """The shed request, each socket's limit (with load management), and the latest alert
+    events with their time, value and limit."""
     with board.lock:
-        shed, alerts = board.shed, list(board.alerts)
+        shed, alerts, limits = board.shed, list(board.alerts), dict(board.limits)
     if shed is None:
         lines = ["shed    no request yet"]
     elif shed.active and shed.excess_w == 0:
@@ -256,6 +268,12 @@ def alert_lines(board: Board, zone: ZoneInfo) -> list[str]:
         lines = [f"shed    ACTIVE: take {_number(shed.excess_w, 0)} W off ({shed.reason})"]
     else:
         lines = [f"shed    none ({shed.reason})"]
+    for i, (point, limit) in enumerate(sorted(limits.items())):
+        amps = {None: "no limit", 0.0: "paused"}.get(limit.current_a, f"{limit.current_a:g} A")
+        done = ", ".join(f"{name} {outcome}" for name, outcome in limit.actuators.items())
+        lines.append(
+            ("limits  " if i == 0 else "        ") + f"{point}  {amps}  {limit.reason}  ({done})"
+        )
     if not alerts:
         return [*lines, "alerts  none yet"]
     width = max(len(name) for name in ALERT_UNITS)

@@ -126,6 +126,13 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
             figures = {k: v for k, v in figures.items() if not k.startswith("TEMPO_")}
         prices = ", ".join(f"{name} {_price(value)}" for name, value in figures.items())
         lines.append(f"  from {row.since}: {prices} EUR/kWh")
+    for sub in tariff.subscription:
+        figure = (
+            f"{sub.per_month} EUR/month"
+            if sub.per_month is not None
+            else (f"{sub.per_year} EUR/year")
+        )
+        lines.append(f"  subscription from {sub.since}: {figure} (apart from the kWh prices)")
     return "\n".join(lines)
 
 

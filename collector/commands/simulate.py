@@ -70,7 +70,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME[:METER[:ARG]]",
-        help="overcurrent:ID[:A], overload[:W], silent:ID, exception:ID[:CODE], short:ID, "
+        help="overcurrent:ID[:A], overload[:W], base:W, silent:ID, exception:ID[:CODE], short:ID, "
         "garbled:ID, max-read:ID:N, plug:ID[:MINUTES] (repeatable)",
     )
     parser.add_argument(

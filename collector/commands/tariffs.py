@@ -127,7 +127,7 @@ def site_lines(site: SiteConfig, table: Table, day: date) -> list[str]:
     lines = [f"Site {site.site.id} on {day}: option {tariff.option}"]
     if tariff.supplier is None or tariff.kva is None:
         lines.append(f"  prices typed in the site file, from {row.since}: {_row_text(row)} EUR/kWh")
-        return lines
+        return lines + _typed_subscription(site, day)
     lines[0] += f", {tariff.supplier} {tariff.kva} kVA"
     entry = _table_entry(table, tariff.option, tariff.kva, row)
     if entry is None:
@@ -138,9 +138,24 @@ def site_lines(site: SiteConfig, table: Table, day: date) -> list[str]:
             f"  from {row.since}: {_prices(entry.prices)} EUR/kWh, from the table "
             f"[{entry.source.key}]{reported}"
         )
+    if tariff.subscription:
+        return lines + _typed_subscription(site, day)
     cited: dict[str, Source] = {}
     lines.append("  " + _subscription(table, tariff.option, tariff.kva, day, cited))
     return lines
+
+
+def _typed_subscription(site: SiteConfig, day: date) -> list[str]:
+    """The site file's own subscription row in force, which the collector uses over the table."""
+    rows = site.tariff.subscription
+    if not rows:
+        return []
+    earlier = [row for row in rows if row.since <= day]
+    row = earlier[-1] if earlier else rows[0]
+    figure = (
+        f"{row.per_month} EUR/month" if row.per_month is not None else f"{row.per_year} EUR/year"
+    )
+    return [f"  subscription {figure}, typed in the site file, from {row.since}"]
 
 
 def _row_at(rows: list[PriceRow], day: date) -> PriceRow:

@@ -157,6 +157,11 @@ def check_references(
         if point not in sockets:
             raise ValueError(f"{where}: no meter with role socket has id {point!r}")
 
+    if load is not None and load.enabled and not any(m.role == "main" for m in meters):
+        raise ValueError(
+            "load_management: needs a meter with role main (the site's power: without it the "
+            "headroom is unknown); enabled: false keeps the schedules only"
+        )
     for i, point in enumerate(load.priority if load else []):
         known(f"load_management.priority[{i}]", point)
     for i, schedule in enumerate(schedules):

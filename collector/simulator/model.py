@@ -178,6 +178,9 @@ class SiteModel:
         self.voltages = [NOMINAL_V + self.rng.uniform(-2, 3) for _ in PHASES]
         self.frequency_hz = 50.0
         self.base_w = self._base_target()
+        # The hotel's load apart from the sockets, held (scenario `base:W`): the main meter then
+        # reads it plus what the cars draw, so a limit they obey shows on it.
+        self.forced_base_w: float | None = None
         self.meters: dict[str, MeterState] = {}
         next_phase = 0
         for meter in site.meters:
@@ -284,7 +287,9 @@ class SiteModel:
                 state.car.stored_wh = min(
                     state.car.capacity_wh, state.car.stored_wh + 0.92 * state.power_w * dt_s / 3600
                 )
-        if dt_s:
+        if self.forced_base_w is not None:
+            self.base_w = self.forced_base_w
+        elif dt_s:
             target = self._base_target()
             self.base_w = max(500.0, 0.9 * self.base_w + 0.1 * target + self.rng.gauss(0, 60))
         for state in self.meters.values():
@@ -366,12 +371,20 @@ def _neutral(phases: list[PhaseState]) -> float:
 
 
 def apply_scenario(model: SiteModel, text: str) -> None:
-    """`overcurrent:cp1[:A]`, `overload[:W]`, `silent:ID`, `exception:ID[:CODE]`, `short:ID`,
+    """`overcurrent:cp1[:A]`, `overload[:W]`, `base:W` (the hotel's load apart from the sockets,
+    held), `silent:ID`, `exception:ID[:CODE]`, `short:ID`,
     `garbled:ID`, `max-read:ID:N`, `plug:ID[:MINUTES]` (a car that needs charging, plugged
     now for MINUTES of simulated time, 60 by default). Raises ValueError naming what is
     wrong."""
     name, *args = text.split(":")
     try:
+        if name == "base":
+            watts = float(args[0])
+            if not 0 <= watts <= 10 * model.site.subscribed_power_w:
+                raise ValueError(f"{text}: W must be between 0 and 10 x the subscribed power")
+            model.forced_base_w = watts
+            model.refresh()
+            return
         if name == "overload":
             main = model.site.main_meter
             if main is None:

@@ -22,7 +22,7 @@ from tests.support import servers
 from tests.support.desk import Client, add_user, desk_process
 from tests.support.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
-pytestmark = [pytest.mark.influx, pytest.mark.broker]
+pytestmark = [pytest.mark.influx, pytest.mark.broker, pytest.mark.process]
 
 USER = "irve-admin"
 PASSWORD = "Infl-s3cret/p@ss:word"  # a slash, an at sign and a colon: escaped in the URL

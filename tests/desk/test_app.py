@@ -410,6 +410,7 @@ def test_a_locked_database_gives_a_clear_page_and_nothing_half_written(desk: Run
     assert stay_count(desk) == before + 1
 
 
+@pytest.mark.process
 def test_a_full_disk_gives_a_clear_page_and_nothing_half_written(tmp_path: Path) -> None:
     """The database on a small filesystem of its own (tmpfs: needs root or CAP_SYS_ADMIN, else
     skipped, saying so), filled once the user is signed in."""

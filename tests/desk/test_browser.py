@@ -171,6 +171,22 @@ def test_a_stay_from_login_to_statement_in_a_browser(
     assert pdf.ok and pdf.headers["content-type"] == "application/pdf"
     desk_words = pdf_words(pdf.body(), s.tmp, "desk.pdf")
     assert "Chambre 12" in desk_words and "Borne 1" in desk_words
+    # What issue 16 asks the statement to carry: the hotel, the number and date, the policy,
+    # start, end and duration of each session, the VAT included.
+    today = datetime.now(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y")
+    for expected in (
+        "Hôtel <Test>",
+        "12 rue de la Gare",
+        "59650 Villeneuve-d'Ascq",
+        "N° RC-",
+        f"Émis le {today}",
+        "Tarification",
+        "kWh inclus par nuit",
+        "dont TVA 20 %",
+    ):
+        assert expected in desk_words, (expected, desk_words)
+    assert re.search(r"\d\d:\d\d – \d\d:\d\d", desk_words), desk_words  # start – end
+    assert re.search(r"\d h \d\d min", desk_words), desk_words  # duration
 
     irve = Path(sys.executable).with_name("irve")
     billed = s.tmp / "bill.pdf"

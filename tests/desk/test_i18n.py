@@ -178,6 +178,8 @@ def pages(desk: Desk) -> Iterator[tuple[str, str]]:
     yield "no CSRF", client.post(f"{stay}/close", {}).text
 
 
+@pytest.mark.broker
+@pytest.mark.influx
 @pytest.mark.process
 def test_every_page_is_in_the_desks_language(desk: Desk) -> None:
     foreign = other_words(desk.lang)

@@ -13,12 +13,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.config import TariffSettings
+from collector.config import SessionSettings, TariffSettings
 from collector.energy.intervals import PointEnergy
+from collector.energy.sessions import SessionTracker
 from collector.energy.tariff import Tariff, offpeak_warnings, schedule_warnings
 from collector.settings import ConfigError
 from collector.site import load_site
-from collector.wire.messages import EnergyMessage
+from collector.wire.messages import EnergyMessage, Message, SessionMessage
 
 PARIS = ZoneInfo("Europe/Paris")
 SOCKET_W = 32 * 253.0
@@ -87,6 +88,24 @@ def test_a_charge_across_the_date_of_an_hc_change_is_split_by_each_schedule() ->
     hc_06 = [w for w in windows if w.start == local(2026, 12, 1, 6, 0)]
     assert [w.period for w in hc_06] == ["HC"]
     assert sum(w.cost_eur for w in windows) == pytest.approx(14 * 0.2081 + 63 * 0.1635, abs=1e-6)
+
+
+def test_a_session_across_the_date_of_an_hc_change_is_costed_with_each_schedule() -> None:
+    m = PointEnergy("cp1", tariff(), 60, SOCKET_W, 120.0)
+    tracker = SessionTracker("cp1", SessionSettings(end_after_s=300))
+    out: list[Message] = []
+    start = local(2026, 11, 30, 21, 0)
+    for second in range(0, 11 * 3600 + 600 + 1, 10):
+        ts = (start + timedelta(seconds=second)).astimezone(UTC)
+        power = 7000.0 if second <= 11 * 3600 else 0.0
+        drawn = 7000.0 * min(second, 11 * 3600) / 3600
+        step = m.update(ts, 1_000_000 + drawn, power)
+        out += tracker.update(ts, power, step.pieces)
+    (end,) = [x for x in out if isinstance(x, SessionMessage) and x.event == "end"]
+    assert {p: t.energy_wh for p, t in end.periods.items()} == pytest.approx(
+        {"HP": 14_000.0, "HC": 63_000.0}, abs=1e-3
+    )
+    assert end.cost_eur == pytest.approx(14 * 0.2081 + 63 * 0.1635, abs=1e-6)
 
 
 def test_the_change_takes_effect_at_local_midnight_of_its_date() -> None:
@@ -371,6 +390,7 @@ def price_from_first_principles(instant: datetime) -> float:
             local(2026, 3, 31, 22, 0),  # winter -> summer at midnight (a Tuesday -> Wednesday)
             local(2026, 7, 31, 22, 0),  # the 1 August price movement, a Friday night
             local(2026, 4, 7, 10, 30),  # a Tuesday's afternoon HC
+            local(2026, 4, 8, 7, 30),  # Wednesday, the extra day: HC all day
         ]
     ),
     offset_s=st.integers(0, 3599),

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -21,6 +22,8 @@ from paho.mqtt.properties import Properties
 
 from collector.ingest.receiver import RECV_BYTES, StreamClient
 from tests.support import servers
+from tests.support.collect_helpers import SITE
+from tests.support.tls import USERS, tls_stack_broker
 
 pytestmark = pytest.mark.broker
 
@@ -160,3 +163,39 @@ def test_without_manual_ack_paho_acknowledges_as_usual(broker: servers.Server) -
         pub.disconnect()
         pub.loop_stop()
     assert [payload for _t, payload, _m in again] == [b"two"]
+
+
+def test_over_tls_a_burst_and_a_payload_larger_than_a_tls_record(tmp_path: Path) -> None:
+    """Over TLS a read returns at most one TLS record (16 KiB) and more may wait inside the SSL
+    object, where `select` cannot see it: what paho checks with `pending()`."""
+    site_topic = f"irve/{SITE}/cp1/state"
+    with tls_stack_broker(tmp_path) as (port, tls_port):
+        client = StreamClient(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.username_pw_set("ingestor", USERS["ingestor"])
+        client.tls_set(ca_certs=str(tmp_path / "certs" / "ca.crt"))
+        streamed: list[bytes] = []
+        client.on_stream_message = lambda _t, payload, _mid: streamed.append(payload)
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_connect = lambda c, *_: c.subscribe(site_topic, qos=1)
+        client.connect("localhost", tls_port)  # the name in the server certificate
+        client.loop_start()
+        try:
+            assert subscribed.wait(10), "no SUBACK"
+            pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            pub.username_pw_set(SITE, USERS[SITE])
+            pub.max_inflight_messages_set(1000)
+            pub.max_queued_messages_set(0)
+            pub.connect("127.0.0.1", port)
+            pub.loop_start()
+            sent = [f"reading {i}".encode() for i in range(3000)]
+            sent.insert(1500, b"x" * (5 * RECV_BYTES))
+            for info in [pub.publish(site_topic, payload, qos=1) for payload in sent]:
+                info.wait_for_publish(30)
+            servers.wait_until(lambda: len(streamed) >= len(sent), 30, "every message")
+            pub.disconnect()
+            pub.loop_stop()
+        finally:
+            client.disconnect()
+            client.loop_stop()
+    assert streamed == sent

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from collector.site import load_site
 from tests.support import servers
@@ -23,6 +24,7 @@ from tests.support.servers import Server, free_port
 from tests.support.sim_helpers import (
     main_meter,
     running_simulator,
+    simulate_process,
     socket_meter,
     tcp_bus,
     write_site,
@@ -345,3 +347,52 @@ def test_chargers_refusing_profiles_fall_back_to_the_contactor_or_the_advisory_s
     assert process.returncode == 0, output
     assert "charger refused the" in output and "its KNX contactor pauses it instead" in output
     assert "only the advisory shed request remains" in output
+
+
+def test_irve_simulate_cars_obey_the_limits_and_bring_the_site_back_under(
+    tmp_path: Path, broker: Server
+) -> None:
+    """`irve simulate` and `irve collect` as processes: the simulator holds the hotel at 30 kW
+    and plugs a car on each socket; its chargers start their transactions, the two cars at
+    32 A overload the site (about 44.7 kW); the collector limits both chargers and, as the
+    simulated cars follow their profiles, the main meter reads the site under 35 kW."""
+    port = free_port()
+    path = load_site_file(tmp_path, broker, port)
+    data = yaml.safe_load(path.read_text())
+    data["ocpp"]["authorize"] = "any"  # the simulated badges need no list
+    path.write_text(yaml.safe_dump(data))
+    site, _ = load_site(str(path))
+    bus = site.buses[0]
+    sub = LimitRecorder(broker.port, SITE)
+    collector = collect_process(path)
+    try:
+        scenarios = ["--scenario", "base:30000", "--scenario", "plug:cp1", "--scenario", "plug:cp2"]
+        with simulate_process(path, "--seed", "1", *scenarios, port=getattr(bus, "port", None)):
+
+            async def scenario() -> None:
+                await until(lambda: any(w > LIMIT_W for w in sub.main_powers()), "the overload", 40)
+
+                def applied(point: str) -> bool:
+                    last = sub.last(point) or {}
+                    return last.get("current_a") not in (None, 0) and last.get("actuators") == {
+                        "ocpp": "accepted"
+                    }
+
+                await until(lambda: applied("cp1") and applied("cp2"), "limits on both chargers")
+                for point in ("cp1", "cp2"):
+                    last = sub.last(point) or {}
+                    assert last["reason"] == "overload" and last["actuators"] == {
+                        "ocpp": "accepted"
+                    }
+                    # 5 kW of headroom shared: 10.8 A each.
+                    assert 6 <= last["current_a"] <= 5000 / 2 / 230
+                mark = len(sub.main_powers())
+                await until(
+                    lambda: any(w <= LIMIT_W for w in sub.main_powers()[mark:]), "back under"
+                )
+
+            asyncio.run(scenario())
+    finally:
+        output = stop(collector)
+    sub.close()
+    assert collector.returncode == 0, output

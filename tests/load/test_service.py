@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,33 @@ def test_schedule_boundaries_at_22_00_across_the_autumn_dst_change_switch_the_co
         (0.0, "schedule"),
     ]
     assert all(m.actuators == {"knx": "sent"} for m in cp1)  # type: ignore[attr-defined]
+
+
+def test_a_main_meter_silent_for_an_hour_is_the_fail_safe_at_once(tmp_path: Path) -> None:
+    """A process suspended for an hour counts 3600 missed polls in one tick: the fail-safe
+    (after failsafe_after_polls) caps every socket, without deciding 3600 times."""
+    clock = [0.0]
+    load, published = service(tmp_path, clock)
+    decisions = 0
+    decide = load.controller.decide
+
+    def counted(poll: Any) -> Any:
+        nonlocal decisions
+        decisions += 1
+        return decide(poll)
+
+    load.controller.decide = counted  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        async with load:
+            for point, watts in (("main", 20_000.0), ("cp1", 0.0), ("cp2", 0.0)):
+                load.reading(Reading(point, T0, {"power_w": watts}))
+            await asyncio.sleep(0.05)
+            clock[0] = 3600.0
+            load.tick(T0 + timedelta(hours=1))
+            await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert decisions == 1 + 4  # the reading's, then failsafe_after_polls (3) + 1
+    assert limits(published, "cp1") == [None, 6.0]
+    assert published[-1].message.reason == "failsafe"  # type: ignore[attr-defined]

@@ -140,3 +140,13 @@ def test_offpeak_needs_hc_ranges(tmp_path: Path) -> None:
     assert problems(tmp_path, data) == [
         "schedules[0].allowed: offpeak follows the tariff's HC ranges, but tariff.option is 'base' (not hphc or tempo)"
     ]
+
+
+def test_load_management_needs_a_main_meter(tmp_path: Path) -> None:
+    data = hotel(load_management={"margin_w": 1000})
+    data["meters"] = [m for m in data["meters"] if m.get("role") != "main"]
+    (problem,) = problems(tmp_path, data)
+    assert problem.startswith("load_management: needs a meter with role main")
+    data["load_management"] = {"enabled": False}
+    data["schedules"] = [{"sockets": ["cp1"], "allowed": ["22:00-07:00"]}]
+    assert site(tmp_path, data).load_management is not None

@@ -97,7 +97,9 @@ def gone(processes: list[psutil.Process]) -> bool:
 
 def started_servers(run: Run) -> tuple[str, list[psutil.Process]]:
     """Wait for the live view; the InfluxDB URL and every process the demo started."""
-    url = run.wait_for_line(r"InfluxDB\s+(http://127\.0\.0\.1:\d+)").group(1)
+    # Five servers start first (the collector with its OCPP central system, the simulator with
+    # its charger): on a loaded 2-core machine that takes more than the default 40 s.
+    url = run.wait_for_line(r"InfluxDB\s+(http://127\.0\.0\.1:\d+)", timeout=90).group(1)
     run.wait_for_line("live readings")
     children = run.descendants()
     names = " ".join(" ".join(p.cmdline()) for p in children)
@@ -325,6 +327,33 @@ def test_demo_site_uses_local_ports_and_the_site_id_as_mqtt_user() -> None:
     rtu = {**example, "buses": [{"id": "rs485", "type": "rtu", "device": "/dev/ttyUSB0"}]}
     with pytest.raises(demo.DemoError, match="TCP buses only"):
         demo.demo_site(rtu, 1883, {}, 3)
+
+
+def test_the_load_management_example_runs_with_the_demo_charger_and_shows_its_limits(
+    tmp_path: Path,
+) -> None:
+    example = yaml.safe_load((EXAMPLE.parent / "hotel-vda-load.yaml").read_text())
+    data = demo.demo_site(example, 1, {"board": 2}, 3)
+    assert data["load_management"] == {"margin_w": 1000} and data["chargers"]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    board = Board(load(SiteConfig, str(path)))
+    board.on_message(
+        "irve/hotel-vda/cp2/limit",
+        b'{"ts": "2026-11-23T10:15:02.123Z", "current_a": 10.8, "reason": "overload",'
+        b' "actuators": {"ocpp": "accepted"}}',
+    )
+    board.on_message(
+        "irve/hotel-vda/cp1/limit",
+        b'{"ts": "2026-11-23T10:15:02.123Z", "current_a": 0, "reason": "schedule",'
+        b' "actuators": {"ocpp": "rejected", "advisory": "shed"}}',
+    )
+    board.on_message("irve/hotel-vda/cp1/limit", b'{"current_a": "lots"}')  # kept the last good
+    frame = render(board, datetime(2026, 11, 23, 10, 15, 5, tzinfo=UTC), [])
+    assert (
+        "limits  cp1  paused  schedule  (ocpp rejected, advisory shed)\n"
+        "        cp2  10.8 A  overload  (ocpp accepted)"
+    ) in frame
 
 
 def test_board_and_table(tmp_path: Path) -> None:

@@ -116,6 +116,22 @@ def test_scenarios_force_current_and_site_overload(tmp_path: Path) -> None:
         apply_scenario(model, "flood:cp1")
 
 
+def test_base_scenario_holds_the_hotel_load_and_the_main_meter_follows_the_sockets(
+    tmp_path: Path,
+) -> None:
+    site, phases = _hotel(tmp_path)
+    model = SiteModel(site, phases, seed=1, start=START)
+    apply_scenario(model, "base:30000")
+    model.control("cp1").force_current(32.0)
+    for _ in range(20):  # 100 simulated seconds: the base load does not drift
+        model.step()
+    cp1 = model.values("cp1")["power_w"]
+    cp2 = model.values("cp2")["power_w"]
+    assert math.isclose(model.values("main")["power_w"], 30_000 + cp1 + cp2, rel_tol=1e-6)
+    with pytest.raises(ValueError, match="base:-1"):
+        apply_scenario(model, "base:-1")
+
+
 def test_every_bundled_profile_is_served_and_decodes_back(tmp_path: Path) -> None:
     profiles = load_profiles()
     meters = [

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from collector.config import SiteConfig, TariffSettings
 from collector.state import FileStateStore
@@ -104,7 +105,9 @@ def site(**tariff: Any) -> SiteConfig:
             "site": {"id": "h", "subscribed_power_kva": 36, "timezone": "Europe/Paris"},
             "tariff": {"option": "hphc", "offpeak": ["22:00-06:00"], "prices": PRICES, **tariff},
             "buses": [{"id": "b", "type": "tcp", "host": "127.0.0.1"}],
-            "meters": [{"id": "main", "bus": "b", "unit": 1, "profile": "x", "role": "main"}],
+            "meters": [
+                {"id": "main", "bus": "b", "unit": 1, "profile": "eastron-sdm630", "role": "main"}
+            ],
         }
     )
 
@@ -154,3 +157,34 @@ def test_a_day_without_a_figure_is_not_published_and_said_once(
     said = [r.getMessage() for r in caplog.records if "subscription" in r.getMessage()]
     assert len(said) == 1
     assert "no hphc subscription for 36 kVA from 2026-08-01" in said[0]
+
+
+def test_irve_check_shows_the_typed_subscription() -> None:
+    from collector.commands.check import summary
+    from collector.meters.profile import load_profiles
+
+    typed = [
+        {"since": "2026-01-01", "per_month": "52.54"},
+        {"since": "2027-01-01", "per_year": 650},
+    ]
+    text = summary(site(subscription=typed), load_profiles())
+    assert "  subscription from 2026-01-01: 52.54 EUR/month (apart from the kWh prices)" in text
+    assert "  subscription from 2027-01-01: 650 EUR/year (apart from the kWh prices)" in text
+
+
+def test_irve_tariffs_with_a_site_shows_its_typed_subscription(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collector.cli import main
+
+    data = site(
+        supplier="edf-tarif-bleu",
+        kva=36,
+        prices=[],
+        subscription=[{"since": "2026-08-01", "per_month": "53.10"}],
+    ).model_dump(mode="json", exclude_defaults=True)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({k: data[k] for k in ("site", "tariff", "buses", "meters")}))
+    assert main(["tariffs", "-c", str(path), "--at", "2026-09-15"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "  subscription 53.10 EUR/month, typed in the site file, from 2026-08-01"
