@@ -85,15 +85,19 @@ async def observing(port: int) -> AsyncIterator[Observer]:
 class GroupMonitor:
     """knxd's own group monitor (`knxtool groupsocketlisten`), line by line."""
 
+    # A group address no test switches: the telegrams that prove the monitor listens.
+    PROBE = "15/7/255"
+
     def __init__(self, workdir: Path) -> None:
         self.lines: list[str] = []
+        self._socket = f"local:{workdir}/knxd.sock"
         self._process = subprocess.Popen(
             [
                 "stdbuf",
                 "-oL",
                 servers.require("knxtool"),
                 "groupsocketlisten",
-                f"local:{workdir}/knxd.sock",
+                self._socket,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -106,6 +110,22 @@ class GroupMonitor:
         for line in self._process.stdout:
             self.lines.append(line.strip())
 
+    def wait_listening(self, timeout: float = 10.0) -> None:
+        """The monitor prints nothing once connected, and never shows a telegram sent before:
+        write probes until it shows one (seen missing the first telegrams in CI)."""
+
+        def heard() -> bool:
+            subprocess.run(
+                [servers.require("knxtool"), "groupswrite", self._socket, self.PROBE, "1"],
+                capture_output=True,
+                timeout=5,
+                check=False,
+            )
+            time.sleep(0.1)
+            return any(self.PROBE in line for line in self.lines)
+
+        servers.wait_until(heard, timeout, "knxd's group monitor to listen")
+
     def stop(self) -> None:
         self._process.terminate()
         self._process.wait(5)
@@ -115,6 +135,7 @@ class GroupMonitor:
 def test_pause_and_resume_send_the_sockets_group_telegrams(knxd: servers.Server) -> None:
     monitor = GroupMonitor(knxd.workdir)
     try:
+        monitor.wait_listening()
         asyncio.run(pause_and_resume(knxd.port))
         servers.wait_until(lambda: len(monitor.lines) >= 3, 10, "the group monitor")
     finally:
@@ -173,6 +194,7 @@ def test_last_states_are_sent_again_after_the_gateway_restarts(knxd: servers.Ser
             # knxd's own monitor: a tunnel of the restarted knxd could be closed by xknx's
             # farewell to its old channel number, which the new knxd has handed out again.
             monitor = GroupMonitor(knxd.workdir)
+            await asyncio.to_thread(monitor.wait_listening)
             # The restarted knxd forgot our tunnel: this switch times out, xknx reconnects,
             # and every socket's last state goes out again.
             assert (await knx.switch("cp2", on=False)).status == "timeout"
@@ -191,7 +213,11 @@ def test_last_states_are_sent_again_after_the_gateway_restarts(knxd: servers.Ser
 
 
 def writes(monitor: GroupMonitor) -> list[str]:
-    return [line.split(" to ", 1)[1] for line in monitor.lines if line.startswith("Write from")]
+    return [
+        line.split(" to ", 1)[1]
+        for line in monitor.lines
+        if line.startswith("Write from") and GroupMonitor.PROBE not in line
+    ]
 
 
 @pytest.mark.timing
