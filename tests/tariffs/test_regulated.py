@@ -183,8 +183,10 @@ def test_a_missing_figure_is_missing_not_the_previous_one() -> None:
     assert regulated.subscription_at("base", 3, date(2026, 7, 31)).monthly == Decimal("12.03")
     with pytest.raises(RegulatedError, match=r"no base subscription for 3 kVA from 2026-08-01"):
         regulated.subscription_at("base", 3, date(2026, 8, 1))
-    with pytest.raises(RegulatedError, match=r"no base prices for 18 kVA from 2026-08-01"):
-        regulated.prices_at("base", 18, date(2026, 12, 1))
+    # Base above 15 kVA: in the table from 2026-02-01 (one price for 9-36 kVA), not before.
+    assert regulated.prices_at("base", 18, date(2026, 12, 1)).prices == {"BASE": Decimal("0.1985")}
+    with pytest.raises(RegulatedError, match=r"no base prices for 18 kVA from 2025-08-01"):
+        regulated.prices_at("base", 18, date(2025, 12, 1))
 
 
 def test_before_the_table_and_unknown_powers_are_errors() -> None:
@@ -277,9 +279,12 @@ def test_the_other_options_figures_come_along_for_comparisons(tmp_path: Path) ->
         D("0.2142"),
         D("0.1589"),
     )
-    # 36 kVA has no Base in the table: the HP/HC rows alone.
+    # 36 kVA has a Base price only from 2026-02-01: earlier rows carry HP/HC alone.
     site = load_site(tmp_path, hotel(HPHC | {"kva": 36}))
-    assert {row.base for row in site.tariff.prices} == {None}
+    bases = {row.since: row.base for row in site.tariff.prices}
+    assert bases.pop(date(2026, 2, 1)) == D("0.1927")
+    assert bases.pop(date(2026, 8, 1)) == D("0.1985")
+    assert set(bases.values()) == {None}
 
 
 def test_kva_defaults_to_the_step_above_the_subscribed_power(tmp_path: Path) -> None:
@@ -300,11 +305,6 @@ def test_kva_defaults_to_the_step_above_the_subscribed_power(tmp_path: Path) -> 
             {"supplier": "edf-tarif-bleu", "option": "base", "kva": 7},
             6,
             "tariff.kva: 7 kVA is not a regulated subscribed power",
-        ),
-        (
-            {"supplier": "edf-tarif-bleu", "option": "base"},
-            36,
-            "tariff.kva: the table has no base prices for 36 kVA (it has 3, 6, 9, 12, 15 kVA)",
         ),
         (
             {"supplier": "edf", "option": "base"},
