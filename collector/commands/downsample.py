@@ -27,7 +27,13 @@ from collector.config import InfluxSettings
 from collector.ingest.writer import WriteAborted, Writer, backend_for
 from collector.settings import ConfigError
 from collector.site import load_site, local_instant
-from collector.store.downsample import LEVELS, backfill_select, chunks, continuous_queries
+from collector.store.downsample import (
+    LEVELS,
+    backfill_select,
+    chunks,
+    continuous_queries,
+    query_name,
+)
 from collector.store.downsample import to_lines as downsampled_lines
 from collector.store.influxql import InfluxQL, InfluxQLError
 
@@ -99,7 +105,7 @@ def setup(client: InfluxQL) -> None:
         for row in series.rows()
     }
     for statement, level in zip(continuous_queries(client.database), LEVELS, strict=True):
-        name = f"irve_{level.measurement}"
+        name = query_name(level)
         if name in existing:
             client.execute(f'DROP CONTINUOUS QUERY "{name}" ON "{client.database}"')
         client.execute(statement)

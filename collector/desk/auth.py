@@ -23,9 +23,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -81,26 +79,18 @@ def _map_large_blocks_apart() -> None:
 
 _map_large_blocks_apart()
 
-T = TypeVar("T")
-
-
-def _serialised(work: Callable[[], T]) -> T:
-    with _one_at_a_time:
-        return work()
-
 
 def hash_password(password: str) -> str:
-    return _serialised(lambda: _hasher.hash(password))
+    with _one_at_a_time:
+        return _hasher.hash(password)
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
-    def check() -> bool:
+    with _one_at_a_time:
         try:
             return _hasher.verify(stored_hash, password)
         except (VerificationError, InvalidHashError):
             return False
-
-    return _serialised(check)
 
 
 def needs_rehash(stored_hash: str) -> bool:

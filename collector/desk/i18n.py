@@ -10,9 +10,10 @@ Numbers follow the language too: a decimal comma in French, a point in English.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Lang = Literal["fr", "en"]
+# The statements' languages: the desk speaks the same two.
+from collector.billing.render import Lang as Lang
 
 ENGLISH: dict[str, str] = {
     # navigation and titles

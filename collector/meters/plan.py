@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.meters.profile import Function, Profile
@@ -92,16 +92,19 @@ class RequestDecoder:
             self._fields.append(
                 (slot.name, start, start + 2 * slot.count, spec.type == "f32", scale, na, rounding)
             )
-        self._take = operator.itemgetter(*order)
+        # itemgetter of one index returns the item, not a 1-tuple: settled here, not per answer.
+        take = operator.itemgetter(*order)
+        self._take: Callable[[Sequence[int]], tuple[int, ...]] = (
+            take if len(order) > 1 else lambda words: (take(words),)
+        )
         self._pack = struct.Struct(f">{len(order)}H").pack
         self._unpack = struct.Struct(">" + codes).unpack
 
     def __call__(self, words: Sequence[int]) -> dict[str, float | None]:
         if len(words) < self.count:
             raise ValueError(f"short answer: {len(words)} of {self.count} registers")
-        taken = self._take(words)
         try:
-            data = self._pack(*taken) if isinstance(taken, tuple) else self._pack(taken)
+            data = self._pack(*self._take(words))
         except struct.error:
             bad = next(w for w in words if not 0 <= w <= 0xFFFF)
             raise ValueError(f"register value {bad} is not 16-bit") from None

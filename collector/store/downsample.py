@@ -39,14 +39,19 @@ class Aggregate:
     name: str  # field of the coarse series
 
 
+def _mean_max_last(field: str) -> tuple[Aggregate, ...]:
+    """What the panels draw of a value: its mean (under the raw name), maximum and last."""
+    return (
+        Aggregate(field, "mean", field),
+        Aggregate(field, "max", f"{field}_max"),
+        Aggregate(field, "last", f"{field}_last"),
+    )
+
+
 # Raw readings -> one minute. The hourly series aggregates these again (`ROLLUP`).
 AGGREGATES: tuple[Aggregate, ...] = (
-    Aggregate("power_w", "mean", "power_w"),
-    Aggregate("power_w", "max", "power_w_max"),
-    Aggregate("power_w", "last", "power_w_last"),
-    Aggregate("current_a", "mean", "current_a"),
-    Aggregate("current_a", "max", "current_a_max"),
-    Aggregate("current_a", "last", "current_a_last"),
+    *_mean_max_last("power_w"),
+    *_mean_max_last("current_a"),
     Aggregate("voltage_v", "mean", "voltage_v"),
     Aggregate("energy_wh", "last", "energy_wh"),
     Aggregate("rated_current_a", "max", "rated_current_a"),
@@ -76,6 +81,11 @@ HOUR = Level("reading_1h", "1h", 3600, MINUTE.measurement, every="10m", recomput
 LEVELS = (MINUTE, HOUR)
 
 
+def query_name(level: Level) -> str:
+    """The name of `level`'s continuous query (1.x), for creating and dropping it."""
+    return f"irve_{level.measurement}"
+
+
 def _selections(level: Level) -> str:
     if level.source == RAW:
         pairs = [(a.function, a.field, a.name) for a in AGGREGATES]
@@ -103,9 +113,8 @@ def continuous_queries(database: str) -> list[str]:
     """InfluxDB 1.x: the statements that keep both series up to date as readings arrive."""
     out = []
     for level in LEVELS:
-        name = f"irve_{level.measurement}"
         out.append(
-            f'CREATE CONTINUOUS QUERY "{name}" ON "{database}" '
+            f'CREATE CONTINUOUS QUERY "{query_name(level)}" ON "{database}" '
             f"RESAMPLE EVERY {level.every} FOR {level.recompute} "
             f"BEGIN {select(level, into=True)} END"
         )
