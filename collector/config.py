@@ -312,9 +312,7 @@ class TariffSettings(Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> TariffSettings:
-        dates = [row.since for row in self.prices]
-        if dates != sorted(dates) or len(set(dates)) != len(dates):
-            raise ValueError("prices: rows must be in strictly increasing `since` order")
+        _increasing("prices: rows", [row.since for row in self.prices])
         if self.supplier is not None:
             # Frozen model: the rows are filled once, here, before anything reads them.
             object.__setattr__(self, "prices", self._with_table_rows())
@@ -332,12 +330,8 @@ class TariffSettings(Strict):
         entries = self.offpeak_entries()
         if self.seasons and entries and entries[0].since != date.min:
             raise ValueError("seasons: with dated offpeak entries, give seasons inside each entry")
-        dates = [entry.since for entry in entries]
-        if dates != sorted(dates) or len(set(dates)) != len(dates):
-            raise ValueError("offpeak: entries must be in strictly increasing `since` order")
-        dates = [row.since for row in self.subscription]
-        if dates != sorted(dates) or len(set(dates)) != len(dates):
-            raise ValueError("subscription: rows must be in strictly increasing `since` order")
+        _increasing("offpeak: entries", [entry.since for entry in entries])
+        _increasing("subscription: rows", [row.since for row in self.subscription])
         _no_hidden_season(self.seasons)
         return self
 
@@ -372,6 +366,12 @@ class TariffSettings(Strict):
                         figures |= regulated.prices_at(other, self.kva, entry.since).prices
             rows.setdefault(entry.since, _table_row(entry.since, figures))
         return [rows[since] for since in sorted(rows)]
+
+
+def _increasing(what: str, dates: list[date]) -> None:
+    """Dated rows are looked up as "the last one since": their dates must strictly increase."""
+    if dates != sorted(dates) or len(set(dates)) != len(dates):
+        raise ValueError(f"{what} must be in strictly increasing `since` order")
 
 
 def _no_hidden_season(seasons: list[OffpeakSeason]) -> None:

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from collector.billing.source import StoredWindow
+from collector.config import ZERO
 from collector.energy.intervals import window_end
 from collector.energy.tariff import Tariff
-
-ZERO = Decimal(0)
 
 
 def split_cost(

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from collector.config import RtuBus, SiteConfig
+from collector.config import RtuBus, SiteConfig, SubscriptionRow
 from collector.energy.tariff import offpeak_warnings
 from collector.meters.profile import Profile
 from collector.site import load_site
@@ -101,8 +101,8 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
             if entry.since != date.min:
                 lines.append(f"  HC from {entry.since}:")
                 indent = "    "
-            if entry.offpeak or not entry.seasons:
-                lines.append(f"{indent}HC {', '.join(entry.offpeak) or '-'}")
+            if entry.offpeak:  # an entry without ranges has seasons (offpeak_entries)
+                lines.append(f"{indent}HC {', '.join(entry.offpeak)}")
             for season in entry.seasons:
                 lines.append(
                     f"{indent}HC {season.name} ({season.start}..{season.end}): "
@@ -127,13 +127,17 @@ def summary(site: SiteConfig, profiles: dict[str, Profile]) -> str:
         prices = ", ".join(f"{name} {_price(value)}" for name, value in figures.items())
         lines.append(f"  from {row.since}: {prices} EUR/kWh")
     for sub in tariff.subscription:
-        figure = (
-            f"{sub.per_month} EUR/month"
-            if sub.per_month is not None
-            else (f"{sub.per_year} EUR/year")
+        lines.append(
+            f"  subscription from {sub.since}: {subscription_figure(sub)} (apart from the kWh prices)"
         )
-        lines.append(f"  subscription from {sub.since}: {figure} (apart from the kWh prices)")
     return "\n".join(lines)
+
+
+def subscription_figure(row: SubscriptionRow) -> str:
+    """A typed subscription row's figure as the installer gave it (per month or per year)."""
+    if row.per_month is not None:
+        return f"{row.per_month} EUR/month"
+    return f"{row.per_year} EUR/year"
 
 
 def _price(value: Decimal) -> str:

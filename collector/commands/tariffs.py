@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from collector.commands.check import add_config_argument
-from collector.config import PriceRow, SiteConfig
+from collector.commands.check import add_config_argument, subscription_figure
+from collector.config import PriceRow, SiteConfig, SubscriptionRow
 from collector.settings import load
 from collector.tariffs import regulated
 from collector.tariffs.regulated import OPTIONS, Option, Prices, RegulatedError, Source, Table
+
+# Dated rows (price, subscription): the one in force on a day is picked the same way.
+DatedT = TypeVar("DatedT", PriceRow, SubscriptionRow)
 
 OPTION_NAMES: dict[Option, str] = {"base": "Base", "hphc": "HP/HC", "tempo": "Tempo"}
 REPORTED = "(reported, to verify)"
@@ -150,15 +154,11 @@ def _typed_subscription(site: SiteConfig, day: date) -> list[str]:
     rows = site.tariff.subscription
     if not rows:
         return []
-    earlier = [row for row in rows if row.since <= day]
-    row = earlier[-1] if earlier else rows[0]
-    figure = (
-        f"{row.per_month} EUR/month" if row.per_month is not None else f"{row.per_year} EUR/year"
-    )
-    return [f"  subscription {figure}, typed in the site file, from {row.since}"]
+    row = _row_at(rows, day)
+    return [f"  subscription {subscription_figure(row)}, typed in the site file, from {row.since}"]
 
 
-def _row_at(rows: list[PriceRow], day: date) -> PriceRow:
+def _row_at(rows: Sequence[DatedT], day: date) -> DatedT:
     # As the tariff prices an instant: the first row also covers anything earlier.
     earlier = [row for row in rows if row.since <= day]
     return earlier[-1] if earlier else rows[0]

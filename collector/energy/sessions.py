@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from collector.config import SessionSettings
+from collector.config import ZERO, SessionSettings
 from collector.energy.intervals import Piece
 from collector.wire.messages import EventMessage, Message, Period, PeriodTotal, SessionMessage
 
@@ -103,9 +103,6 @@ class Totals:
             {p: float(e) for p, (e, _) in data.items()},
             {p: Decimal(str(c)) for p, (_, c) in data.items()},
         )
-
-
-ZERO = Decimal(0)
 
 
 def _eur6(value: Decimal) -> float:

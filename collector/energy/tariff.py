@@ -114,13 +114,18 @@ class Tariff:
             for entry in self.settings.offpeak_entries()
         )
 
+    @cached_property
+    def _weekend_days(self) -> frozenset[int]:
+        # Once per tariff: `WeekendSettings.days` builds its set anew, and this runs per reading.
+        weekend = self.settings.weekend
+        return frozenset() if weekend is None else weekend.days
+
     def offpeak_ranges(self, day: date) -> tuple[tuple[time, time], ...]:
         """HC ranges (start, end) in force on a local calendar day: those of the dated entry in
         force that day (the first one also before its date, as price rows), of its first season
         containing the day, else its own. A weekend day of the weekend option is HC all day,
         (00:00, 00:00)."""
-        weekend = self.settings.weekend
-        if weekend is not None and day.weekday() in weekend.days:
+        if day.weekday() in self._weekend_days:
             return ALL_DAY
         if not self._schedules:
             return ()
