@@ -94,7 +94,9 @@ TEXT = {
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser(
-        "compare", parents=[common], help="a month's cost under Base and under HP/HC"
+        "compare",
+        parents=[common],
+        help="a month's cost under Base, HP/HC and Tempo, and the subscription",
     )
     add_config_argument(parser)
     parser.add_argument("--month", required=True, help="YYYY-MM (site local time)")
