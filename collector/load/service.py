@@ -102,8 +102,8 @@ class LoadService:
         self._validity_s = controller.settings.profile_validity_s
         main = site.main_meter
         self._main = main.id if main is not None else None
-        served = {p for c in site.chargers for p in c.connectors.values()} if chargers else set()
         self._points_of = {c.id: set(c.connectors.values()) for c in site.chargers}
+        served = set().union(*self._points_of.values()) if chargers else set()
         switched = set(site.knx.switches) if site.knx is not None and contactors else set()
         self._sockets = {
             m.id: _Socket(m.id, m.id in served, m.id in switched)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 from uuid import uuid4
 
+from ocpp.charge_point import snake_to_camel_case
 from ocpp.exceptions import (
     InternalError,
     OCPPError,
@@ -277,14 +278,11 @@ class CentralSystem:
         valid = sum(1 for b in self.core.badges.values() if b.until is None or b.until > now)
         key = (self.core.local_list_version, valid)
         if self._local_list is None or self._local_list[0] != key:
-            entries = [
-                {"idTag": e["id_tag"], "idTagInfo": _camel(e["id_tag_info"])}
-                for e in self.core.local_list(now)
-            ]
+            # The library's own conversion: the entries as its `call` would send them.
             payload = {
                 "listVersion": key[0],
                 "updateType": "Full",
-                "localAuthorizationList": entries,
+                "localAuthorizationList": snake_to_camel_case(self.core.local_list(now)),
             }
             self._local_list = (key, payload)
         return self._local_list[1]
@@ -392,11 +390,6 @@ class CentralSystem:
         finally:
             if self.links.get(charger_id) is link:
                 del self.links[charger_id]
-
-
-def _camel(info: dict[str, Any]) -> dict[str, Any]:
-    """An IdTagInfo as sent: status, expiryDate."""
-    return {"expiryDate" if k == "expiry_date" else k: v for k, v in info.items()}
 
 
 def _write(path: Path, snapshot: dict[str, Any]) -> None:

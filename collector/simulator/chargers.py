@@ -32,6 +32,7 @@ from collector.simulator.profiles import (
     MIN_CHARGE_A,
     Profile,
     cleared,
+    draws_a,
     ended_transaction,
     installed,
     limit_a,
@@ -243,9 +244,8 @@ class SimulatedCharger(ChargePoint):
         meter = self._meter(point)
         values = self.model.values(point)
         socket = meter.settings.socket
-        offered = socket.rated_current_a if socket is not None else 0.0
-        if meter.limit_a is not None:
-            offered = min(offered, meter.limit_a) if meter.limit_a >= MIN_CHARGE_A else 0.0
+        # What the charger offers is what a car wanting the socket's rating may draw.
+        offered = draws_a(socket.rated_current_a if socket is not None else 0.0, meter.limit_a)
         sampled = [
             ("Energy.Active.Import.Register", "Wh", f"{values['energy_wh']:.0f}"),
             ("Power.Active.Import", "W", f"{values['power_w']:.0f}"),

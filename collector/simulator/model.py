@@ -255,13 +255,11 @@ class SiteModel:
 
     def _charging_current(self, state: MeterState) -> float:
         car, socket = state.car, state.settings.socket
-        if car is None or socket is None or car.soc >= car.target_soc:
+        if car is None or socket is None or car.soc >= car.target_soc or not state.energized:
             return 0.0
         taper = 1.0
         if car.soc > TAPER_FROM_SOC:
             taper = max(0.1, (1.0 - car.soc) / (1.0 - TAPER_FROM_SOC))
-        if not state.energized:
-            return 0.0
         return draws_a(socket.rated_current_a * taper, state.limit_a)
 
     # ---- electrical quantities ----------------------------------------------------------
