@@ -68,6 +68,11 @@ def delete_body(start: datetime, end: datetime) -> dict[str, str]:
     }
 
 
+def major_version(version: str) -> str:
+    """`1` for `1.6.7`, `2` for `v2.7.1`."""
+    return version.strip().removeprefix("v").split(".", 1)[0]
+
+
 def unsupported(version: str | None) -> str | None:
     """Why a server cannot be pruned, from its /ping's `X-Influxdb-Version` header (None: it
     can). InfluxDB 1.x answers `1.6.7`, 2.x `v2.7.1` or `2.7.1`; VictoriaMetrics sends no such
@@ -78,8 +83,7 @@ def unsupported(version: str | None) -> str | None:
             "the server at influx.url is not InfluxDB 1.x or 2.x (no X-Influxdb-Version on "
             "/ping; VictoriaMetrics keeps data for its own -retentionPeriod)"
         )
-    major = version.strip().removeprefix("v").split(".", 1)[0]
-    if major in ("1", "2"):
+    if major_version(version) in ("1", "2"):
         return None
     return (
         f"the server at influx.url is InfluxDB {version.strip()}, not 1.x or 2.x "
