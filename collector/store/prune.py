@@ -143,9 +143,10 @@ def prune(
     settings: InfluxSettings,
     now: datetime,
     days: int,
+    stopping: threading.Event | None = None,
 ) -> int:
     """Backfill then delete the raw readings older than `days` before `now`, a day at a time,
-    oldest first; the number of days pruned. Raises Unsupported for a server that cannot be
+    oldest first, until `stopping` is set; the number of days pruned. Raises Unsupported for a server that cannot be
     pruned, PruneError, InfluxQLError or WriteAborted at the first failure."""
     version = server_version(settings)
     problem = unsupported(version)
@@ -157,8 +158,11 @@ def prune(
         return 0
     backend = backend_for(settings)
     writer = Writer(backend, _give_up_at_once())
+    pruned = 0
     try:
         for start, end in chunks:
+            if stopping is not None and stopping.is_set():
+                break
             written = write_levels(client, writer, start, end)
             try:
                 delete_raw(client, settings, major, start, end)
@@ -170,6 +174,7 @@ def prune(
                 end.isoformat(),
                 written,
             )
+            pruned += 1
     finally:
         backend.close()
-    return len(chunks)
+    return pruned
