@@ -26,27 +26,35 @@ def test_nothing_to_prune() -> None:
     assert plan(NOW, 7, NOW - timedelta(days=3)) == []
 
 
-def test_whole_days_oldest_first_the_last_ending_at_the_cutoff() -> None:
+def test_days_from_the_oldest_hour_the_last_ending_at_the_cutoff() -> None:
     oldest = datetime(2026, 11, 26, 17, 5, 3, tzinfo=UTC)
     assert plan(NOW, 7, oldest) == [
-        (datetime(2026, 11, 26, tzinfo=UTC), datetime(2026, 11, 27, tzinfo=UTC)),
-        (datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)),
-        (datetime(2026, 11, 28, tzinfo=UTC), datetime(2026, 11, 29, tzinfo=UTC)),
-        (datetime(2026, 11, 29, tzinfo=UTC), datetime(2026, 11, 29, 21, tzinfo=UTC)),
+        (datetime(2026, 11, 26, 17, tzinfo=UTC), datetime(2026, 11, 27, 17, tzinfo=UTC)),
+        (datetime(2026, 11, 27, 17, tzinfo=UTC), datetime(2026, 11, 28, 17, tzinfo=UTC)),
+        (datetime(2026, 11, 28, 17, tzinfo=UTC), datetime(2026, 11, 29, 17, tzinfo=UTC)),
+        (datetime(2026, 11, 29, 17, tzinfo=UTC), datetime(2026, 11, 29, 21, tzinfo=UTC)),
+    ]
+
+
+def test_an_hour_later_the_hour_that_passed_the_cutoff() -> None:
+    """After a run, the oldest reading is at the cutoff or after it; the next run, an hour
+    later, prunes that hour only (not its whole day again)."""
+    end = cutoff(NOW, 7)
+    assert plan(NOW + timedelta(hours=1), 7, end + timedelta(seconds=1)) == [
+        (end, end + timedelta(hours=1))
     ]
 
 
 def test_a_reading_just_before_the_cutoff_is_pruned() -> None:
     end = cutoff(NOW, 7)
-    assert plan(NOW, 7, end - timedelta(milliseconds=1)) == [
-        (datetime(2026, 11, 29, tzinfo=UTC), end)
-    ]
+    assert plan(NOW, 7, end - timedelta(milliseconds=1)) == [(end - timedelta(hours=1), end)]
 
 
 def test_a_year_of_history_is_a_chunk_a_day() -> None:
     chunks = plan(NOW, 30, NOW - timedelta(days=400))
-    assert len(chunks) == 371
+    assert len(chunks) == 370
     assert all(lo < hi <= lo + timedelta(days=1) for lo, hi in chunks)
+    assert all(lo.minute == lo.second == lo.microsecond == 0 for lo, _ in chunks)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
     assert chunks[-1][1] == cutoff(NOW, 30)
 

@@ -31,10 +31,11 @@ def cutoff(now: datetime, days: int) -> datetime:
 
 
 def plan(now: datetime, days: int, oldest: datetime | None) -> list[tuple[datetime, datetime]]:
-    """The chunks [start, end) to prune, oldest first: whole UTC days from the one holding
-    `oldest` (the oldest raw reading, None when there is none), the last one ending at the
-    cutoff. A day at a time keeps a first run over a year of history bounded in memory (a
-    day is read back to backfill it) and lets it make progress if it is interrupted."""
+    """The chunks [start, end) to prune, oldest first: days from the hour holding `oldest`
+    (the oldest raw reading, None when there is none), the last one ending at the cutoff,
+    all on whole UTC hours. A day at a time keeps a first run over a year of history bounded
+    in memory (a day is read back to backfill it) and lets it make progress if it is
+    interrupted; the hourly runs after it prune the hour that just passed the cutoff."""
     if now.tzinfo is None or (oldest is not None and oldest.tzinfo is None):
         raise ValueError("naive datetime: times must be timezone-aware")
     if days < 1:
@@ -42,7 +43,7 @@ def plan(now: datetime, days: int, oldest: datetime | None) -> list[tuple[dateti
     end = cutoff(now, days)
     if oldest is None or oldest >= end:
         return []
-    start = floor_hour(oldest).replace(hour=0)
+    start = floor_hour(oldest)
     out = []
     while start < end:
         stop = min(start + DAY, end)

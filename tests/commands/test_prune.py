@@ -24,7 +24,7 @@ from collector.store.retention import cutoff
 from tests.commands.test_downsample import by_point, site_file
 from tests.support import servers
 
-START = datetime(2026, 11, 20, 5, 17, tzinfo=UTC)  # not on a day: the first chunk is partial
+START = datetime(2026, 11, 20, 5, 17, tzinfo=UTC)  # not on the hour: a partial first hour
 DAYS = 10
 STEP_S = 20
 NOW = START + timedelta(days=DAYS, minutes=40)
@@ -120,8 +120,8 @@ def test_prune_backfills_then_deletes_old_raw_readings(influx: servers.Server) -
     cut = int(CUTOFF.timestamp())
     kept = sum(1 for rows in found.values() for ts, _, _ in rows if ts >= cut)
 
-    # A day at a time from the oldest reading's day: 20, 21, 22 and 23 November until 05:00.
-    assert prune(client, settings(influx), NOW, RETENTION) == 4
+    # A day at a time from the oldest reading's hour: 20 November 05:00 to 23 November 05:00.
+    assert prune(client, settings(influx), NOW, RETENTION) == 3
 
     literal = CUTOFF.strftime("'%Y-%m-%dT%H:%M:%SZ'")
     assert raw_count(client, f"time < {literal}") == 0
