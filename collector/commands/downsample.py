@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             now = datetime.now(UTC)
             pruned = prune(client, site.influx, now, days)
             print(
-                f"raw readings before {cutoff(now, days):%Y-%m-%d %H:%M} UTC: {pruned} days pruned"
+                f"raw readings before {cutoff(now, days):%Y-%m-%d %H:%M} UTC: {pruned} hours pruned"
             )
     except (InfluxQLError, WriteAborted, PruneError, Unsupported) as exc:
         print(f"irve downsample: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from collector.config import InfluxSettings
+from collector.ingest.metrics import PruneStats
 from collector.ingest.writer import WriteAborted
 from collector.redact import redact
 from collector.store.influxql import InfluxQL, InfluxQLError
@@ -43,8 +44,7 @@ class Housekeeping:
         self.delay_s = delay_s
         self.every_s = every_s
         self.clock = clock
-        self.runs = 0  # completed runs, failed or not (for tests and the curious)
-        self.days_pruned = 0
+        self.stats = PruneStats()  # on /metrics
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ingest-housekeeping", daemon=True)
 
@@ -79,7 +79,8 @@ class Housekeeping:
             pruned = prune(client, self.settings, now, self.days, self._stop)
         except Unsupported as exc:
             log.warning("influx.raw_retention_days is ignored: %s", exc)
-            self.runs += 1
+            self.stats.failures += 1
+            self.stats.runs += 1
             return False
         except (PruneError, InfluxQLError, WriteAborted) as exc:
             log.error(
@@ -88,14 +89,16 @@ class Housekeeping:
                 self.every_s,
                 redact(str(exc)),
             )
+            self.stats.failures += 1
         except Exception:  # a bug of ours must not end the housekeeping for good
             log.exception("pruning raw readings failed, retried in %g s", self.every_s)
+            self.stats.failures += 1
         else:
-            self.days_pruned += pruned
+            self.stats.hours_pruned += pruned
             log.info(
-                "pruned raw readings before %s UTC: %d days",
+                "pruned raw readings before %s UTC: %d hours",
                 f"{cutoff(now, self.days):%Y-%m-%d %H:%M}",
                 pruned,
             )
-        self.runs += 1
+        self.stats.runs += 1
         return True

@@ -104,6 +104,8 @@ class Ingestor:
                 config.influx, days, delay_s=housekeeping_delay_s, every_s=housekeeping_every_s
             )
         )
+        if self.housekeeping is not None:
+            self.metrics.prune = self.housekeeping.stats
 
     # --- MQTT -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from collector.config import InfluxSettings
 from collector.ingest.writer import Writer, backend_for
@@ -43,6 +43,7 @@ from collector.store.retention import (
 )
 
 log = logging.getLogger(__name__)
+HOUR = timedelta(hours=1)
 
 
 class Unsupported(RuntimeError):
@@ -148,7 +149,7 @@ def prune(
     stopping: threading.Event | None = None,
 ) -> int:
     """Backfill then delete the raw readings older than `days` before `now`, a day at a time,
-    oldest first, until `stopping` is set; the number of days pruned. Raises Unsupported for a server that cannot be
+    oldest first, until `stopping` is set; the number of hours pruned. Raises Unsupported for a server that cannot be
     pruned, PruneError, InfluxQLError or WriteAborted at the first failure."""
     version = server_version(settings)
     problem = unsupported(version)
@@ -176,7 +177,7 @@ def prune(
                 end.isoformat(),
                 written,
             )
-            pruned += 1
+            pruned += round((end - start) / HOUR)
     finally:
         backend.close()
     return pruned

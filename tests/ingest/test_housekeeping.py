@@ -17,6 +17,7 @@ import pytest
 
 from collector.config import InfluxSettings, IngestorConfig
 from collector.ingest.housekeeping import Housekeeping
+from collector.ingest.metrics import PruneStats
 from collector.ingest.service import Ingestor
 from collector.ingest.writer import Writer, backend_for
 from tests.support import servers
@@ -80,11 +81,14 @@ def test_housekeeping_prunes_while_messages_are_ingested(
         for i in range(live):
             pub.publish(f"irve/{SITE}/cp1/state", state(i, ts=iso(now_ms + i)))
             time.sleep(0.005)
-        servers.wait_until(lambda: housekeeping.runs >= 2, 30, "two housekeeping runs")
+        servers.wait_until(lambda: housekeeping.stats.runs >= 2, 30, "two housekeeping runs")
         servers.wait_until(lambda: ingestor.metrics.acked >= live, 15, "live messages written")
-        # Days from the hour 10 days ago to the cutoff, 7 days ago on the hour: 3 (4 if the
+        # From the hour 10 days ago to the cutoff, 7 days ago on the hour: 72 hours (73 if the
         # hour turned between the history's writing and the first run).
-        assert housekeeping.days_pruned in (3, 4)
+        assert housekeeping.stats.hours_pruned in (72, 73)
+        text = ingestor.metrics_text()
+        assert f"irve_ingest_pruned_hours_total {housekeeping.stats.hours_pruned}\n" in text
+        assert "irve_ingest_prune_failures_total 0\n" in text
 
     assert count(influx) == live  # the old history is gone, every live reading is there
     (minutes,) = rows(influx, 'SELECT count("samples"), sum("samples") FROM "reading_1m"')
@@ -103,11 +107,11 @@ def test_victoria_metrics_ignores_the_key_once(
     with ingesting(cfg) as ingestor, publisher(broker.port) as pub:
         housekeeping = ingestor.housekeeping
         assert housekeeping is not None
-        servers.wait_until(lambda: housekeeping.runs >= 1, 15, "a housekeeping run")
+        servers.wait_until(lambda: housekeeping.stats.runs >= 1, 15, "a housekeeping run")
         pub.publish(f"irve/{SITE}/cp1/state", state(0, ts=iso(int(time.time() * 1000))))
         servers.wait_until(lambda: ingestor.metrics.acked >= 1, 15, "the message written")
         time.sleep(1.5)  # an interval: no second run
-        assert housekeeping.runs == 1
+        assert housekeeping.stats.runs == 1
     ignored = [r.getMessage() for r in caplog.records if "raw_retention_days" in r.getMessage()]
     assert ignored == [
         "influx.raw_retention_days is ignored: the server at influx.url is not InfluxDB 1.x or "
@@ -117,7 +121,9 @@ def test_victoria_metrics_ignores_the_key_once(
 
 
 def test_no_housekeeping_without_the_key(broker_free_config: IngestorConfig) -> None:
-    assert Ingestor(broker_free_config).housekeeping is None
+    ingestor = Ingestor(broker_free_config)
+    assert ingestor.housekeeping is None
+    assert "irve_ingest_prune" not in ingestor.metrics_text()
 
 
 @pytest.fixture
@@ -131,7 +137,7 @@ def test_a_failed_run_is_logged_without_secret_and_retried(
     settings = InfluxSettings(url="http://irve:s3cret-pw@127.0.0.1:9", api_version="1")
     housekeeping = Housekeeping(settings, RETENTION)
     assert housekeeping.run_once() is True  # the thread goes on: the next run may succeed
-    assert housekeeping.runs == 1 and housekeeping.days_pruned == 0
+    assert housekeeping.stats == PruneStats(runs=1, failures=1, hours_pruned=0)
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "pruning raw readings failed, retried in 3600 s" in record.getMessage()
     assert "127.0.0.1:9/ping: cannot connect" in record.getMessage()
