@@ -340,11 +340,11 @@ class Ingestor:
         """
         self._closing = True
         self.stopping.set()  # no more retries: a write that fails now is given up
-        if self.housekeeping is not None:
-            self.housekeeping.stop(timeout_s=2 * self.config.influx.timeout_s + 5)
         self.batcher.flush()
         if self._writer_thread.is_alive():
             self._writer_thread.join(timeout=self.config.influx.timeout_s + 5)
+        if self.housekeeping is not None:  # after the writer: its last batch first
+            self.housekeeping.stop(timeout_s=2 * self.config.influx.timeout_s + 5)
         self.client.disconnect()  # queued after the PUBACKs, so those go out first
         self._network_thread.join(timeout=10)
         self.writer.backend.close()

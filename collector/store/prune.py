@@ -51,8 +51,8 @@ class Unsupported(RuntimeError):
 
 
 class PruneError(RuntimeError):
-    """A step of the pruning failed (the message says which); nothing of that day was deleted
-    unless its backfill was written."""
+    """A step of the pruning (or of a backfill) failed, the message says which; nothing of a
+    day is deleted unless its backfill was written."""
 
 
 def _give_up_at_once() -> threading.Event:
@@ -149,8 +149,9 @@ def prune(
     stopping: threading.Event | None = None,
 ) -> int:
     """Backfill then delete the raw readings older than `days` before `now`, a day at a time,
-    oldest first, until `stopping` is set; the number of hours pruned. Raises Unsupported for a server that cannot be
-    pruned, PruneError, InfluxQLError or WriteAborted at the first failure."""
+    oldest first, until `stopping` is set; the number of hours pruned. Raises Unsupported for
+    a server that cannot be pruned, PruneError, InfluxQLError or WriteAborted at the first
+    failure."""
     version = server_version(settings)
     problem = unsupported(version)
     if problem is not None:
