@@ -219,6 +219,9 @@ def test_raw_retention_days_default_and_environment(monkeypatch: pytest.MonkeyPa
     assert load(SiteConfig, EXAMPLES / "hotel-vda.yaml").influx.raw_retention_days is None
     monkeypatch.setenv("IRVE_INFLUX__RAW_RETENTION_DAYS", "90")
     assert load(SiteConfig, EXAMPLES / "hotel-vda.yaml").influx.raw_retention_days == 90
+    # The Docker stack passes ${RAW_RETENTION_DAYS:-}: empty when .env leaves it empty.
+    monkeypatch.setenv("IRVE_INFLUX__RAW_RETENTION_DAYS", "")
+    assert load(SiteConfig, EXAMPLES / "hotel-vda.yaml").influx.raw_retention_days is None
 
 
 def test_tariff_edges_that_are_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
