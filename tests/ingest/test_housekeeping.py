@@ -122,8 +122,12 @@ def test_victoria_metrics_ignores_the_key_once(
 
 def test_no_housekeeping_without_the_key(broker_free_config: IngestorConfig) -> None:
     ingestor = Ingestor(broker_free_config)
-    assert ingestor.housekeeping is None
-    assert "irve_ingest_prune" not in ingestor.metrics_text()
+    try:
+        assert ingestor.housekeeping is None
+        assert "irve_ingest_prune" not in ingestor.metrics_text()
+    finally:  # never started: what its constructor opened
+        ingestor.http.stop()
+        ingestor.writer.backend.close()
 
 
 @pytest.fixture
