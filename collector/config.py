@@ -499,6 +499,14 @@ class InfluxSettings(Strict):
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: Annotated[float, _between(0.1, 300)] = 10.0
+    # Raw readings older than this many days are pruned once `reading_1m` and `reading_1h`
+    # hold them (collector.store.retention); None keeps them forever. At least a week, so that
+    # a week's panels and the continuous queries' late readings always find them. Empty is
+    # None: the Docker stack passes `${RAW_RETENTION_DAYS:-}`, empty when it is not set.
+    raw_retention_days: Annotated[
+        Annotated[int, _between(7, 100_000)] | None,
+        BeforeValidator(lambda v: None if v == "" else v),
+    ] = None
 
     @model_validator(mode="before")
     @classmethod

@@ -44,6 +44,7 @@ PURE = [
     "load/schedule.py",
     "load/settings.py",
     "simulator/profiles.py",
+    "store/retention.py",
 ]
 FORBIDDEN = {
     "paho", "pymodbus", "apprise", "influxdb_client", "urllib", "websockets", "socket",

@@ -196,6 +196,34 @@ def test_each_error_class_names_its_path(
     assert message in output
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (6, "influx.raw_retention_days: must be 7..100000"),
+        (0, "influx.raw_retention_days: must be 7..100000"),
+        ("ninety", "influx.raw_retention_days: Input should be a valid integer"),
+        (7.5, "influx.raw_retention_days: Input should be a valid integer"),
+    ],
+)
+def test_raw_retention_days_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: Any, message: str
+) -> None:
+    data = hotel()
+    data["influx"] = {"raw_retention_days": value}
+    code, output = run_check(tmp_path, data, capsys)
+    assert code == 2, output
+    assert message in output
+
+
+def test_raw_retention_days_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load(SiteConfig, EXAMPLES / "hotel-vda.yaml").influx.raw_retention_days is None
+    monkeypatch.setenv("IRVE_INFLUX__RAW_RETENTION_DAYS", "90")
+    assert load(SiteConfig, EXAMPLES / "hotel-vda.yaml").influx.raw_retention_days == 90
+    # The Docker stack passes ${RAW_RETENTION_DAYS:-}: empty when .env leaves it empty.
+    monkeypatch.setenv("IRVE_INFLUX__RAW_RETENTION_DAYS", "")
+    assert load(SiteConfig, EXAMPLES / "hotel-vda.yaml").influx.raw_retention_days is None
+
+
 def test_tariff_edges_that_are_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Ranges that touch, a range ending at 24:00 beside one from 00:00, 29 February and
     seasons that only partly overlap (the first wins on the shared days) are all accepted."""
@@ -254,6 +282,11 @@ def test_environment_overrides_and_secret_files(
     ("name", "value", "message"),
     [
         ("IRVE_MQTT__PORT", "99999", "IRVE_MQTT__PORT: must be 1..65535"),
+        (
+            "IRVE_INFLUX__RAW_RETENTION_DAYS",
+            "3",
+            "IRVE_INFLUX__RAW_RETENTION_DAYS: must be 7..100000",
+        ),
         ("IRVE_TARIFF__PRICES__1__BASE", "0,1927", "IRVE_TARIFF__PRICES__1__BASE: decimal comma"),
         ("IRVE_METERS__2__BUS", "rs485", "IRVE_METERS__2__BUS: no bus with id 'rs485'"),
         (

@@ -1,5 +1,6 @@
-"""`irve downsample -c SITE.yaml [--setup] [--from D --to D]`: the per-minute and per-hour
-series the dashboards read over long ranges (collector.store.downsample, docs/grafana.md).
+"""`irve downsample -c SITE.yaml [--setup] [--from D --to D] [--prune]`: the per-minute and
+per-hour series the dashboards read over long ranges (collector.store.downsample,
+docs/grafana.md).
 
 - `--setup` (InfluxDB 1.x): creates the continuous queries that keep `reading_1m` and
   `reading_1h` up to date; on 2.x the stack's init script creates tasks instead.
@@ -8,6 +9,9 @@ series the dashboards read over long ranges (collector.store.downsample, docs/gr
   whole hours; each day is read with InfluxQL and written with the ingestor's writer, so it
   works on 1.x, 2.x and 3.x. Running it twice writes the same points again (same series and
   times: nothing is counted twice).
+- `--prune`: once, what `irve ingest` does every hour when `influx.raw_retention_days` is set
+  (collector.store.prune): backfill, then delete, the raw readings older than that; for cron
+  where no ingestor runs the housekeeping.
 
 The database is the site file's `influx` section (`IRVE_INFLUX__*`); the coarse series cover
 every site of the database, not only this file's.
@@ -27,15 +31,10 @@ from collector.config import InfluxSettings
 from collector.ingest.writer import WriteAborted, Writer, backend_for
 from collector.settings import ConfigError
 from collector.site import load_site, local_instant
-from collector.store.downsample import (
-    LEVELS,
-    backfill_select,
-    chunks,
-    continuous_queries,
-    query_name,
-)
-from collector.store.downsample import to_lines as downsampled_lines
+from collector.store.downsample import LEVELS, chunks, continuous_queries, query_name
 from collector.store.influxql import InfluxQL, InfluxQLError
+from collector.store.prune import PruneError, Unsupported, prune, write_levels
+from collector.store.retention import cutoff
 
 log = logging.getLogger(__name__)
 CHUNK = timedelta(days=1)  # a day of 1 s readings: 86,400 per meter, 1,440 minutes
@@ -56,6 +55,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--from", dest="start", help="backfill from YYYY-MM-DD[THH:MM] local")
     parser.add_argument("--to", dest="end", help="backfill to YYYY-MM-DD[THH:MM] local, excluded")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="backfill, then delete, the raw readings older than influx.raw_retention_days",
+    )
     parser.set_defaults(run=run)
 
 
@@ -70,8 +74,8 @@ def hour_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.setup and args.start is None and args.end is None:
-        raise ConfigError(["--setup or --from/--to: nothing to do"])
+    if not args.setup and not args.prune and args.start is None and args.end is None:
+        raise ConfigError(["--setup, --from/--to or --prune: nothing to do"])
     if (args.start is None) != (args.end is None):
         raise ConfigError(["--from and --to: give both, or neither"])
     site, _ = load_site(args.config)
@@ -83,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         if end <= start:
             raise ConfigError(["--to: must be after --from"])
         span = hour_span(start, end)
+    days = site.influx.raw_retention_days
+    if args.prune and days is None:
+        raise ConfigError(["--prune: influx.raw_retention_days is not set in the site file"])
     client = InfluxQL.from_settings(site.influx)
     try:
         if args.setup:
@@ -90,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
         if span is not None:
             written = backfill(client, site.influx, *span)
             print(f"{span[0]:%Y-%m-%d %H:%M} .. {span[1]:%Y-%m-%d %H:%M} UTC: {written} points")
-    except (InfluxQLError, WriteAborted) as exc:
+        if args.prune and days is not None:
+            now = datetime.now(UTC)
+            pruned = prune(client, site.influx, now, days)
+            print(
+                f"raw readings before {cutoff(now, days):%Y-%m-%d %H:%M} UTC: {pruned} hours pruned"
+            )
+    except (InfluxQLError, WriteAborted, PruneError, Unsupported) as exc:
         print(f"irve downsample: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -119,10 +132,7 @@ def backfill(client: InfluxQL, settings: InfluxSettings, start: datetime, end: d
     writer = Writer(backend, threading.Event())
     try:
         for lo, hi in chunks(start, end, CHUNK):
-            for level in LEVELS:
-                lines = list(downsampled_lines(level, client.query(backfill_select(level, lo, hi))))
-                if lines:
-                    writer.write(lines)
+            write_levels(client, writer, lo, hi)
             log.info("downsampled %s .. %s", lo.isoformat(), hi.isoformat())
     finally:
         backend.close()

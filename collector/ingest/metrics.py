@@ -31,6 +31,15 @@ class Histogram:
 
 
 @dataclass
+class PruneStats:
+    """The housekeeping's runs (collector.ingest.housekeeping), bumped by its thread only."""
+
+    runs: int = 0  # finished, failed or not
+    failures: int = 0
+    hours_pruned: int = 0  # of raw readings
+
+
+@dataclass
 class IngestMetrics:
     messages: Counter[str] = field(default_factory=Counter)  # valid messages in, by kind
     dead_letters: Counter[str] = field(default_factory=Counter)  # by kind ("unknown" topic)
@@ -40,6 +49,7 @@ class IngestMetrics:
     batch_latency: Histogram = field(default_factory=Histogram)
     broker_connected: bool = False
     connects: int = 0
+    prune: PruneStats | None = None  # with influx.raw_retention_days only
 
 
 def _escape(value: str) -> str:
@@ -74,6 +84,12 @@ def render(metrics: IngestMetrics, writes: WriteStats) -> str:
         ("irve_ingest_broker_connected", "gauge", "1 while connected to the broker.", int(metrics.broker_connected)),
         ("irve_ingest_broker_connects_total", "counter", "Connections to the broker.", metrics.connects),
     ]  # fmt: skip
+    if metrics.prune is not None:
+        simple += [
+            ("irve_ingest_prune_runs_total", "counter", "Runs of the raw readings' pruning.", metrics.prune.runs),
+            ("irve_ingest_prune_failures_total", "counter", "Pruning runs that failed (retried the next hour).", metrics.prune.failures),
+            ("irve_ingest_pruned_hours_total", "counter", "Hours of raw readings pruned, after their backfill.", metrics.prune.hours_pruned),
+        ]  # fmt: skip
     for name, kind, help_text, value in simple:
         family(name, kind, help_text)
         out.append(f"{name} {value}")

@@ -7,7 +7,10 @@ Threads:
 - the writer thread takes batches (by size or age), writes them, dead-letters the messages
   whose lines the database refused, then acknowledges the batch's messages with `client.ack`
   (paho's manual acknowledgement);
-- the HTTP thread serves /healthz and /metrics.
+- the HTTP thread serves /healthz and /metrics;
+- with `influx.raw_retention_days`, the housekeeping thread prunes old raw readings every
+  hour (collector.ingest.housekeeping), with its own connections: never in the way of the
+  writer.
 
 At least once: a message is acknowledged only after its batch is in the database, so a crash
 or SIGKILL leaves it with the broker, which redelivers it to the persistent session (clean
@@ -37,6 +40,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector.config import IngestorConfig
+from collector.ingest import housekeeping
 from collector.ingest.batch import AckToken, Batch, Batcher
 from collector.ingest.http import StatusServer
 from collector.ingest.metrics import IngestMetrics, render
@@ -66,7 +70,14 @@ def tune_gc() -> None:
 
 
 class Ingestor:
-    def __init__(self, config: IngestorConfig, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        config: IngestorConfig,
+        backend: Backend | None = None,
+        *,
+        housekeeping_delay_s: float = housekeeping.DELAY_S,
+        housekeeping_every_s: float = housekeeping.EVERY_S,
+    ) -> None:
         self.config = config
         self.prefix = config.mqtt.topic_prefix
         self.metrics = IngestMetrics()
@@ -85,6 +96,16 @@ class Ingestor:
         self.http = StatusServer(
             config.ingest.http_host, config.ingest.http_port, self.health, self.metrics_text
         )
+        days = config.influx.raw_retention_days
+        self.housekeeping = (
+            None
+            if days is None
+            else housekeeping.Housekeeping(
+                config.influx, days, delay_s=housekeeping_delay_s, every_s=housekeeping_every_s
+            )
+        )
+        if self.housekeeping is not None:
+            self.metrics.prune = self.housekeeping.stats
 
     # --- MQTT -----------------------------------------------------------------------------
 
@@ -296,6 +317,8 @@ class Ingestor:
         )
         self._network_thread.start()
         self._writer_thread.start()
+        if self.housekeeping is not None:
+            self.housekeeping.start()
         log.info(
             "ingesting %s/# into %s (API %s); batches of %d or every %g s; window %d; "
             "status on http://%s:%d/healthz",
@@ -320,6 +343,8 @@ class Ingestor:
         self.batcher.flush()
         if self._writer_thread.is_alive():
             self._writer_thread.join(timeout=self.config.influx.timeout_s + 5)
+        if self.housekeeping is not None:  # after the writer: its last batch first
+            self.housekeeping.stop(timeout_s=2 * self.config.influx.timeout_s + 5)
         self.client.disconnect()  # queued after the PUBACKs, so those go out first
         self._network_thread.join(timeout=10)
         self.writer.backend.close()

@@ -13,7 +13,8 @@ maxima), so a panel's statement for a coarse series differs only by its measurem
 maxima and last values, by the `_max` / `_last` field.
 
 Energy windows and sessions are never downsampled: billing and the energy panels read them
-as they are, to the cent.
+as they are, to the cent. Raw readings older than `influx.raw_retention_days` are deleted
+once these two series hold them (collector.store.prune).
 
 The same SELECT serves InfluxDB 1.x's continuous queries (`continuous_queries`) and the
 backfill (`backfill_select`, whose rows `to_lines` turns into line protocol, written with
