@@ -68,8 +68,10 @@ class Reading:
         self, charging: bool | None = None, keys: Mapping[str, object] | None = None
     ) -> StateMessage:
         """The `state` message: the reading, whether a session is running, and the meter's
-        `state_keys`."""
-        state = StateMessage(
+        `state_keys`. Built without validation, once per reading: the values are the
+        decoder's floats (finite or None), the keys come from the validated site file, and
+        `to_json` refuses a non-finite number."""
+        return StateMessage.model_construct(
             ts=self.ts,
             power_w=self.power_w,
             current_a=self.current_a,
@@ -81,8 +83,8 @@ class Reading:
             frequency_hz=self.values.get("frequency_hz"),
             export_energy_wh=self.values.get("export_energy_wh"),
             charging=charging,
+            **(keys or {}),
         )
-        return state.model_copy(update=dict(keys)) if keys else state
 
 
 def state_keys(site: SiteConfig, meter: MeterSettings) -> dict[str, object]:

@@ -135,11 +135,16 @@ class StateMessage(_Timed):
     warning_w: float | None = Field(default=None, gt=0)
 
     def to_json(self) -> bytes:
-        # Optional keys are left out rather than sent as null; the four core keys always appear.
-        data = self.model_dump(mode="json", exclude_none=True)
+        """Optional keys are left out rather than sent as null; the four core keys always
+        appear. Built from the fields directly rather than with `model_dump`: one of these per
+        reading, and pydantic's serializer cost more than the rest of the message
+        (tests/wire/test_state_json.py checks it against `model_dump`). Non-finite numbers
+        raise ValueError, as validation would."""
+        data = {key: value for key, value in self.__dict__.items() if value is not None}
+        data["ts"] = format_ts(self.ts)
         for key in ("power_w", "current_a", "voltage_v", "energy_wh"):
             data.setdefault(key, None)
-        return json.dumps(data, separators=(",", ":")).encode()
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
 
 class EnergyMessage(_Timed):
