@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from collector.config import MeterSettings, SiteConfig
 from collector.wire.messages import StateMessage
@@ -71,20 +72,22 @@ class Reading:
         `state_keys`. Built without validation, once per reading: the values are the
         decoder's floats (finite or None), the keys come from the validated site file, and
         `to_json` refuses a non-finite number."""
-        return StateMessage.model_construct(
-            ts=self.ts,
-            power_w=self.power_w,
-            current_a=self.current_a,
-            voltage_v=self.voltage_v,
-            energy_wh=self.energy_wh,
-            currents_a=self.currents_a,
-            voltages_v=self.voltages_v,
-            power_factor=self.values.get("power_factor"),
-            frequency_hz=self.values.get("frequency_hz"),
-            export_energy_wh=self.values.get("export_energy_wh"),
-            charging=charging,
-            **(keys or {}),
-        )
+        fields: dict[str, Any] = {
+            "ts": self.ts,
+            "power_w": self.power_w,
+            "current_a": self.current_a,
+            "voltage_v": self.voltage_v,
+            "energy_wh": self.energy_wh,
+            "currents_a": self.currents_a,
+            "voltages_v": self.voltages_v,
+            "power_factor": self.values.get("power_factor"),
+            "frequency_hz": self.values.get("frequency_hz"),
+            "export_energy_wh": self.values.get("export_energy_wh"),
+            "charging": charging,
+        }
+        if keys:
+            fields.update(keys)
+        return StateMessage.model_construct(**fields)
 
 
 def state_keys(site: SiteConfig, meter: MeterSettings) -> dict[str, object]:
