@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
 import functools
 import math
 import struct
@@ -73,9 +72,12 @@ def shortest_f32(value: float, data: bytes) -> float:
 
 
 def decimals(text: str) -> int:
-    """Digits after the decimal point of a number written out ("0.01" -> 2, "1e+20" -> 0)."""
-    exponent = decimal.Decimal(text).as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    """Digits after the decimal point of a number written out by `repr` or `g` formatting
+    ("0.01" -> 2, "1.5e-05" -> 6, "1e+20" -> 0). Read from the text, not with Decimal: the
+    poller asks it for every scaled float value of every reading."""
+    mantissa, _, exponent = text.partition("e")
+    places = len(mantissa.partition(".")[2]) - (int(exponent) if exponent else 0)
+    return max(0, places)
 
 
 @functools.cache

@@ -40,8 +40,8 @@ def format_ts(ts: datetime) -> str:
     """ISO 8601 UTC with milliseconds and a Z, as every timestamp on the wire."""
     if ts.tzinfo is None:
         raise ValueError("naive datetime: timestamps must be timezone-aware")
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: several per reading, and three times cheaper.
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _require_aware(value: datetime) -> datetime:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from collector.meters.reading import Reading, state_keys
 from collector.site import load_site
-from collector.wire.messages import StateMessage
+from collector.wire.messages import StateMessage, format_ts
 from tests.support.sim_helpers import main_meter, socket_meter, tcp_bus, write_site
 
 NAMES = [
@@ -93,3 +93,10 @@ def test_the_site_file_keys_are_floats_as_validation_would_make_them(tmp_path: P
     for meter in site.meters:
         for key, value in state_keys(site, meter).items():
             assert key == "role" or type(value) is float, (meter.id, key, value)
+
+
+@given(st.datetimes(min_value=datetime(1001, 1, 1), timezones=st.timezones()))
+def test_timestamps_are_utc_with_milliseconds_and_a_z(ts: datetime) -> None:
+    utc = ts.astimezone(UTC)
+    expected = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    assert format_ts(ts) == expected
