@@ -31,12 +31,13 @@ import asyncio
 import logging
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -110,8 +111,25 @@ def connect_failure(exc: OSError | None, host: str, port: int, tls: bool) -> str
     return exc.strerror or str(exc) or type(exc).__name__
 
 
+_MID = struct.Struct("!H")
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+
 class _Client(BufferedClient):
     """paho's client, remembering why the last connection attempt failed."""
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        # A 2-byte PUBACK is a success without properties: paho builds a ReasonCode and a
+        # Properties object for each (one per reading); shared ones say the same.
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        (mid,) = _MID.unpack(packet)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     connect_error: OSError | None = None
 
