@@ -112,6 +112,7 @@ def connect_failure(exc: OSError | None, host: str, port: int, tls: bool) -> str
 
 
 _MID = struct.Struct("!H")
+_PLAIN_SUCCESS = (b"", b"\x00", b"\x00\x00")  # after the packet id: reason 0, no properties
 _PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
@@ -120,12 +121,13 @@ class _Client(BufferedClient):
     """paho's client, remembering why the last connection attempt failed."""
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
-        # A 2-byte PUBACK is a success without properties: paho builds a ReasonCode and a
-        # Properties object for each (one per reading); shared ones say the same.
+        # A PUBACK of packet id alone, or with reason code 0 (success) and no properties, as
+        # mosquitto sends them: paho would build a ReasonCode and a Properties object for each
+        # (one per reading); shared ones say the same. Anything else goes through paho.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or len(packet) != 2:
+        if cmd != "PUBACK" or len(packet) < 2 or packet[2:] not in _PLAIN_SUCCESS:
             return super()._handle_pubackcomp(cmd)
-        (mid,) = _MID.unpack(packet)
+        (mid,) = _MID.unpack_from(packet)
         with self._out_message_mutex:
             if mid in self._out_messages:
                 return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
