@@ -360,7 +360,13 @@ class MqttLink:
         return delay
 
     def _readable(self) -> None:
-        self._client.loop_read()
+        self._acks_posted = True  # acknowledgements read now are handled below, not posted
+        try:
+            self._client.loop_read()
+        finally:
+            self._acks_posted = False
+        if self._acks:
+            self._acks_event()
         if self._socket is None:
             return
         # Bytes already read (our buffer) or decrypted (TLS) do not make the socket readable.
@@ -450,7 +456,8 @@ class MqttLink:
     ) -> None:
         # One replay per burst of acknowledgements (a 64 KiB read may hold hundreds), not one
         # event loop callback per message.
-        self._acks.append((mid, reason.is_failure, str(reason)))
+        failed = reason.is_failure
+        self._acks.append((mid, failed, str(reason) if failed else ""))
         if not self._acks_posted:
             self._acks_posted = True
             self._post(self._acks_event)
