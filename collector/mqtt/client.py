@@ -112,25 +112,37 @@ def connect_failure(exc: OSError | None, host: str, port: int, tls: bool) -> str
 
 
 _MID = struct.Struct("!H")
-_PLAIN_SUCCESS = (b"", b"\x00", b"\x00\x00")  # after the packet id: reason 0, no properties
-_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_SUCCESSES: dict[int, ReasonCode] = {}
+
+
+def _success(code: int) -> ReasonCode:
+    """One shared ReasonCode per success code (below 0x80: at most 128)."""
+    reason = _SUCCESSES.get(code)
+    if reason is None:
+        reason = _SUCCESSES[code] = ReasonCode(PacketTypes.PUBACK, identifier=code)
+    return reason
 
 
 class _Client(BufferedClient):
     """paho's client, remembering why the last connection attempt failed."""
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
-        # A PUBACK of packet id alone, or with reason code 0 (success) and no properties, as
-        # mosquitto sends them: paho would build a ReasonCode and a Properties object for each
-        # (one per reading); shared ones say the same. Anything else goes through paho.
+        # A successful PUBACK without properties (packet id alone, or with a success reason
+        # such as mosquitto's 0x10 "no matching subscribers"): paho would build a ReasonCode
+        # and a Properties object for each, one per reading; shared ones say the same.
+        # Anything else (a failure, properties, a malformed packet) goes through paho.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or len(packet) < 2 or packet[2:] not in _PLAIN_SUCCESS:
+        size = len(packet)
+        # The packet id, then a success reason, then an empty property length.
+        plain = size == 2 or (size in (3, 4) and packet[2] < 0x80 and (size == 3 or not packet[3]))
+        if cmd != "PUBACK" or not plain:
             return super()._handle_pubackcomp(cmd)
         (mid,) = _MID.unpack_from(packet)
         with self._out_message_mutex:
             if mid in self._out_messages:
-                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+                code = packet[2] if size > 2 else 0
+                return self._do_on_publish(mid, _success(code), _NO_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     connect_error: OSError | None = None
