@@ -162,7 +162,9 @@ class Bus:
     ) -> list[int]:
         """Registers [address, address + count) of `unit`, or a BusError naming what failed."""
         async with self._lock:
-            link = await self._ensure_connected()
+            link = self._link
+            if link is None or not link.connected:
+                link = await self._ensure_connected()
             loop = asyncio.get_running_loop()
             wait = max(self._quiet_until.get(unit, 0.0), self._line_free_at) - loop.time()
             if wait > 0:

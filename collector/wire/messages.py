@@ -59,6 +59,8 @@ _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
+# One encoder for every state message (json.dumps builds one per call when given options).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 Period = Literal[
     "BASE",
     "HP",
@@ -144,7 +146,7 @@ class StateMessage(_Timed):
         data["ts"] = format_ts(self.ts)
         for key in ("power_w", "current_a", "voltage_v", "energy_wh"):
             data.setdefault(key, None)
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+        return _COMPACT_JSON(data).encode()
 
 
 class EnergyMessage(_Timed):
