@@ -64,11 +64,17 @@ def shortest_f32(value: float, data: bytes) -> float:
     0.9900000095367432)."""
     if not math.isfinite(value):
         return value
-    for digits in range(6, 10):
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack(">f", candidate) == data:
+    for form in _SHORTEST_FORMS:
+        candidate = float(form % value)
+        if _PACK_F32(candidate) == data:
             return candidate
     return value
+
+
+# 6 significant digits always survive a float32, 9 always identify one. Made once: this runs
+# for every float value of every reading.
+_SHORTEST_FORMS = tuple(f"%.{digits}g" for digits in range(6, 10))
+_PACK_F32 = struct.Struct(">f").pack
 
 
 def decimals(text: str) -> int:
