@@ -230,6 +230,15 @@ class Rig:
     simulator: psutil.Process
 
 
+@dataclass
+class Tool:
+    """One tool under measurement: its processes and the topic prefix of its readings."""
+
+    name: str
+    prefix: str
+    processes: list[subprocess.Popen[bytes]]
+
+
 async def measure(
     name: str,
     rig: Rig,
@@ -239,32 +248,52 @@ async def measure(
     seconds: float,
     warmup_timeout: float,
 ) -> Result:
-    result = Result(name, meters)
-    watched = [psutil.Process(p.pid) for p in processes]
+    (result,) = await measure_all(rig, [Tool(name, prefix, processes)], meters, seconds,
+                                  warmup_timeout)  # fmt: skip
+    return result
+
+
+async def measure_all(
+    rig: Rig, tools: list[Tool], meters: int, seconds: float, warmup_timeout: float
+) -> list[Result]:
+    """The tools' CPU and readings over the same window. Several tools at once share the
+    proxy: its requests and bytes are shared out by readings (each tool reads the same)."""
+    results = [Result(tool.name, meters) for tool in tools]
+    watched = [[psutil.Process(p.pid) for p in tool.processes] for tool in tools]
     deadline = time.monotonic() + warmup_timeout
-    while rig.readings.count(prefix)[1] < meters:
-        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-            seen = rig.readings.count(prefix)[1]
-            result.note = f"only {seen} of {meters} meters published within {warmup_timeout:g} s"
-            return result
+    while any(rig.readings.count(tool.prefix)[1] < meters for tool in tools):
+        dead = any(p.poll() is not None for tool in tools for p in tool.processes)
+        if time.monotonic() > deadline or dead:
+            for tool, result in zip(tools, results, strict=True):
+                seen = rig.readings.count(tool.prefix)[1]
+                result.note = (
+                    f"only {seen} of {meters} meters published within {warmup_timeout:g} s"
+                )
+            return results
         await asyncio.sleep(0.2)
     await asyncio.sleep(3)  # past the start-up (discovery, first connections)
     sim0 = cpu_seconds([rig.simulator])
     here0 = cpu_seconds([psutil.Process()])
-    t0, cpu0 = time.monotonic(), cpu_seconds(watched)
-    tally0, read0 = (rig.tap.tally.requests, rig.tap.tally.bytes), rig.readings.count(prefix)[0]
+    t0, cpu0 = time.monotonic(), [cpu_seconds(w) for w in watched]
+    tally0 = (rig.tap.tally.requests, rig.tap.tally.bytes)
+    read0 = [rig.readings.count(tool.prefix)[0] for tool in tools]
     await asyncio.sleep(seconds)
-    t1, cpu1 = time.monotonic(), cpu_seconds(watched)
-    tally1, read1 = (rig.tap.tally.requests, rig.tap.tally.bytes), rig.readings.count(prefix)[0]
-    result.seconds = t1 - t0
-    result.readings = read1 - read0
-    result.requests, result.wire_bytes = tally1[0] - tally0[0], tally1[1] - tally0[1]
-    result.cpu_s = cpu1 - cpu0
-    result.rss_mb = [peak_rss_mb(p) for p in watched]
-    sim = (cpu_seconds([rig.simulator]) - sim0) / result.seconds
-    here = (cpu_seconds([psutil.Process()]) - here0) / result.seconds
-    result.note = f"simulator {sim:.0%} CPU, proxy+subscriber {here:.0%}"
-    return result
+    t1, cpu1 = time.monotonic(), [cpu_seconds(w) for w in watched]
+    tally1 = (rig.tap.tally.requests, rig.tap.tally.bytes)
+    read1 = [rig.readings.count(tool.prefix)[0] for tool in tools]
+    readings = [after - before for before, after in zip(read0, read1, strict=True)]
+    sim = (cpu_seconds([rig.simulator]) - sim0) / (t1 - t0)
+    here = (cpu_seconds([psutil.Process()]) - here0) / (t1 - t0)
+    for i, result in enumerate(results):
+        share = readings[i] / sum(readings) if sum(readings) else 0.0
+        result.seconds = t1 - t0
+        result.readings = readings[i]
+        result.requests = round((tally1[0] - tally0[0]) * share)
+        result.wire_bytes = round((tally1[1] - tally0[1]) * share)
+        result.cpu_s = cpu1[i] - cpu0[i]
+        result.rss_mb = [peak_rss_mb(p) for p in watched[i]]
+        result.note = f"simulator {sim:.0%} CPU, proxy+subscriber {here:.0%}"
+    return results
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -300,15 +329,21 @@ def collector_site(
     )
 
 
-async def run_collector(
-    work: Path, rig: Rig, profile: Profile, meters: int, seconds: float, poll_s: float = 1
-) -> Result:
+def start_collector(
+    work: Path, rig: Rig, profile: Profile, meters: int, poll_s: float
+) -> subprocess.Popen[bytes]:
     site = collector_site(work, profile, meters, rig.tap.port, rig.broker.port, poll_s)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_")}
     env.update(IRVE_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
     argv = [sys.executable, "-m", "collector", "collect", "-c", str(site)]
     with (work / "collect.log").open("wb") as log:
-        process = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=log)
+        return subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=log)
+
+
+async def run_collector(
+    work: Path, rig: Rig, profile: Profile, meters: int, seconds: float, poll_s: float = 1
+) -> Result:
+    process = start_collector(work, rig, profile, meters, poll_s)
     try:
         return await measure("irve collect", rig, "irve/", [process], meters, seconds, 60)
     finally:
@@ -346,17 +381,27 @@ async def run_peer(
         stop(processes)
 
 
-async def run_node_red(
-    work: Path, folder: Path, rig: Rig, profile: Profile, meters: int, seconds: float, poll_s: float
-) -> Result:
+NODE_RED_NAME = f"Node-RED {node_red.NODE_RED} + modbus {node_red.MODBUS_NODES}"
+
+
+def start_node_red(
+    work: Path, folder: Path, rig: Rig, profile: Profile, meters: int, poll_s: float
+) -> subprocess.Popen[bytes]:
     argv = node_red.command(
         folder, work, profile, meters, rig.tap.port, rig.broker.port, poll_s, servers.free_port()
     )
     with (work / "node-red.log").open("wb") as log:
-        process = subprocess.Popen(argv, cwd=work, stdout=log, stderr=log)
+        return subprocess.Popen(argv, cwd=work, stdout=log, stderr=log)
+
+
+async def run_node_red(
+    work: Path, folder: Path, rig: Rig, profile: Profile, meters: int, seconds: float, poll_s: float
+) -> Result:
+    process = start_node_red(work, folder, rig, profile, meters, poll_s)
     try:
-        name = f"Node-RED {node_red.NODE_RED} + modbus {node_red.MODBUS_NODES}"
-        return await measure(name, rig, f"{node_red.PREFIX}/", [process], meters, seconds, 120)
+        return await measure(
+            NODE_RED_NAME, rig, f"{node_red.PREFIX}/", [process], meters, seconds, 120
+        )
     finally:
         stop([process])
 
@@ -384,8 +429,33 @@ class Pair:
         return ours / (self.peer.cpu_s / self.peer.readings)
 
 
+async def run_together(
+    work: Path, folder: Path, rig: Rig, profile: Profile, seconds: float
+) -> Pair:
+    """Both tools running at once, measured over the same window: a change of the machine's
+    speed during the run (a shared virtual machine's) weighs on both alike."""
+    processes = [
+        start_collector(work, rig, profile, NR_METERS, NR_POLL_S),
+        start_node_red(work, folder, rig, profile, NR_METERS, NR_POLL_S),
+    ]
+    try:
+        tools = [
+            Tool("irve collect", "irve/", processes[:1]),
+            Tool(NODE_RED_NAME, f"{node_red.PREFIX}/", processes[1:]),
+        ]
+        ours, peer = await measure_all(rig, tools, NR_METERS, seconds, 120)
+        return Pair(ours, peer)
+    finally:
+        stop(processes)
+
+
 async def node_red_pairs(
-    work: Path, folder: Path | None, profile: Profile, runs: int, seconds: float
+    work: Path,
+    folder: Path | None,
+    profile: Profile,
+    runs: int,
+    seconds: float,
+    together: bool = False,
 ) -> list[Pair]:
     sim_port = servers.free_port()
     sim_site = collector_site(work, profile, NR_METERS, sim_port, 1883, NR_POLL_S)
@@ -401,6 +471,13 @@ async def node_red_pairs(
             for run in range(1, runs + 1):
                 where = work / f"run-{run}"
                 where.mkdir()
+                if together and folder is not None:
+                    print(f"  run {run}/{runs}: irve collect and Node-RED at once...", flush=True)
+                    pair = await run_together(where, folder, rig, profile, seconds)
+                    for result in (pair.ours, pair.peer):
+                        print(result.row() if result else "-", flush=True)
+                    pairs.append(pair)
+                    continue
                 print(f"  run {run}/{runs}: irve collect...", flush=True)
                 ours = await run_collector(where, rig, profile, NR_METERS, seconds, NR_POLL_S)
                 print(ours.row(), flush=True)
@@ -569,6 +646,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="Node-RED comparison only, 2 runs of 8 s windows"
     )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="Node-RED comparison: both tools at once, measured over the same window",
+    )
     args = parser.parse_args(argv)
     peers = args.peer or (["node-red"] if args.quick else ["modbus4mqtt", "node-red"])
     if args.quick:
@@ -592,7 +674,9 @@ def main(argv: list[str] | None = None) -> None:
         where = work / "node-red"
         where.mkdir(parents=True)
         pairs = asyncio.run(
-            node_red_pairs(where, folder, profiles[NR_PROFILE], args.runs, args.seconds)
+            node_red_pairs(
+                where, folder, profiles[NR_PROFILE], args.runs, args.seconds, args.together
+            )
         )
         report_node_red(pairs, args.seconds)
         if why:

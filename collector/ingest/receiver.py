@@ -3,8 +3,8 @@
 Why not paho as it comes: a profile of `irve ingest` draining a backlog spent two thirds of
 its time in paho's handling of each incoming packet (docs/benchmarks.md, "Ingestor"):
 - paho reads each packet with three `recv` calls (command byte, length byte, the rest) and
-  one `select` call, so four system calls per message. `StreamClient` reads the socket
-  64 KiB at a time and hands paho's packet reader slices of that buffer;
+  one `select` call, so four system calls per message. `StreamClient` is a
+  `collector.mqtt.buffered.BufferedClient`: it reads the socket 64 KiB at a time;
 - for each PUBLISH paho builds an MQTTMessage, parses MQTT 5 properties into a Properties
   object, formats a debug log line and matches the topic against per-topic callbacks. The
   ingestor needs topic, payload and packet id: `StreamClient` reads those three from the
@@ -26,17 +26,16 @@ from collections.abc import Callable, Iterable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from collector.mqtt.buffered import BufferedClient
+
 StreamHandler = Callable[[str, bytes, int], None]  # (topic, payload, packet id) of a QoS 1
 
-RECV_BYTES = 65536
-# Packets read from the buffer before the network loop gets a turn to send (PUBACKs, pings).
-MAX_PACKETS_PER_READ = 2000
 _PUBLISH, _PUBACK = 0x30, 0x40
 _PUBACK_PACKET = struct.Struct("!BBH")  # MQTT 3.1.1 and 5: remaining length 2 = success
 _U16 = struct.Struct("!H")
 
 
-class StreamClient(mqtt.Client):
+class StreamClient(BufferedClient):
     """paho's Client with buffered reads, a lean QoS 1 PUBLISH path and batched PUBACKs.
 
     Set `on_stream_message` to receive QoS 1 messages as (topic, payload, packet id), called
@@ -45,49 +44,6 @@ class StreamClient(mqtt.Client):
     """
 
     on_stream_message: StreamHandler | None = None
-    _buffer: bytes = b""
-    _buffer_pos: int = 0
-
-    def reconnect(self) -> MQTTErrorCode:
-        # Bytes left from the previous connection belong to no packet of the next one.
-        self._buffer, self._buffer_pos = b"", 0
-        return super().reconnect()
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        pos, size = self._buffer_pos, len(self._buffer)
-        if pos < size:
-            end = min(pos + bufsize, size)  # paho asks again for the rest of a packet
-            self._buffer_pos = end
-            return self._buffer[pos:end]
-        data = super()._sock_recv(max(bufsize, RECV_BYTES))
-        if len(data) <= bufsize:
-            return data  # b"" (closed) included
-        self._buffer, self._buffer_pos = data, bufsize
-        return data[:bufsize]
-
-    def buffered(self) -> int:
-        """Bytes read from the socket that paho has not taken yet."""
-        return len(self._buffer) - self._buffer_pos
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        # paho handles one packet per `select`; go on while the buffer holds more.
-        rc = super().loop_read(max_packets)
-        for _ in range(MAX_PACKETS_PER_READ):
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self.buffered() == 0 or self._sock is None:
-                break
-            rc = super().loop_read(max_packets)
-        return rc
-
-    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
-        # `select` cannot see what is already in the buffer: read that first, and if some is
-        # still left, only give the loop a turn without waiting.
-        if self.buffered():
-            rc = self.loop_read()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return rc
-            if self.buffered():
-                timeout = 0.0
-        return super()._loop(timeout)
 
     def _handle_publish(self) -> MQTTErrorCode:
         handler = self.on_stream_message

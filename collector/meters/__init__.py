@@ -1,1 +1,2 @@
-"""Input stage: readings and register decoding (pure); profiles, bus and poller (I/O)."""
+"""Input stage: readings and register decoding (pure); profiles, bus, Modbus links (`modbus_tcp`,
+`rtu`) and poller (I/O)."""

@@ -26,6 +26,15 @@ class Request:
     count: int
     slots: tuple[Slot, ...]
 
+    def __hash__(self) -> int:
+        # The poller looks its decoder up by request at every read: hashed once, not through
+        # every slot each time.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.function, self.address, self.count, self.slots))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
 
 def plan_reads(
     profile: Profile, names: Iterable[str] | None = None, max_read: int | None = None

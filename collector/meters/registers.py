@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
 import functools
 import math
 import struct
@@ -65,17 +64,26 @@ def shortest_f32(value: float, data: bytes) -> float:
     0.9900000095367432)."""
     if not math.isfinite(value):
         return value
-    for digits in range(6, 10):
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack(">f", candidate) == data:
+    for form in _SHORTEST_FORMS:
+        candidate = float(form % value)
+        if _PACK_F32(candidate) == data:
             return candidate
     return value
 
 
+# 6 significant digits always survive a float32, 9 always identify one. Made once: this runs
+# for every float value of every reading.
+_SHORTEST_FORMS = tuple(f"%.{digits}g" for digits in range(6, 10))
+_PACK_F32 = struct.Struct(">f").pack
+
+
 def decimals(text: str) -> int:
-    """Digits after the decimal point of a number written out ("0.01" -> 2, "1e+20" -> 0)."""
-    exponent = decimal.Decimal(text).as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    """Digits after the decimal point of a number written out by `repr` or `g` formatting
+    ("0.01" -> 2, "1.5e-05" -> 6, "1e+20" -> 0). Read from the text, not with Decimal: the
+    poller asks it for every scaled float value of every reading."""
+    mantissa, _, exponent = text.partition("e")
+    places = len(mantissa.partition(".")[2]) - (int(exponent) if exponent else 0)
+    return max(0, places)
 
 
 @functools.cache

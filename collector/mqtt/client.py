@@ -1,4 +1,4 @@
-"""The MQTT link: paho-mqtt 2.x in its own network thread, driven from the asyncio loop.
+"""The MQTT link: paho-mqtt 2.x driven by the asyncio event loop, without paho's thread.
 
 Who owns buffering (the policy docs/mqtt.md documents):
 - The OUTBOX (collector.mqtt.outbox) owns every message paho has not been given yet: bounded,
@@ -11,14 +11,18 @@ Who owns buffering (the policy docs/mqtt.md documents):
 - Order across a reconnect: paho re-sends what it holds first; new messages are handed over
   only once all of those are acknowledged.
 
-All link state lives in the asyncio thread; paho callbacks only post events into it with
-`loop.call_soon_threadsafe` (paho calls `on_publish` holding its own lock, so taking a lock of
-ours there could deadlock with a `publish()` in progress).
+The event loop drives paho (`loop_read` when the socket is readable, `loop_write` right after
+a publish, `loop_misc` every second for the keepalive), so a message costs no thread switch
+and no wake-up write: paho's network thread cost about 0.14 ms of CPU per reading (issue 18,
+docs/benchmarks.md). Only connecting (TCP, TLS handshake, CONNECT) runs in a worker thread, as
+it blocks; nothing else touches paho meanwhile. Reads go 64 KiB at a time
+(`collector.mqtt.buffered`). paho's callbacks run inside its own calls, under its locks:
+they only queue events, replayed with `loop.call_soon`.
 
-Reconnect: paho's own `reconnect_delay_set` (exponential, RECONNECT_MIN_S .. RECONNECT_MAX_S),
-also for the first connection (loop_start retries it). Every failed attempt is logged with its
-reason (refused, name resolution, TLS, authentication); the same reason again only every
-FAILURE_SUMMARY_S, with the number of attempts, so an outage of hours stays readable.
+Reconnect: exponential, RECONNECT_MIN_S .. RECONNECT_MAX_S as paho's `loop_forever` would,
+also for the first connection. Every failed attempt is logged with its reason (refused, name
+resolution, TLS, authentication); the same reason again only every FAILURE_SUMMARY_S, with the
+number of attempts, so an outage of hours stays readable.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import asyncio
 import logging
 import socket
 import ssl
+import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -41,6 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.config import MqttSettings
 from collector.mqtt.auth import new_client
+from collector.mqtt.buffered import BufferedClient
 from collector.mqtt.outbox import Outbox
 from collector.mqtt.spool import Spool
 from collector.settings import ConfigError
@@ -50,6 +57,7 @@ from collector.wire.messages import StatusMessage
 log = logging.getLogger(__name__)
 
 QOS = 1
+MISC_S = 1.0  # how often paho's keepalive is checked, as paho's own loop does
 WINDOW = 64  # messages with paho at once, lowered to the broker's Receive Maximum
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 # MQTT 5: the broker keeps our session (and the badges sent to us) over a short outage.
@@ -103,9 +111,39 @@ def connect_failure(exc: OSError | None, host: str, port: int, tls: bool) -> str
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-class _Client(mqtt.Client):
-    """paho's client, remembering why the last connection attempt failed: its
-    `on_connect_fail` callback does not say."""
+_MID = struct.Struct("!H")
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_SUCCESSES: dict[int, ReasonCode] = {}
+
+
+def _success(code: int) -> ReasonCode:
+    """One shared ReasonCode per success code (below 0x80: at most 128)."""
+    reason = _SUCCESSES.get(code)
+    if reason is None:
+        reason = _SUCCESSES[code] = ReasonCode(PacketTypes.PUBACK, identifier=code)
+    return reason
+
+
+class _Client(BufferedClient):
+    """paho's client, remembering why the last connection attempt failed."""
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        # A successful PUBACK without properties (packet id alone, or with a success reason
+        # such as mosquitto's 0x10 "no matching subscribers"): paho would build a ReasonCode
+        # and a Properties object for each, one per reading; shared ones say the same.
+        # Anything else (a failure, properties, a malformed packet) goes through paho.
+        packet = self._in_packet["packet"]
+        size = len(packet)
+        # The packet id, then a success reason, then an empty property length.
+        plain = size == 2 or (size in (3, 4) and packet[2] < 0x80 and (size == 3 or not packet[3]))
+        if cmd != "PUBACK" or not plain:
+            return super()._handle_pubackcomp(cmd)
+        (mid,) = _MID.unpack_from(packet)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                code = packet[2] if size > 2 else 0
+                return self._do_on_publish(mid, _success(code), _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     connect_error: OSError | None = None
 
@@ -144,13 +182,19 @@ class MqttLink:
         self._max_window = window
         self._window = window
         self._inflight: dict[int, Envelope] = {}
-        # Acknowledgements from paho's thread (deque: thread-safe append and popleft).
+        # Acknowledgements paho reported, handled once its read is over.
         self._acks: deque[tuple[int, bool, str]] = deque()
         self._acks_posted = False
         self._connected = False
         self._closing = False
         self._resuming = False  # waiting for paho to re-send what it held before a reconnect
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._runner: asyncio.Task[None] | None = None
+        self._socket: Any = None  # the socket the event loop watches for paho
+        self._socket_closed = asyncio.Event()
+        self._writing = False  # a writer callback is registered: paho has bytes left to send
+        self._reconnect_delay: float | None = None
         # Failed connection attempts since the last connection, and what was last logged.
         self._failures = 0
         self._failing_since = 0.0
@@ -175,10 +219,9 @@ class MqttLink:
     def _build_client(self, client_id: str) -> _Client:
         client = new_client(self.settings, client_id, client_class=_Client)
         client.will_set(self.status_topic, "offline", qos=QOS, retain=True)
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(self._max_window)
         client.on_connect = self._paho_connect
-        client.on_connect_fail = self._paho_connect_fail
+        client.on_socket_close = self._paho_socket_close
         client.on_disconnect = self._paho_disconnect
         client.on_publish = self._paho_publish
         client.on_message = self._paho_message
@@ -201,6 +244,7 @@ class MqttLink:
     def start(self) -> None:
         """Connect in the background; messages queue in the outbox until the broker answers."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         for envelope in self.spool.recover() if self.spool else ():
             self.outbox.put(envelope)
         s = self.settings
@@ -214,7 +258,7 @@ class MqttLink:
             )
         else:
             self._client.connect_async(s.host, s.port, s.keepalive_s)
-        self._client.loop_start()
+        self._runner = asyncio.create_task(self._run(), name="mqtt-link")
         log.info("MQTT: connecting to %s:%s (MQTT %s)", s.host, s.port, s.protocol)
 
     def send(self, envelope: Envelope) -> None:
@@ -247,8 +291,12 @@ class MqttLink:
                 len(undelivered),
                 sum(e.critical for e in undelivered),
             )
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        if self._socket is not None:
+            self._client.disconnect()  # written at once; paho then closes the socket
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        self._forget_socket()
         if self.spool is not None:
             self.spool.close()
 
@@ -280,12 +328,105 @@ class MqttLink:
         # Even with NO_CONN paho holds the message and sends it after reconnecting.
         self._inflight[info.mid] = envelope
         self.stats.published += 1
+        self._flush()
         return True
 
-    # -- events from paho's thread, replayed in the asyncio thread ------------------------
+    # -- paho driven by the event loop (asyncio thread) ----------------------------------
+
+    async def _run(self) -> None:
+        """Connect, watch the socket, keep alive; reconnect with backoff when it closes."""
+        loop = asyncio.get_running_loop()
+        first = True
+        while not self._closing:
+            if not first:
+                await asyncio.sleep(self._next_delay())
+            first = False
+            try:
+                # Connecting blocks (name resolution, TCP, TLS handshake): in a thread, the
+                # only time paho runs outside this one; nothing else calls it meanwhile.
+                await asyncio.to_thread(self._client.reconnect)
+            except OSError:
+                s = self.settings
+                why = connect_failure(self._client.connect_error, s.host, s.port, s.tls)
+                self._attempt_failed(why)
+                continue
+            sock = self._client.socket()
+            if sock is None:  # CONNECT could not be written: paho reported the disconnect
+                continue
+            self._socket = sock
+            self._socket_closed.clear()
+            loop.add_reader(sock, self._readable)
+            self._flush()
+            while self._socket is not None:
+                try:
+                    await asyncio.wait_for(self._socket_closed.wait(), MISC_S)
+                except TimeoutError:
+                    self._client.loop_misc()
+                    self._flush()
+
+    def _next_delay(self) -> float:
+        # As paho's loop_forever: the minimum after a connection, then doubling to the maximum.
+        delay = self._reconnect_delay
+        delay = RECONNECT_MIN_S if delay is None else min(delay * 2, RECONNECT_MAX_S)
+        self._reconnect_delay = delay
+        return delay
+
+    def _readable(self) -> None:
+        self._acks_posted = True  # acknowledgements read now are handled below, not posted
+        try:
+            self._client.loop_read()
+        finally:
+            self._acks_posted = False
+        if self._acks:
+            self._acks_event()
+        if self._socket is None:
+            return
+        # Bytes already read (our buffer) or decrypted (TLS) do not make the socket readable.
+        pending = isinstance(self._socket, ssl.SSLSocket) and self._socket.pending()
+        if self._client.buffered() or pending:
+            asyncio.get_running_loop().call_soon(self._readable)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what paho holds (PUBACKs, pings, messages queued inside its callbacks); what
+        the socket does not take now is written when it becomes writable."""
+        if self._socket is None or not self._client.want_write():
+            return
+        self._client.loop_write()
+        if self._socket is None:
+            return
+        if self._client.want_write() and not self._writing:
+            asyncio.get_running_loop().add_writer(self._socket, self._writable)
+            self._writing = True
+
+    def _writable(self) -> None:
+        self._client.loop_write()
+        if self._socket is not None and not self._client.want_write():
+            asyncio.get_running_loop().remove_writer(self._socket)
+            self._writing = False
+
+    def _paho_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Called before paho closes it: the event loop must stop watching it first, or a new
+        # socket given the same descriptor would inherit a stale registration.
+        if threading.get_ident() == self._loop_thread and sock is self._socket:
+            self._forget_socket()
+
+    def _forget_socket(self) -> None:
+        if self._socket is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._socket)
+            self._loop.remove_writer(self._socket)
+        self._socket = None
+        self._writing = False
+        self._socket_closed.set()
+
+    # -- events from paho's callbacks, replayed once paho's call returns ------------------
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
+        if self._loop is None or self._loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(callback, *args)
+        else:  # a disconnect reported while connecting, in the worker thread
             self._loop.call_soon_threadsafe(callback, *args)
 
     def _paho_connect(
@@ -307,11 +448,6 @@ class MqttLink:
             client.subscribe(topic, qos=QOS)
         self._post(self._connected_event, receive_max)
 
-    def _paho_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        s = self.settings
-        why = connect_failure(self._client.connect_error, s.host, s.port, s.tls)
-        self._post(self._attempt_failed, why)
-
     def _paho_disconnect(
         self,
         client: mqtt.Client,
@@ -330,9 +466,10 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        # One wake-up of the asyncio loop per burst of acknowledgements, not one per message:
-        # waking it costs more CPU than handling an acknowledgement.
-        self._acks.append((mid, reason.is_failure, str(reason)))
+        # One replay per burst of acknowledgements (a 64 KiB read may hold hundreds), not one
+        # event loop callback per message.
+        failed = reason.is_failure
+        self._acks.append((mid, failed, str(reason) if failed else ""))
         if not self._acks_posted:
             self._acks_posted = True
             self._post(self._acks_event)
@@ -372,6 +509,7 @@ class MqttLink:
 
     def _connected_event(self, receive_max: int | None) -> None:
         self._connected = True
+        self._reconnect_delay = None
         self.stats.connects += 1
         self._window = min(self._max_window, receive_max or self._max_window)
         self._resuming = bool(self._inflight)

@@ -40,8 +40,8 @@ def format_ts(ts: datetime) -> str:
     """ISO 8601 UTC with milliseconds and a Z, as every timestamp on the wire."""
     if ts.tzinfo is None:
         raise ValueError("naive datetime: timestamps must be timezone-aware")
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: several per reading, and three times cheaper.
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _require_aware(value: datetime) -> datetime:
@@ -59,6 +59,8 @@ _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
+# One encoder for every state message (json.dumps builds one per call when given options).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 Period = Literal[
     "BASE",
     "HP",
@@ -135,11 +137,16 @@ class StateMessage(_Timed):
     warning_w: float | None = Field(default=None, gt=0)
 
     def to_json(self) -> bytes:
-        # Optional keys are left out rather than sent as null; the four core keys always appear.
-        data = self.model_dump(mode="json", exclude_none=True)
+        """Optional keys are left out rather than sent as null; the four core keys always
+        appear. Built from the fields directly rather than with `model_dump`: one of these per
+        reading, and pydantic's serializer cost more than the rest of the message
+        (tests/wire/test_state_json.py checks it against `model_dump`). Non-finite numbers
+        raise ValueError, as validation would."""
+        data = {key: value for key, value in self.__dict__.items() if value is not None}
+        data["ts"] = format_ts(self.ts)
         for key in ("power_w", "current_a", "voltage_v", "energy_wh"):
             data.setdefault(key, None)
-        return json.dumps(data, separators=(",", ":")).encode()
+        return _COMPACT_JSON(data).encode()
 
 
 class EnergyMessage(_Timed):

@@ -20,7 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.ingest.receiver import RECV_BYTES, StreamClient
+from collector.ingest.receiver import StreamClient
+from collector.mqtt.buffered import RECV_BYTES
 from tests.support import servers
 from tests.support.collect_helpers import SITE
 from tests.support.tls import USERS, tls_stack_broker

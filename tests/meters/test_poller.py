@@ -387,9 +387,11 @@ def test_bus_reconnects_after_the_gateway_restarts(tmp_path: Path) -> None:
     async def scenario() -> Sink:
         sink = Sink()
         poller = Poller(site, profiles, sink)
-        task = asyncio.create_task(poller.run())
+        task: asyncio.Task[None] | None = None
         try:
             async with SimulatedSite(site, profiles, seed=1):
+                # Started once the gateway listens: its first connection must succeed.
+                task = asyncio.create_task(poller.run())
                 while len(sink.of("cp1")) < 2:
                     await asyncio.sleep(0.01)
             while sink.events("cp1") != [True, False]:  # gateway gone: every meter offline
@@ -401,8 +403,9 @@ def test_bus_reconnects_after_the_gateway_restarts(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline, sink.availability_events
                     await asyncio.sleep(0.01)
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         return sink
 
     sink = run(scenario())

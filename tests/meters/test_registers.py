@@ -6,13 +6,16 @@ units: W, A, V, Wh, Hz), never produced by `encode()`; the hex in comments shows
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector.meters.plan import decode_request, plan_reads
 from collector.meters.profile import Profile, load_profiles
-from collector.meters.registers import DataType, WordOrder, decode, raw_int
+from collector.meters.registers import DataType, WordOrder, decimals, decode, raw_int
 
 ALL_ONES_64 = 0xFFFF_FFFF_FFFF_FFFF
 PROFILES = load_profiles()
@@ -407,3 +410,19 @@ def test_published_numbers_have_the_digits_the_meter_has() -> None:
     assert repr(decode([2300], "u16", scale=0.1)) == "230.0"
     assert repr(decode([0x0003, 0x8301], "u32", scale=0.001)) == "230.145"
     assert repr(decode([0x3F9D, 0xF3B6], "f32", scale=1000)) == "1234.0"  # 1.234 kW
+
+
+def decimal_places(text: str) -> int:
+    """The reference: what Decimal says of the same text."""
+    exponent = decimal.Decimal(text).as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False), st.integers(1, 17))
+def test_decimals_read_from_the_text_are_decimals_places(value: float, digits: int) -> None:
+    for text in (repr(value), f"{value:.{digits}g}"):
+        assert decimals(text) == decimal_places(text), text
+
+
+def test_decimals_of_specials_are_zero() -> None:
+    assert [decimals(t) for t in ("inf", "-inf", "nan", "1e+20", "0.0")] == [0, 0, 0, 0, 1]
