@@ -10,25 +10,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from collector.cli import main
 from collector.commands.downsample import hour_span
 from collector.store.downsample import MINUTE, to_lines
 from collector.store.influxql import InfluxQL, Series
 from tests.support import servers
+from tests.support.influx_db import by_point, site_file
 
-REPO = Path(__file__).resolve().parents[2]
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SECONDS = 7200
-
-
-def site_file(tmp_path: Path, url: str) -> Path:
-    site = yaml.safe_load((REPO / "config/examples/hotel-vda.yaml").read_text(encoding="utf-8"))
-    site["influx"] = {"url": url, "api_version": "1", "database": "irve"}
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(site), encoding="utf-8")
-    return path
 
 
 def raw_readings() -> dict[str, list[tuple[int, float, float]]]:
@@ -55,17 +46,6 @@ def write(url: str, readings: dict[str, list[tuple[int, float, float]]]) -> None
         request = urllib.request.Request(f"{url}/write?db=irve&precision=s", data=body)
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 204
-
-
-def by_point(series: list[Series]) -> dict[str, dict[int, dict[str, float]]]:
-    out: dict[str, dict[int, dict[str, float]]] = {}
-    for one in series:
-        rows = {}
-        for values in one.values:
-            row = dict(zip(one.columns, values, strict=True))
-            rows[int(row.pop("time")) // 1000] = row
-        out[one.tags["point"]] = rows
-    return out
 
 
 @pytest.mark.influx

@@ -21,8 +21,8 @@ from collector.ingest.writer import Writer, backend_for
 from collector.store.influxql import InfluxQL
 from collector.store.prune import PruneError, Unsupported, prune
 from collector.store.retention import cutoff
-from tests.commands.test_downsample import by_point, site_file
 from tests.support import servers
+from tests.support.influx_db import by_point, site_file
 
 START = datetime(2026, 11, 20, 5, 17, tzinfo=UTC)  # not on the hour: a partial first hour
 DAYS = 10

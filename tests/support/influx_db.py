@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from collector.store.influxql import Series
 from tests.support import servers
+from tests.support.paths import EXAMPLES
 
 
 def influx_query(db: servers.Server, query: str) -> list[dict[str, Any]]:
@@ -43,3 +48,24 @@ def count(db: servers.Server, measurement: str = "reading", field: str = "power_
     except OSError:
         return -1  # influxd is down or restarting
     return int(found[0]["count"]) if found else 0
+
+
+def site_file(tmp_path: Path, url: str) -> Path:
+    """The example hotel's site file writing to the influxd at `url` (1.x API, database irve)."""
+    site = yaml.safe_load((EXAMPLES / "hotel-vda.yaml").read_text(encoding="utf-8"))
+    site["influx"] = {"url": url, "api_version": "1", "database": "irve"}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site), encoding="utf-8")
+    return path
+
+
+def by_point(series: list[Series]) -> dict[str, dict[int, dict[str, float]]]:
+    """point -> epoch s -> field -> value, from series grouped by point (epoch ms)."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for one in series:
+        rows = {}
+        for values in one.values:
+            row = dict(zip(one.columns, values, strict=True))
+            rows[int(row.pop("time")) // 1000] = row
+        out[one.tags["point"]] = rows
+    return out
