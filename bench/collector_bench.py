@@ -24,10 +24,12 @@ the window; peak RSS = VmHWM at the end (whole run, start-up included).
 The Node-RED comparison (issue 18) is its own scenario: 10 eastron-sdm630 meters polled every
 0.1 s, irve collect and Node-RED (bench.node_red: installed by npm into a cache folder, flow
 generated here) alternated in one run, `--runs` times; min / median of CPU per reading and of
-their ratio.
+their ratio. With `--together` both run at once and are measured over the same windows: on a
+shared virtual machine whose speed drifts from one minute to the next, the ratio then compares
+the tools under the same conditions.
 
     python -m bench.collector_bench [--peer modbus4mqtt|node-red] [--meters N] [--seconds S]
-        [--profile ID ...] [--no-peer] [--runs N] [--quick]
+        [--profile ID ...] [--no-peer] [--runs N] [--quick] [--together] [--checkout DIR]
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ from tests.support import servers
 from tests.support.sim_helpers import simulate_process, socket_meter, tcp_bus, write_site
 
 REPO = Path(__file__).resolve().parent.parent
+# `--checkout DIR`: irve collect is run from DIR's code (a before/after comparison).
+CHECKOUT: dict[str, Path] = {}
 PEER = "modbus4mqtt==0.7.1"
 PEER_PREFIX = "m4m"
 PEER_READ_SLEEP_S = 0.05  # modbus4mqtt sleeps this long after every read (DEFAULT_READ_SLEEP_S)
@@ -334,7 +338,7 @@ def start_collector(
 ) -> subprocess.Popen[bytes]:
     site = collector_site(work, profile, meters, rig.tap.port, rig.broker.port, poll_s)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRVE_")}
-    env.update(IRVE_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
+    env.update(IRVE_LOG_LEVEL="WARNING", PYTHONPATH=str(CHECKOUT.get("irve", REPO)))
     argv = [sys.executable, "-m", "collector", "collect", "-c", str(site)]
     with (work / "collect.log").open("wb") as log:
         return subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=log)
@@ -647,11 +651,18 @@ def main(argv: list[str] | None = None) -> None:
         "--quick", action="store_true", help="Node-RED comparison only, 2 runs of 8 s windows"
     )
     parser.add_argument(
+        "--checkout",
+        type=Path,
+        help="run irve collect from this checkout's code (e.g. a worktree of an older commit)",
+    )
+    parser.add_argument(
         "--together",
         action="store_true",
         help="Node-RED comparison: both tools at once, measured over the same window",
     )
     args = parser.parse_args(argv)
+    if args.checkout is not None:
+        CHECKOUT["irve"] = args.checkout.resolve()
     peers = args.peer or (["node-red"] if args.quick else ["modbus4mqtt", "node-red"])
     if args.quick:
         args.seconds = 8
