@@ -7,7 +7,6 @@ nothing, and VictoriaMetrics is refused."""
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,12 +16,11 @@ import yaml
 
 from collector.cli import main
 from collector.config import InfluxSettings
-from collector.ingest.writer import Writer, backend_for
 from collector.store.influxql import InfluxQL
 from collector.store.prune import PruneError, Unsupported, prune
 from collector.store.retention import cutoff
 from tests.support import servers
-from tests.support.influx_db import by_point, site_file
+from tests.support.influx_db import by_point, check_minutes, site_file, write_lines
 
 START = datetime(2026, 11, 20, 5, 17, tzinfo=UTC)  # not on the hour: a partial first hour
 DAYS = 10
@@ -51,14 +49,7 @@ def settings(db: servers.Server) -> InfluxSettings:
 
 
 def write(db: servers.Server, lines: list[str]) -> None:
-    """With the ingestor's writer (ms timestamps), in its batch size."""
-    backend = backend_for(settings(db))
-    try:
-        writer = Writer(backend, threading.Event())
-        for i in range(0, len(lines), 5000):
-            assert writer.write(lines[i : i + 5000]) == []
-    finally:
-        backend.close()
+    write_lines(settings(db), lines)
 
 
 def reading_lines(found: dict[str, list[Reading]]) -> list[str]:
@@ -136,15 +127,7 @@ def test_prune_backfills_then_deletes_old_raw_readings(influx: servers.Server) -
         for row in rows:
             if row[0] < cut:
                 buckets[row[0] - row[0] % 60].append(row)
-        assert sorted(minutes[point]) == sorted(buckets)
-        for minute, got in minutes[point].items():
-            want = buckets[minute]
-            assert got["power_w"] == pytest.approx(sum(p for _, p, _ in want) / len(want))
-            assert got["power_w_max"] == max(p for _, p, _ in want)
-            assert got["power_w_last"] == want[-1][1]
-            assert got["current_a_max"] == max(c for _, _, c in want)
-            assert got["energy_wh"] == float(want[-1][0])
-            assert got["samples"] == len(want)
+        check_minutes(minutes[point], buckets)
         hour_starts = sorted({m - m % 3600 for m in buckets})
         assert sorted(hours[point]) == hour_starts
         for hour, got in hours[point].items():

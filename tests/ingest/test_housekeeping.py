@@ -7,7 +7,6 @@ and retried."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +18,8 @@ from collector.config import InfluxSettings, IngestorConfig
 from collector.ingest.housekeeping import Housekeeping
 from collector.ingest.metrics import PruneStats
 from collector.ingest.service import Ingestor
-from collector.ingest.writer import Writer, backend_for
 from tests.support import servers
-from tests.support.influx_db import count, create_database, rows
+from tests.support.influx_db import count, create_database, rows, write_lines
 from tests.support.ingest_helpers import SITE, config, iso, publisher, state
 
 RETENTION = 7
@@ -52,13 +50,7 @@ def old_history(cfg: IngestorConfig, now: datetime) -> int:
         f"{(first + 10 * i) * 1000}"
         for i in range(2 * 8640)
     ]
-    backend = backend_for(cfg.influx)
-    try:
-        writer = Writer(backend, threading.Event())
-        for i in range(0, len(lines), 5000):
-            assert writer.write(lines[i : i + 5000]) == []
-    finally:
-        backend.close()
+    write_lines(cfg.influx, lines)
     return len(lines)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,21 @@ STATUS = "irve/test-site/status"
 def link_to(port: int, **settings: object) -> MqttLink:
     mqtt = MqttSettings.model_validate({"host": "127.0.0.1", "port": port, **settings})
     return MqttLink(mqtt, "link-test", STATUS, [])
+
+
+def run_on(
+    broker: servers.Server,
+    scenario: Callable[[MqttLink], Coroutine[Any, Any, None]],
+    **settings: object,
+) -> MqttLink:
+    """Start the broker, run the scenario with a link to it, stop the broker; the link."""
+    broker.start()
+    link = link_to(broker.port, **settings)
+    try:
+        asyncio.run(scenario(link))
+    finally:
+        broker.stop()
+    return link
 
 
 def message(topic: str, n: int) -> Envelope:
@@ -49,12 +66,7 @@ def test_accepted_and_refused_acknowledgements(
             link.send(message("elsewhere/energy", 200))
             assert await link.wait_idle(10)
 
-    broker.start()
-    link = link_to(broker.port)
-    try:
-        asyncio.run(scenario(link))
-    finally:
-        broker.stop()
+    link = run_on(broker, scenario)
     # With the online and offline statuses.
     assert link.stats.published == link.stats.acked == 203
     assert link.stats.refused == 1
@@ -76,12 +88,7 @@ def test_an_idle_link_keeps_its_connection_past_the_keepalive(
             link.send(message("irve/test-site/cp1/energy", 1))
             assert await link.wait_idle(5)
 
-    broker.start()
-    link = link_to(broker.port, keepalive_s=5)
-    try:
-        asyncio.run(scenario(link))
-    finally:
-        broker.stop()
+    link = run_on(broker, scenario, keepalive_s=5)
     # One connection, ended by the link itself (its close), never by the broker.
     assert (link.stats.connects, link.stats.disconnects) == (1, 1)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -107,12 +114,7 @@ def test_a_broker_restart_loses_nothing_and_reconnects(tmp_path: Path) -> None:
             await until(lambda: link.connected, "connected again", timeout=20)
             assert await link.wait_idle(10)
 
-    broker.start()
-    link = link_to(broker.port)
-    try:
-        asyncio.run(scenario(link))
-    finally:
-        broker.stop()
+    link = run_on(broker, scenario)
     # The 100 messages, each connection's online status and the offline one on closing.
     assert link.stats.published == link.stats.acked == 103
     assert (link.stats.connects, link.stats.disconnects) == (2, 2)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from collector.config import InfluxSettings
+from collector.ingest.writer import Writer, backend_for
 from collector.store.influxql import Series
 from tests.support import servers
 from tests.support.paths import EXAMPLES
@@ -69,3 +73,30 @@ def by_point(series: list[Series]) -> dict[str, dict[int, dict[str, float]]]:
             rows[int(row.pop("time")) // 1000] = row
         out[one.tags["point"]] = rows
     return out
+
+
+def write_lines(settings: InfluxSettings, lines: list[str]) -> None:
+    """Line protocol written with the ingestor's own writer (ms timestamps), in its batches."""
+    backend = backend_for(settings)
+    try:
+        writer = Writer(backend, threading.Event())
+        for i in range(0, len(lines), 5000):
+            assert writer.write(lines[i : i + 5000]) == []
+    finally:
+        backend.close()
+
+
+Raw = tuple[int, float, float]  # epoch s, power W, current A (energy Wh = epoch s)
+
+
+def check_minutes(got: dict[int, dict[str, float]], minutes: dict[int, list[Raw]]) -> None:
+    """The `reading_1m` points of one meter against the raw readings of each minute."""
+    assert sorted(got) == sorted(minutes)
+    for minute, row in got.items():
+        want = minutes[minute]
+        assert row["power_w"] == pytest.approx(sum(p for _, p, _ in want) / len(want))
+        assert row["power_w_max"] == max(p for _, p, _ in want)
+        assert row["power_w_last"] == want[-1][1]
+        assert row["current_a_max"] == max(c for _, _, c in want)
+        assert row["energy_wh"] == float(want[-1][0])
+        assert row["samples"] == len(want)
