@@ -243,8 +243,10 @@ def test_failsafe_when_the_main_meter_goes_silent_and_profiles_that_expire_after
                     killed_at = time.monotonic()
                     await asyncio.sleep(3.0)
                     for cp in (cp1, cp2):
-                        sent, last_profile = cp.profiles[-1]
-                        assert sent < killed_at
+                        # Received (by this loop, busy killing) at most a moment after the kill:
+                        # a frame already on its way, nothing sent by a process that is gone.
+                        received, last_profile = cp.profiles[-1]
+                        assert received < killed_at + 1.0
                         assert not [a for a, _ in cp.received if a == "ClearChargingProfile"][1:]
                         profile = last_profile["cs_charging_profiles"]
                         assert profile["charging_profile_purpose"] == "TxDefaultProfile"
