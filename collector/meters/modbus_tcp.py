@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import cast
 
 from collector.meters.profile import Function
 
@@ -96,8 +97,8 @@ class ModbusTcp(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, whatever its class (uvloop's are not asyncio.Transport's).
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
