@@ -135,9 +135,8 @@ class Bus:
         await link.open()
         return link
 
-    async def _ensure_connected(self) -> modbus_tcp.ModbusTcp | PymodbusLink:
-        if self._link is not None and self._link.connected:
-            return self._link
+    async def _connect(self) -> modbus_tcp.ModbusTcp | PymodbusLink:
+        """A new link, or BusDown while the backoff lasts (`read` calls it when not connected)."""
         loop = asyncio.get_running_loop()
         if loop.time() < self._next_connect:
             raise BusDown(f"bus {self.id} ({self.where()}): not connected, retrying later")
@@ -164,7 +163,7 @@ class Bus:
         async with self._lock:
             link = self._link
             if link is None or not link.connected:
-                link = await self._ensure_connected()
+                link = await self._connect()
             loop = asyncio.get_running_loop()
             wait = max(self._quiet_until.get(unit, 0.0), self._line_free_at) - loop.time()
             if wait > 0:

@@ -5,10 +5,11 @@ points driven by the tests with the `ocpp` library, which obey the charging prof
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,18 @@ def url(port: int, charger: str) -> str:
     return f"ws://{charger}:{PASSWORD}@127.0.0.1:{port}/ocpp/{charger}"
 
 
+@contextlib.asynccontextmanager
+async def both_chargers(
+    port: int, hotel: Physics
+) -> AsyncIterator[tuple[ObedientStation, ObedientStation]]:
+    """borne-1 (cp1) and borne-2 (cp2) connected to the collector, obeying its limits."""
+    async with (
+        obedient(url(port, "borne-1"), "borne-1", hotel.obey("cp1")) as cp1,
+        obedient(url(port, "borne-2"), "borne-2", hotel.obey("cp2")) as cp2,
+    ):
+        yield cp1, cp2
+
+
 def ts(payload: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(payload["ts"])
 
@@ -118,8 +131,7 @@ def test_two_cars_and_a_rising_base_load_are_limited_paused_and_resumed(
             async def scenario() -> None:
                 await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
                 async with (
-                    obedient(url(port, "borne-1"), "borne-1", hotel.obey("cp1")) as cp1,
-                    obedient(url(port, "borne-2"), "borne-2", hotel.obey("cp2")) as cp2,
+                    both_chargers(port, hotel) as (cp1, cp2),
                 ):
                     await run_overload(sub, hotel, cp1, cp2)
 
@@ -212,8 +224,7 @@ def test_failsafe_when_the_main_meter_goes_silent_and_profiles_that_expire_after
             async def scenario() -> None:
                 await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
                 async with (
-                    obedient(url(port, "borne-1"), "borne-1", hotel.obey("cp1")) as cp1,
-                    obedient(url(port, "borne-2"), "borne-2", hotel.obey("cp2")) as cp2,
+                    both_chargers(port, hotel) as (cp1, cp2),
                 ):
                     await until(lambda: cp1.got("ClearChargingProfile"), "cp1 cleared")
                     silent_from = time.monotonic()
@@ -305,8 +316,7 @@ def test_chargers_refusing_profiles_fall_back_to_the_contactor_or_the_advisory_s
                 await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
                 async with (
                     knx_observer(knxd.port) as knx,
-                    obedient(url(port, "borne-1"), "borne-1", hotel.obey("cp1")) as cp1,
-                    obedient(url(port, "borne-2"), "borne-2", hotel.obey("cp2")) as cp2,
+                    both_chargers(port, hotel) as (cp1, cp2),
                 ):
                     cp1.answer = cp2.answer = "Rejected"
                     # Closed at start-up (maybe before this client listened).

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from collector.config import OcppSettings, SiteConfig
+from collector.meters.profile import Profile
 from collector.ocpp.events import (
     ChargerWarning,
     CommandResult,
@@ -43,8 +45,8 @@ def amps(model: SiteModel) -> float:
     return model.values("cp1")["current_a"]
 
 
-def test_a_plugged_car_charges_under_the_limits_the_central_system_sets(tmp_path: Path) -> None:
-    port = free_port()
+def charger_site(tmp_path: Path, port: int) -> tuple[SiteConfig, dict[str, Profile], OcppSettings]:
+    """One socket (cp1, 32 A) served by the charger borne-1 of a central system on `port`."""
     path = write_site(
         tmp_path,
         buses=[tcp_bus("board")],
@@ -53,8 +55,13 @@ def test_a_plugged_car_charges_under_the_limits_the_central_system_sets(tmp_path
         chargers=[{"id": "borne-1", "password": "pw-borne-1", "connectors": {1: "cp1"}}],
     )
     site, profiles = load_site(str(path))
-    settings = site.ocpp
-    assert settings is not None
+    assert site.ocpp is not None
+    return site, profiles, site.ocpp
+
+
+def test_a_plugged_car_charges_under_the_limits_the_central_system_sets(tmp_path: Path) -> None:
+    port = free_port()
+    site, profiles, settings = charger_site(tmp_path, port)
     events: list[Event] = []
 
     def of(kind: type[Any]) -> list[Any]:
@@ -133,16 +140,7 @@ def test_a_transaction_goes_on_across_a_restart_of_the_central_system(tmp_path: 
     transaction still running, as a real one does: Charging again, then one stop of that same
     transaction; no second start, the car drawing all along."""
     port = free_port()
-    path = write_site(
-        tmp_path,
-        buses=[tcp_bus("board")],
-        meters=[socket_meter("cp1", "board", 1)],
-        ocpp={"listen": f"127.0.0.1:{port}", "authorize": "any"},
-        chargers=[{"id": "borne-1", "password": "pw-borne-1", "connectors": {1: "cp1"}}],
-    )
-    site, profiles = load_site(str(path))
-    settings = site.ocpp
-    assert settings is not None
+    site, profiles, settings = charger_site(tmp_path, port)
     events: list[Event] = []
 
     def of(kind: type[Any]) -> list[Any]:
