@@ -60,15 +60,17 @@ def leaked(text: str) -> list[str]:
 @pytest.fixture
 def setup(
     tmp_path: Path, broker: servers.Server, influx: servers.Server, ntfy: NtfyServer
-) -> tuple[Path, dict[str, str]]:
-    """A site file (a simulated socket and one whose bus is dead, so a meter_offline alert
-    goes out to every notify URL) and the environment holding every secret."""
+) -> tuple[Path, Path, dict[str, str]]:
+    """A site file (a socket and one whose bus is dead, so a meter_offline alert goes out to
+    every notify URL), the simulator's site file (the live bus alone: `irve simulate` serves
+    every bus it is given) and the environment holding every secret."""
     create_database(influx)
-    dead = tcp_bus("dead")
+    board, cp1 = tcp_bus("board"), socket_meter("cp1", "board", 1)
+    simulated = write_site(tmp_path, buses=[board], meters=[cp1], name="simulated.yaml")
     site = write_site(
         tmp_path,
-        buses=[tcp_bus("board"), dead],
-        meters=[socket_meter("cp1", "board", 1), socket_meter("cp2", "dead", 2)],
+        buses=[board, tcp_bus("dead")],
+        meters=[cp1, socket_meter("cp2", "dead", 2)],
         poll_interval_s=0.2,
         mqtt={"host": "127.0.0.1", "port": broker.port, "username": "test-site"},
         influx={
@@ -104,7 +106,7 @@ def setup(
         IRVE_INGEST__HTTP_PORT=str(servers.free_port()),
         PYTHONPATH=str(Path(__file__).resolve().parent.parent),
     )
-    return site, env
+    return site, simulated, env
 
 
 def command(name: str, *args: str) -> list[str]:
@@ -129,20 +131,22 @@ def run_until(
     )
     try:
         servers.wait_until(done, 60, what)
-        time.sleep(3)
-    finally:
+    except TimeoutError as exc:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0]
-    return output
+        raise AssertionError(f"{exc}; irve {name} printed:\n{output[-6000:]}") from exc
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=30)[0]
 
 
 def test_no_command_prints_a_secret_at_debug(
-    setup: tuple[Path, dict[str, str]], ntfy: NtfyServer
+    setup: tuple[Path, Path, dict[str, str]], ntfy: NtfyServer
 ) -> None:
-    site, env = setup
-    board_port = int(yaml.safe_load(site.read_text())["buses"][0]["port"])
+    site, simulated, env = setup
+    board_port = int(yaml.safe_load(simulated.read_text())["buses"][0]["port"])
     outputs: dict[str, str] = {}
-    with simulate_process(site, port=board_port):
+    with simulate_process(simulated, port=board_port):
         outputs["check"] = run(env, "check", "-c", str(site))
         outputs["read"] = run(env, "read", "-c", str(site), "--meter", "cp1")
         # Until the offline alert reached the ntfy endpoint, and 3 s more for the other
