@@ -8,7 +8,7 @@ transitions come out; nothing repeats while an alert is firing.
 - socket_overcurrent: the socket's highest phase current above its rated current;
 - site_overload: the main meter's power above the subscribed power;
 - site_overload_warning: the same above `warning_share` of it;
-- meter_offline: no reading for `offline_after_polls` poll intervals (availability changes
+- meter_offline: `offline_after_polls` missed polls (availability changes
   are evaluated at once, ticks catch a meter the poller has given up on).
 """
 
@@ -92,6 +92,11 @@ class AlertRules:
         s = self.settings
         self.subscribed_power_w = site.subscribed_power_w
         self.max_silence = timedelta(seconds=s.offline_after_polls * site.poll_interval_s)
+        # A reading is stamped when its poll starts, so consecutive ones are an interval apart
+        # give or take the event loop's jitter: a silence of exactly N intervals means the N-th
+        # poll is due, not missed. Half an interval of slack makes it N missed polls (with
+        # offline_after_polls 1, a poll a few ms late fired and resolved an alert at once).
+        self._silent_after = self.max_silence + timedelta(seconds=site.poll_interval_s / 2)
         self.main_point = site.main_meter.id if site.main_meter else None
         self._started: datetime | None = None
         self._meters: dict[str, _Meter] = {}
@@ -158,7 +163,7 @@ class AlertRules:
                 # The last value still stands until the next poll: minimum durations elapse
                 # even if a reading is late.
                 events.extend(self._compare(point, meter, now))
-            elif not meter.offline and self._silence(meter, now) >= self.max_silence:
+            elif not meter.offline and self._silence(meter, now) >= self._silent_after:
                 meter.offline = True
                 events.append(
                     AlertEvent(
@@ -187,7 +192,7 @@ class AlertRules:
         if self.main_point is None:
             return False
         meter = self._meters[self.main_point]
-        return meter.offline or self._silence(meter, now) >= self.max_silence
+        return meter.offline or self._silence(meter, now) >= self._silent_after
 
     def main_power_w(self) -> float | None:
         if self.main_point is None:
@@ -242,7 +247,7 @@ class AlertRules:
         return now - since
 
     def _fresh(self, meter: _Meter, now: datetime) -> bool:
-        return meter.last_seen is not None and now - meter.last_seen < self.max_silence
+        return meter.last_seen is not None and now - meter.last_seen < self._silent_after
 
     def _compare(self, point: str, meter: _Meter, now: datetime) -> list[AlertEvent]:
         reading = meter.last_value

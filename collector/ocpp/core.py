@@ -223,7 +223,9 @@ class CentralCore:
     ) -> None:
         self.authorize_mode: AuthorizeMode = authorize
         self.heartbeat_s = heartbeat_s
-        self.offline_after = timedelta(seconds=heartbeat_s * offline_after_heartbeats)
+        # N missed heartbeats: the N-th is due at N intervals, missed half an interval later
+        # (a box's clock and the network make it a little late; the meters' rule is the same).
+        self.offline_after = timedelta(seconds=heartbeat_s * (offline_after_heartbeats + 0.5))
         self.chargers = {
             cid: Charger(cid, dict(points), last_seen=now) for cid, points in chargers.items()
         }

@@ -28,7 +28,7 @@ class ChargerOnline:
 
 @dataclass(frozen=True)
 class ChargerOffline:
-    """No message from the charger for `offline_after_heartbeats` heartbeat intervals."""
+    """The charger missed `offline_after_heartbeats` heartbeats (that many intervals and a half)."""
 
     ts: datetime
     charger: str

@@ -190,28 +190,53 @@ def test_meter_offline_after_n_missed_polls_and_back_online() -> None:
         events += rules.reading(Reading("cp2", at(t), {"power_w": 0.0, "current_a": 0.0}))
         events += rules.tick(at(t))
     events += rules.availability("cp1", False, at(2.5))
-    assert events == []  # missed 2 polls only
-    events += rules.tick(at(3))
+    events += rules.tick(at(3.4))
+    assert events == []  # missed 2 polls only, the 3rd is due at 3 (a little late is not missed)
+    events += rules.tick(at(3.5))
     events += rules.tick(at(4))  # no repeat
-    assert states(events, "meter_offline") == [("firing", 3.0)]
-    assert (events[0].point, events[0].value, events[0].limit) == ("cp1", 3.0, 3.0)
+    assert states(events, "meter_offline") == [("firing", 3.5)]
+    assert (events[0].point, events[0].value, events[0].limit) == ("cp1", 3.5, 3.0)
     assert rules.firing("meter_offline", "cp1")
     back = rules.reading(Reading("cp1", at(9), {"power_w": 0.0, "current_a": 0.0}))
     assert [(e.alert, e.state, e.value) for e in back] == [("meter_offline", "resolved", 9.0)]
 
 
+def test_one_missed_poll_is_offline_and_a_late_reading_is_not() -> None:
+    """offline_after_polls 1: every other reading 40 ms late (a busy event loop), a tick just
+    before it, never fires; a poll that brings nothing does, half an interval after it was due."""
+    rules = AlertRules(site(offline_after_polls=1))
+    zero: dict[str, float | None] = {"power_w": 0.0, "current_a": 0.0}
+    events: list[AlertEvent] = []
+    for t in range(4):
+        late = 0.04 * (t % 2)
+        events += rules.tick(at(t + 0.03))
+        events += [
+            e for p in ("main", "cp1", "cp2") for e in rules.reading(Reading(p, at(t + late), zero))
+        ]
+    assert events == []
+    for p in ("main", "cp2"):  # cp1 (last read at 3.04) misses the poll at 4
+        events += rules.reading(Reading(p, at(4), zero))
+    events += rules.tick(at(4.5))
+    assert events == []
+    events += rules.tick(at(4.6))
+    assert [(e.alert, e.point, e.value, e.limit) for e in events] == [
+        ("meter_offline", "cp1", 1.6, 1.0)
+    ]
+
+
 def test_meter_that_never_answers_goes_offline_counted_from_start() -> None:
     rules = AlertRules(site(offline_after_polls=2))
     assert rules.tick(at(0)) == []
-    events = rules.tick(at(2))
+    assert rules.tick(at(2)) == []
+    events = rules.tick(at(2.5))
     assert sorted(e.point for e in events if e.alert == "meter_offline") == ["cp1", "cp2", "main"]
 
 
 def test_main_failed_when_offline_or_stale() -> None:
     rules = AlertRules(site(offline_after_polls=3))
     rules.reading(main_reading(0, 10_000))
-    assert not rules.main_failed(at(2))
-    assert rules.main_failed(at(3))  # stale, even before a tick declared it offline
+    assert not rules.main_failed(at(3))
+    assert rules.main_failed(at(3.5))  # stale, even before a tick declared it offline
 
 
 # Shed request ---------------------------------------------------------------------------------
@@ -296,7 +321,7 @@ def test_processor_stale_main_fail_safe_sheds_the_socket_load() -> None:
     )
     out = outgoing(
         processor,
-        [socket_reading(t, a, p) for t in (1, 2, 3) for p, a in (("cp1", 16.0), ("cp2", 10.0))],
+        [socket_reading(t, a, p) for t in (1, 2, 3, 4) for p, a in (("cp1", 16.0), ("cp2", 10.0))],
     )
     sheds = [m for kind, m in out if kind == "shed"]
     assert [(m.active, m.excess_w, m.reason) for m in sheds] == [
@@ -304,8 +329,8 @@ def test_processor_stale_main_fail_safe_sheds_the_socket_load() -> None:
     ]
     offline = [m for kind, m in out if kind == "alert"]
     assert [(m.alert, m.point, m.state) for m in offline] == [("meter_offline", "main", "firing")]
-    assert offline[0].message == "Compteur général hors ligne : aucune lecture depuis 3 s"
-    back = outgoing(processor, [main_reading(4, 20_000)])
+    assert offline[0].message == "Compteur général hors ligne : aucune lecture depuis 4 s"
+    back = outgoing(processor, [main_reading(5, 20_000)])
     assert [(k, getattr(m, "reason", None)) for k, m in back] == [
         ("alert", None),
         ("shed", "normal"),
@@ -333,7 +358,7 @@ def test_a_restart_keeps_a_firing_alert_firing_and_resolves_it_once(tmp_path: Pa
     and the shed request holds meanwhile."""
     path = tmp_path / "alerts-hotel-vda.json"
     first = AlertProcessor(site(), store=FileStateStore(path, background=False))
-    out = outgoing(first, [main_reading(t, 40_000) for t in range(4)])
+    out = outgoing(first, [main_reading(t, 40_000) for t in range(5)])
     assert [(m.alert, m.point, m.state) for k, m in out if k == "alert"] == [
         ("site_overload_warning", "main", "firing"),
         ("site_overload", "main", "firing"),

@@ -172,8 +172,9 @@ def test_stop_for_an_unknown_transaction_is_accepted_and_said() -> None:
 def test_offline_after_missed_heartbeats_and_back() -> None:
     c = core()
     assert c.heard("borne-1", T0) == [ChargerOnline(T0, "borne-1")]
-    assert c.tick(T0 + timedelta(seconds=179)) == []
-    events = c.tick(T0 + timedelta(seconds=180))
+    # 3 heartbeats of 60 s missed: the 3rd due at 180 s, missed half an interval later.
+    assert c.tick(T0 + timedelta(seconds=209)) == []
+    events = c.tick(T0 + timedelta(seconds=210))
     assert isinstance(events[0], ChargerOffline)
     assert [(e.connector, e.status) for e in events if isinstance(e, ConnectorStatus)] == [
         (1, "offline"),

@@ -484,7 +484,7 @@ def test_charger_offline_after_missed_heartbeats(tmp_path: Path) -> None:
         )
         async with site.system, station(site) as cp:
             await cp.boot()
-            clock[0] = NOW + timedelta(seconds=21)
+            clock[0] = NOW + timedelta(seconds=26)  # (2 + 0.5) heartbeats
             await until(lambda: site.of(ChargerOffline))
             await cp.call(call.Heartbeat())
         offline = [e for e in site.of(ChargerOffline) if e.charger == "borne-1"]
