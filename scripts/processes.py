@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import itertools
 import os
 import shutil
 import signal
@@ -18,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +29,42 @@ SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 _PR_SET_PDEATHSIG = 1
 
 
+# A port handed out must stay free until its server binds it, seconds later. bind(0) picks from
+# the kernel's ephemeral range, where every outgoing connection takes its local port and the
+# other pytest-xdist workers' bind(0) take theirs: either could take it in between. So ports
+# come from below that range, each worker (and a process outside xdist) from its own block,
+# and a process never hands out a port twice until it went round its block.
+_FIRST_PORT = 10000
+_BLOCK = 2000
+
+
+def _ephemeral_low() -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768  # Linux's default
+
+
+@functools.cache
+def _candidates() -> Iterator[int]:
+    blocks = (_ephemeral_low() - _FIRST_PORT) // _BLOCK
+    if blocks < 2:
+        return itertools.repeat(0)  # no room below the ephemeral range: the kernel's choice
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")  # gw0, gw1, ...
+    index = int(worker) % (blocks - 1) if worker.isdigit() else blocks - 1
+    first = _FIRST_PORT + index * _BLOCK
+    return itertools.cycle(range(first, first + _BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    candidates = _candidates()
+    for _ in range(_BLOCK):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", next(candidates)))
+            except OSError:
+                continue  # in use (a server of an earlier run still closing, another program)
+            return int(sock.getsockname()[1])
+    raise OSError(f"no free TCP port in {_BLOCK} tries")
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
