@@ -77,9 +77,11 @@ def _request(function: Function, group: list[tuple[int, int, str]]) -> Request:
 
 
 class RequestDecoder:
-    """`registers.decode` for every value of one request, compiled once per request: the
+    """The values of one answered request in public units, compiled once per request: the
     answer's words go through one struct format (each value's words put in msw order first),
-    and each value keeps only the steps its type and scale need. Same numbers as `decode`."""
+    and each value keeps only the steps its type and scale need. A "not available" marker or
+    a number that is not finite becomes None, never a crash; a short answer or a word outside
+    16 bits is a ValueError naming it."""
 
     def __init__(self, profile: Profile, request: Request) -> None:
         self.count = request.count
@@ -135,11 +137,3 @@ class RequestDecoder:
                 result = round(result, digits + rounding)
             values[name] = result
         return values
-
-
-def decode_request(
-    profile: Profile, request: Request, words: Sequence[int]
-) -> dict[str, float | None]:
-    """Values of one answered request, in public units (None where not available). The poller
-    keeps a `RequestDecoder` per request instead of compiling one per answer."""
-    return RequestDecoder(profile, request)(words)

@@ -1,11 +1,11 @@
-"""Raw Modbus registers -> numbers. Pure functions; a bogus value becomes None, never a crash."""
+"""Modbus register types and sizes, the number helpers the request decoder (plan.py) uses, and
+the simulator's encoder. Pure functions."""
 
 from __future__ import annotations
 
 import functools
 import math
 import struct
-from collections.abc import Sequence
 from typing import Literal
 
 DataType = Literal["u16", "s16", "u32", "s32", "u64", "s64", "f32", "f64"]
@@ -18,45 +18,6 @@ STRUCT_CODES: dict[DataType, str] = {
     "u16": "H", "s16": "h", "u32": "I", "s32": "i", "u64": "Q", "s64": "q", "f32": "f", "f64": "d",
 }  # fmt: skip
 _STRUCT = {dtype: ">" + code for dtype, code in STRUCT_CODES.items()}
-
-
-def raw_int(words: Sequence[int], word_order: WordOrder = "msw") -> int:
-    """The unsigned integer the registers hold, words combined in the given order."""
-    ordered = words if word_order == "msw" else list(reversed(words))
-    value = 0
-    for word in ordered:
-        if not 0 <= word <= 0xFFFF:
-            raise ValueError(f"register value {word} is not 16-bit")
-        value = (value << 16) | word
-    return value
-
-
-def decode(
-    words: Sequence[int],
-    dtype: DataType,
-    word_order: WordOrder = "msw",
-    scale: float = 1.0,
-    not_available: Sequence[int] = (),
-) -> float | None:
-    """Decode one value; None when the meter says "not available" or the number is not finite."""
-    if len(words) != REGISTERS[dtype]:
-        raise ValueError(f"{dtype} needs {REGISTERS[dtype]} registers, got {len(words)}")
-    raw = raw_int(words, word_order)
-    if raw in not_available:
-        return None
-    data = raw.to_bytes(2 * len(words), "big")
-    (value,) = struct.unpack(_STRUCT[dtype], data)
-    digits = 0  # decimals of the raw value: none for an integer register
-    if dtype == "f32":
-        value = shortest_f32(value, data)
-        digits = decimals(repr(value))
-    result = float(value) * scale
-    if not math.isfinite(result):
-        return None
-    if scale != 1.0 and dtype != "f64":
-        # 2300 x 0.1 is 230.00000000000003 in binary: keep the digits the factors have.
-        result = round(result, digits + scale_decimals(scale))
-    return result
 
 
 def shortest_f32(value: float, data: bytes) -> float:
@@ -95,7 +56,8 @@ def scale_decimals(scale: float) -> int:
 def encode(
     value: float, dtype: DataType, word_order: WordOrder = "msw", scale: float = 1.0
 ) -> list[int]:
-    """The registers a meter would hold for `value` (the simulator's side of `decode`)."""
+    """The registers a meter would hold for `value` (the simulator's side of
+    `plan.RequestDecoder`)."""
     raw_value: float | int = value / scale
     if dtype[0] in "us":
         raw_value = round(raw_value)

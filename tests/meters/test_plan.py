@@ -1,6 +1,10 @@
-"""The compiled decoder of a request gives what decoding each value on its own gives."""
+"""The compiled decoder of a request gives what a plain decoder of each value on its own gives."""
 
 from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -8,7 +12,15 @@ from hypothesis import strategies as st
 
 from collector.meters.plan import Request, RequestDecoder, plan_reads
 from collector.meters.profile import Profile, load_profiles
-from collector.meters.registers import decode
+from collector.meters.registers import (
+    REGISTERS,
+    STRUCT_CODES,
+    DataType,
+    WordOrder,
+    decimals,
+    scale_decimals,
+    shortest_f32,
+)
 
 PROFILES = load_profiles()
 REQUESTS = [
@@ -19,6 +31,35 @@ REQUESTS = [
 # Random words, with the profiles' "not available" markers and float specials mixed in.
 SPECIAL = [0x0000, 0xFFFF, 0x8000, 0x7FFF, 0x7F80, 0xFF80, 0x7FC0, 0x4366, 0x3F7D]
 WORD = st.one_of(st.integers(0, 0xFFFF), st.sampled_from(SPECIAL))
+
+
+def decode(
+    words: Sequence[int],
+    dtype: DataType,
+    word_order: WordOrder,
+    scale: float,
+    not_available: Sequence[int],
+) -> float | None:
+    """One value, step by step as a register map reads: the oracle of the compiled decoder."""
+    assert len(words) == REGISTERS[dtype]
+    ordered = words if word_order == "msw" else list(reversed(words))
+    raw = 0
+    for word in ordered:
+        raw = (raw << 16) | word
+    if raw in not_available:
+        return None
+    data = raw.to_bytes(2 * len(words), "big")
+    (value,) = struct.unpack(">" + STRUCT_CODES[dtype], data)
+    digits = 0  # decimals of the raw value: none for an integer register
+    if dtype == "f32":
+        value = shortest_f32(value, data)
+        digits = decimals(repr(value))
+    result = float(value) * scale
+    if not math.isfinite(result):
+        return None
+    if scale != 1.0 and dtype != "f64":
+        result = round(result, digits + scale_decimals(scale))
+    return result
 
 
 def one_by_one(profile: Profile, request: Request, words: list[int]) -> dict[str, float | None]:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from collector.cli import main
-from collector.meters.plan import decode_request, plan_reads
+from collector.meters.plan import RequestDecoder, plan_reads
 from collector.meters.profile import BUNDLED, UNITS, Profile, load_profiles
 from collector.meters.registers import encode
 from collector.site import load_site
@@ -132,7 +132,7 @@ def test_user_profile_is_usable_from_a_site_file(
     words = [0] * request.count
     words[12:14] = [0x4060, 0x0000]  # 3.5 kW
     words[20:22] = [0x0000, 0x04D2]  # 1234 Wh
-    values = decode_request(profile, request, words)
+    values = RequestDecoder(profile, request)(words)
     assert values["power_w"] == 3500.0
     assert values["energy_wh"] == 1234.0
 
@@ -269,7 +269,7 @@ def test_kw_and_wh_registers_both_end_up_in_spec_units() -> None:
     )
     (request,) = plan_reads(profile)
     words = [0x4060, 0x0000, 0x0000, 0x04D2, 0x0000, 0x04D2, 0x3E80, 0x0003, 0x8301]
-    assert decode_request(profile, request, words) == {
+    assert RequestDecoder(profile, request)(words) == {
         "power_w": 3500.0,  # 3.5 kW
         "energy_wh": 1234.0,  # 1234 Wh
         "export_energy_wh": pytest.approx(12340.0),  # 1234 x 0.01 kWh
@@ -418,7 +418,7 @@ def test_round_trip_every_value(profile_id: str) -> None:
         words = [
             image.get((request.function, request.address + i), 0) for i in range(request.count)
         ]
-        for name, value in decode_request(profile, request, words).items():
+        for name, value in RequestDecoder(profile, request)(words).items():
             spec = profile.values[name]
             resolution = profile.factor_of(spec) if spec.type[0] in "us" else 0.0
             assert value == pytest.approx(sample(name), rel=1e-6, abs=resolution / 2 + 1e-9), name
