@@ -32,7 +32,7 @@ from ocpp.exceptions import (
     TypeConstraintViolationError,
     UnknownCallErrorCodeError,
 )
-from ocpp.messages import Call, CallError, MessageType, get_validator, unpack
+from ocpp.messages import Call, CallError, MessageType, get_validator, unpack, validate_payload
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
@@ -589,7 +589,11 @@ class Link(ChargePoint):
             response = await self._get_specific_response(message.unique_id, self._response_timeout)
         if response.message_type_id == MessageType.CallError:
             raise response.to_exception()
-        return SimpleNamespace(status=response.payload.get("status", "Accepted"))
+        # Checked as the library's `call` checks an answer: one without a valid status must not
+        # pass for Accepted (the list would be taken as sent and never sent again).
+        response.action = action
+        await validate_payload(response, self._ocpp_version)
+        return SimpleNamespace(status=response.payload["status"])
 
     async def _answered(self, payload: Any, pending: Any) -> tuple[str, str | None]:
         """The charger's answer to the call `pending` makes: (its status, detail)."""
@@ -598,7 +602,10 @@ class Link(ChargePoint):
         except TimeoutError:
             return "Timeout", f"no answer within {self.system.call_timeout_s:g} s"
         except OCPPError as error:
-            return "CallError", f"{error.code}: {error.description}"
+            # The charger's error, or its answer failing the schema: the cause names the field.
+            cause = error.details.get("cause") if isinstance(error.details, dict) else None
+            detail = f"{error.code}: {error.description}" + (f" ({cause})" if cause else "")
+            return "CallError", detail[:200]
         except UnknownCallErrorCodeError as error:
             return "CallError", str(error)[:200]
         except ConnectionClosed:

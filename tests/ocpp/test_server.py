@@ -620,6 +620,56 @@ def test_a_second_connection_replaces_the_first_and_gets_the_list(tmp_path: Path
     asyncio.run(scenario())
 
 
+def test_a_local_list_answer_without_a_valid_status_is_not_taken_for_accepted(
+    tmp_path: Path,
+) -> None:
+    """A sloppy box answers SendLocalList with `{}`, then with a status outside the schema: the
+    push is a failed command each time and the same version goes out again at the box's next
+    message, until an answer says Accepted."""
+    answers: list[dict[str, Any]] = [{}, {"status": "OK"}, {"status": "Accepted"}]
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        site = Site(tmp_path)
+        async with site.system:
+            site.system.set_badges([GUEST])
+            url = site.url("borne-1", PASSWORD)
+            async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+                boot = {"chargePointVendor": "Legrand", "chargePointModel": "Green'up"}
+                await ws.send(json.dumps([2, "boot", "BootNotification", boot]))
+                versions: list[int] = []
+                while len(versions) < len(answers):
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    if message[0] != 2:  # an answer to the box's own call
+                        continue
+                    reply: dict[str, Any] = {"status": "Accepted"}
+                    if message[2] == "GetConfiguration":
+                        key = {"key": "LocalAuthListEnabled", "readonly": False, "value": "true"}
+                        reply = {"configurationKey": [key]}
+                    elif message[2] == "SendLocalList":
+                        versions.append(message[3]["listVersion"])
+                        reply = answers[len(versions) - 1]
+                    await ws.send(json.dumps([3, message[1], reply]))
+                    if message[2] == "SendLocalList":
+                        await until(lambda: len(pushes(site)) == len(versions))
+                        await ws.send(json.dumps([2, f"hb{len(versions)}", "Heartbeat", {}]))
+                assert len(set(versions)) == 1
+                await asyncio.sleep(0.3)
+                await ws.send(json.dumps([2, "hb-last", "Heartbeat", {}]))
+                await asyncio.sleep(0.3)  # no fourth push: the version was accepted
+        return [(e.status, e.detail) for e in pushes(site)]
+
+    results = asyncio.run(scenario())
+    assert [status for status, _ in results] == ["CallError", "CallError", "Accepted"]
+    assert results[0][1] == (
+        "ProtocolError: Payload for Action is incomplete ('status' is a required property)"
+    )
+    assert "'OK' is not one of ['Accepted'," in (results[1][1] or "")
+
+
+def pushes(site: Site) -> list[CommandResult]:
+    return [e for e in site.of(CommandResult) if e.action == "local_list"]
+
+
 def test_the_local_list_is_made_once_per_version_and_set_of_valid_badges(tmp_path: Path) -> None:
     """Every charger gets the same wire payload, made once (not converted again per charger);
     a badge expiring makes a new one, under the same version."""
