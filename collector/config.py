@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from collector.language import Lang
 from collector.load.settings import (
     KnxSettings,
     LoadManagementSettings,
@@ -481,7 +482,7 @@ class AlertSettings(Strict):
 
 class NotifySettings(Strict):
     urls: list[SecretStr] = Field(default_factory=list)  # apprise URLs
-    language: Literal["fr", "en"] = "fr"
+    language: Lang = "fr"
     min_interval_s: Annotated[float, _between(0, 86400)] = 300.0
     retry_initial_s: Annotated[float, _between(0.01, 3600)] = 1.0
     retry_max_s: Annotated[float, _between(0.01, 86400)] = 60.0
@@ -647,7 +648,7 @@ class DeskSettings(Strict):
     policy: Literal["at_cost", "flat", "allowance"] = "at_cost"
     fee_eur: Annotated[float, _between(0, 1000)] = 0.0
     kwh_per_night: Annotated[float, _between(0, 1000)] = 8.0
-    language: Literal["fr", "en"] = "fr"  # of the pages, and of the statements by default
+    language: Lang = "fr"  # of the pages, and of the statements by default
     # The `owner` account's password (`make up` writes it to .env): set at every start.
     owner_password: SecretStr | None = None
     tls: DeskTls | None = None  # served over HTTPS itself (else behind a TLS proxy, or plain)

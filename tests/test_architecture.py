@@ -21,6 +21,7 @@ PURE = [
     "wire/topics.py",
     "pipeline.py",
     "badges.py",
+    "language.py",
     "energy/__init__.py",
     "energy/intervals.py",
     "energy/processor.py",

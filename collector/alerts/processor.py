@@ -8,8 +8,9 @@ from datetime import datetime
 
 from collector.alerts import shed
 from collector.alerts.rules import AlertEvent, AlertRules
-from collector.alerts.text import Language, describe
+from collector.alerts.text import describe
 from collector.config import SiteConfig
+from collector.language import Lang
 from collector.meters.reading import Reading
 from collector.pipeline import MemoryStateStore, Processor, StateStore
 from collector.wire.kinds import Outgoing
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 CLOSE_SAVE_S = 5.0
 
 
-def point_label(site: SiteConfig, point: str, language: Language) -> str:
+def point_label(site: SiteConfig, point: str, language: Lang) -> str:
     """How people name a point: the socket's label, or the main meter."""
     meter = next((m for m in site.meters if m.id == point), None)
     if meter is not None and meter.socket is not None:

@@ -8,32 +8,31 @@ from __future__ import annotations
 
 from typing import Literal
 
+from collector.language import Lang, decimal_mark
 from collector.wire.messages import AlertName
 
-Language = Literal["fr", "en"]
 AlertState = Literal["firing", "resolved"]
 
 
-def number(value: float, language: Language, decimals: int = 1) -> str:
-    text = f"{value:.{decimals}f}"
-    return text.replace(".", ",") if language == "fr" else text
+def number(value: float, language: Lang, decimals: int = 1) -> str:
+    return decimal_mark(f"{value:.{decimals}f}", language)
 
 
-def _kw(value_w: float, language: Language) -> str:
+def _kw(value_w: float, language: Lang) -> str:
     return f"{number(value_w / 1000, language)} kW"
 
 
-def _amps(value_a: float, language: Language) -> str:
+def _amps(value_a: float, language: Lang) -> str:
     return f"{number(value_a, language)} A"
 
 
-def _limit_amps(value_a: float, language: Language) -> str:
+def _limit_amps(value_a: float, language: Lang) -> str:
     # A rated current is a whole number on every socket label; keep it as printed there.
     decimals = 0 if float(value_a).is_integer() else 1
     return f"{number(value_a, language, decimals)} A"
 
 
-def _seconds(value_s: float, language: Language) -> str:
+def _seconds(value_s: float, language: Lang) -> str:
     return f"{number(value_s, language, 0)} s"
 
 
@@ -43,7 +42,7 @@ def describe(
     label: str,
     value: float | None,
     limit: float | None,
-    language: Language = "fr",
+    language: Lang = "fr",
 ) -> str:
     """One sentence with the value, the limit and the place (socket label or meter)."""
     fr = language == "fr"
@@ -122,7 +121,7 @@ def describe(
     )
 
 
-def title(state: AlertState, site_name: str, language: Language = "fr") -> str:
+def title(state: AlertState, site_name: str, language: Lang = "fr") -> str:
     if language == "fr":
         head = "Alerte recharge" if state == "firing" else "Alerte terminée"
     else:

@@ -19,12 +19,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from string import Template
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from collector.billing.statement import Line, Statement
-
-Lang = Literal["fr", "en"]
+from collector.language import Lang, decimal_mark
 
 TEXT: dict[str, dict[str, str]] = {
     "fr": {
@@ -125,8 +123,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def number(value: Decimal | int, lang: Lang) -> str:
-    text = str(value)
-    return text.replace(".", ",") if lang == "fr" else text
+    return decimal_mark(str(value), lang)
 
 
 def day(value: date, lang: Lang) -> str:
@@ -150,8 +147,7 @@ def duration(start: datetime, end: datetime) -> str:
 
 
 def percent(rate: Decimal, lang: Lang) -> str:
-    text = f"{(rate * 100).normalize():f}"
-    return text.replace(".", ",") if lang == "fr" else text
+    return decimal_mark(f"{(rate * 100).normalize():f}", lang)
 
 
 def policy_text(statement: Statement, lang: Lang) -> str:

@@ -15,7 +15,7 @@ import argparse
 import sys
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from collector.billing.compare import OptionCost, compare, compared_with, demand_over
 from collector.billing.render import day, number
@@ -24,6 +24,7 @@ from collector.billing.statement import money
 from collector.commands.check import add_config_argument
 from collector.config import SiteConfig
 from collector.energy.tariff import Tariff, TariffError, tempo_day
+from collector.language import Lang
 from collector.settings import ConfigError
 from collector.site import load_site
 from collector.store.influxql import InfluxQL, InfluxQLError
@@ -131,7 +132,7 @@ def check_offpeak(site: SiteConfig) -> None:
 
 def run(args: argparse.Namespace) -> int:
     site, _ = load_site(args.config)
-    lang: Literal["fr", "en"] = args.lang
+    lang: Lang = args.lang
     t = TEXT[lang]
     meters = sorted(m.id for m in site.meters)
     if args.point and args.point not in meters:
@@ -214,7 +215,7 @@ def _subscription(
     days: list[date],
     kva: int | None,
     demand: list[tuple[datetime, float]],
-    lang: Literal["fr", "en"],
+    lang: Lang,
 ) -> list[str]:
     """The subscription over the days compared, apart from the kWh costs; with `kva`, the
     table's subscription at that power and the site's demand against it."""
@@ -270,7 +271,7 @@ def _subscription(
     return out
 
 
-def _line(label: str, cost: OptionCost, lang: Literal["fr", "en"]) -> str:
+def _line(label: str, cost: OptionCost, lang: Lang) -> str:
     currency = TEXT[lang]["currency"]
 
     def amount(wh: float, eur: Decimal) -> str:

@@ -38,7 +38,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from collector.billing.render import Lang, to_csv, to_html, to_pdf
+from collector.billing.render import to_csv, to_html, to_pdf
 from collector.billing.statement import Statement
 from collector.config import SiteConfig
 from collector.desk import auth
@@ -48,6 +48,7 @@ from collector.desk.live import LiveState
 from collector.desk.statements import period_sessions, socket_labels, stay_statement
 from collector.desk.stays import Defaults, billing_end, form_values, local_input, validate
 from collector.desk.storage import StayRow, Storage, StorageUnavailable, User
+from collector.language import Lang
 from collector.mqtt.client import MqttLink
 from collector.store.influxql import InfluxQL, InfluxQLError
 

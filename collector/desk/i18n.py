@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # The statements' languages: the desk speaks the same two.
-from collector.billing.render import Lang as Lang
+from collector.language import Lang as Lang
+from collector.language import decimal_mark
 
 ENGLISH: dict[str, str] = {
     # navigation and titles
@@ -237,8 +238,7 @@ class Translator:
 
     def number(self, value: Any) -> str:
         """A number already formatted with a point, with the language's decimal mark."""
-        text = str(value)
-        return text.replace(".", ",") if self.lang == "fr" else text
+        return decimal_mark(str(value), self.lang)
 
 
 FRENCH = Translator("fr")

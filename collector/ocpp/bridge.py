@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from collector.alerts.text import Language, describe
+from collector.alerts.text import describe
+from collector.language import Lang
 from collector.ocpp.events import (
     ChargerBooted,
     ChargerOffline,
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class OcppBridge:
-    def __init__(self, language: Language = "fr", offline: Iterable[str] = ()) -> None:
+    def __init__(self, language: Lang = "fr", offline: Iterable[str] = ()) -> None:
         """`offline`: the chargers whose charger_offline alert was firing when the previous run
         stopped (the alert state file): still firing, not fired again if they stay silent,
         resolved when they talk."""
