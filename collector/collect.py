@@ -34,6 +34,7 @@ from collector.alerts.processor import AlertProcessor
 from collector.badges import BadgeRefusals
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
+from collector.load.controller import manages_load
 from collector.load.service import LoadService
 from collector.meters.profile import Profile
 from collector.meters.reading import Reading, state_keys
@@ -243,7 +244,7 @@ class Collector(Generic[LinkT]):
             [
                 Envelope(topic, json.dumps(config).encode(), retain=True, kind="discovery")
                 for topic, config in discovery_messages(
-                    site, profiles, self.topics, with_charging=with_charging
+                    site, profiles, self.topics, with_charging, with_limit=manages_load(site)
                 )
             ]
             if site.mqtt.discovery

@@ -184,9 +184,14 @@ class LoadController:
         )
 
 
+def manages_load(config: SiteConfig) -> bool:
+    """The site has a controller (load management or schedules): its sockets get limits."""
+    return config.load_management is not None or bool(config.schedules)
+
+
 def from_config(config: SiteConfig) -> LoadController | None:
     """The site's controller; None when it has neither load management nor schedules."""
-    if config.load_management is None and not config.schedules:
+    if not manages_load(config):
         return None
     settings = config.load_management or LoadManagementSettings(enabled=False)
     sockets = [

@@ -4,7 +4,9 @@ One HA device for the collector (the site, with a connectivity sensor on the sta
 one per meter (`via_device` the site). Each meter gets a sensor per quantity its profile
 measures, reading the retained JSON `state` topic through a `value_template`; an entity is
 available only when both the collector (`status`) and the meter (`availability`) are online
-(availability_mode all). Discovery configs are retained and re-sent on every connection and
+(availability_mode all). Sockets also get a `charging` binary sensor when sessions are tracked,
+and, under load management or charging schedules, their current limit and its reason, read
+from the retained `limit` topic. Discovery configs are retained and re-sent on every connection and
 whenever Home Assistant announces `online` on `<discovery_prefix>/status`.
 
 Format: https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery (per-entity configs
@@ -17,12 +19,13 @@ collector to its own configs (`pattern write homeassistant/+/%u/#`); the object 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from collector import __version__
 from collector.config import MeterSettings, SiteConfig
 from collector.meters.profile import Profile
 from collector.meters.reading import PHASES
+from collector.wire.messages import LimitReason
 from collector.wire.topics import Topics
 
 ORIGIN = {"name": "irve-telemetry", "sw_version": __version__}
@@ -121,8 +124,10 @@ def discovery_messages(
     profiles: dict[str, Profile],
     topics: Topics,
     with_charging: bool = False,
+    with_limit: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Every discovery config of the site; `with_charging` adds a charging sensor per socket."""
+    """Every discovery config of the site; `with_charging` adds a charging sensor per socket,
+    `with_limit` its current limit and the limit's reason."""
     prefix = site.mqtt.discovery_prefix
     site_id = site.site.id
     status = topics.site_topic("status")
@@ -155,7 +160,7 @@ def discovery_messages(
         messages += [
             (f"{prefix}/{component}/{site_id}/{meter.id}_{key}/config", config)
             for component, key, config in _meter_entities(
-                meter, profiles[meter.profile], topics, with_charging
+                meter, profiles[meter.profile], topics, with_charging, with_limit
             )
         ]
     return messages
@@ -166,7 +171,7 @@ def former_discovery_topics(
 ) -> list[str]:
     """The config topics of the layout before the site id became the node id
     (`<prefix>/<component>/irve_<site>_<meter>/<quantity>/config`): cleared once, so that Home
-    Assistant keeps no stale copy of an entity."""
+    Assistant keeps no stale copy of an entity. (The limit sensors came after that layout.)"""
     prefix = site.mqtt.discovery_prefix
     node = site_device_id(site.site.id)
     found = [f"{prefix}/binary_sensor/{node}/collector/config"]
@@ -175,14 +180,14 @@ def former_discovery_topics(
         found += [
             f"{prefix}/{component}/{old_node}/{key}/config"
             for component, key, _ in _meter_entities(
-                meter, profiles[meter.profile], topics, with_charging
+                meter, profiles[meter.profile], topics, with_charging, with_limit=False
             )
         ]
     return found
 
 
 def _meter_entities(
-    meter: MeterSettings, profile: Profile, topics: Topics, with_charging: bool
+    meter: MeterSettings, profile: Profile, topics: Topics, with_charging: bool, with_limit: bool
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """(component, quantity key, config) of each entity of a meter."""
     node = meter_device_id(topics.site, meter.id)
@@ -231,4 +236,26 @@ def _meter_entities(
             **common,
         }
         entities.append(("binary_sensor", "charging", config))
+    if with_limit and meter.role == "socket":
+        on_limit = {**common, "state_topic": topics.point(meter.id, "limit")}
+        limit = {
+            "name": "Current limit",
+            "unique_id": f"{node}_limit",
+            # null: no limit (HA shows unknown); 0: paused.
+            "value_template": "{{ value_json.current_a }}",
+            "device_class": "current",
+            "state_class": "measurement",
+            "unit_of_measurement": "A",
+            "suggested_display_precision": 1,
+            **on_limit,
+        }
+        reason = {
+            "name": "Limit reason",
+            "unique_id": f"{node}_limit_reason",
+            "value_template": "{{ value_json.reason }}",
+            "device_class": "enum",
+            "options": list(get_args(LimitReason)),
+            **on_limit,
+        }
+        entities += [("sensor", "limit", limit), ("sensor", "limit_reason", reason)]
     return entities

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+import jinja2
 import pytest
 
 from collector.config import SiteConfig
 from collector.meters.profile import Profile
-from collector.mqtt.discovery import discovery_messages
+from collector.mqtt.discovery import discovery_messages, former_discovery_topics
 from collector.site import load_site
+from collector.wire.messages import LimitMessage, LimitReason
 from collector.wire.topics import Topics
 from tests.support.paths import EXAMPLES
 
@@ -129,3 +132,42 @@ def test_prefix_and_charging_sensor(tmp_path: Path) -> None:
     assert found["ha/binary_sensor/hotel-vda/cp1_charging/config"]["device_class"] == (
         "battery_charging"
     )
+
+
+def test_limit_and_reason_sensors_under_load_management() -> None:
+    """Sockets of a site with load management get their limit and its reason, read from the
+    retained `limit` topic; the templates, rendered as Home Assistant renders them (Jinja), give
+    the amps, `None` (HA's unknown) for no limit, and the reason among the enum's options."""
+    site, profiles = load_site(str(EXAMPLES / "hotel-vda-load.yaml"))
+    topics = Topics(site.mqtt.topic_prefix, site.site.id)
+    found = dict(discovery_messages(site, profiles, topics, with_limit=True))
+    limits = sorted(t for t in found if "_limit" in t)
+    assert limits == [f"homeassistant/sensor/{site.site.id}/{p}_{k}/config"
+                      for p in ("cp1", "cp2") for k in ("limit", "limit_reason")]  # fmt: skip
+    limit = found[limits[0]]
+    reason = found[limits[1]]
+    assert limit["state_topic"] == reason["state_topic"] == f"irve/{site.site.id}/cp1/limit"
+    assert (limit["device_class"], limit["unit_of_measurement"]) == ("current", "A")
+    assert reason["device_class"] == "enum" and "unit_of_measurement" not in reason
+    assert (
+        limit["availability"]
+        == found[f"homeassistant/sensor/{site.site.id}/cp1_power/config"]["availability"]
+    )
+    ts = datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
+    jinja = jinja2.Environment()
+    for current_a, why, shown in [(16.0, "overload", "16.0"), (0.0, "schedule", "0.0"),
+                                  (None, "none", "None"), (6.0, "failsafe", "6.0")]:  # fmt: skip
+        payload = json.loads(LimitMessage(ts=ts, current_a=current_a, reason=why).to_json())
+        assert jinja.from_string(limit["value_template"]).render(value_json=payload) == shown
+        rendered = jinja.from_string(reason["value_template"]).render(value_json=payload)
+        assert rendered == why and rendered in reason["options"]
+    assert set(reason["options"]) == set(get_args(LimitReason))
+
+
+def test_no_limit_sensors_without_load_management(
+    hotel: tuple[SiteConfig, dict[str, Profile]],
+) -> None:
+    site, profiles = hotel
+    topics = Topics(site.mqtt.topic_prefix, site.site.id)
+    assert not any("_limit" in t for t, _ in discovery_messages(site, profiles, topics))
+    assert not any("_limit" in t for t in former_discovery_topics(site, profiles, topics, True))
