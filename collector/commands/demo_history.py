@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{site.site.id}: {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC, one reading every "
         f"{args.step:g} s: {counts.readings} readings, {counts.energy} energy windows, "
-        f"{counts.sessions} session events, {counts.events} index events written"
+        f"{counts.sessions} session events, {counts.events} index events, "
+        f"{counts.subscriptions} days of subscription written"
         + (f", {dropped} refused by the database" if dropped else "")
     )
     return 1 if dropped else 0

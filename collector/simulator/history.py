@@ -2,8 +2,9 @@
 
 The simulator's model advances in coarse steps (60 s by default instead of a poll a second);
 each step's values become a `Reading` that goes through the collector's `EnergyProcessor`
-(tariff periods, energy windows, sessions) exactly as live readings do, and every message it
-produces becomes line protocol through the catalogue's `to_line`, as the ingestor writes it. The dashboards
+(tariff periods, energy windows, sessions) exactly as live readings do, each day's subscription
+share comes from the collector's `SubscriptionProcessor`, and every message they produce
+becomes line protocol through the catalogue's `to_line`, as the ingestor writes it. The dashboards
 therefore show on the first start what they will show for real data.
 
 Guests badge in: a session that starts without a badge gets a room badge, as when the guest
@@ -26,6 +27,7 @@ from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
 from collector.meters.reading import Reading, state_keys
 from collector.simulator.model import SiteModel
+from collector.tariffs.subscription import SubscriptionProcessor
 from collector.wire import lines
 from collector.wire.kinds import Outgoing, kind_of
 from collector.wire.messages import SessionMessage
@@ -43,10 +45,11 @@ class HistoryCounts:
     energy: int = 0
     sessions: int = 0
     events: int = 0
+    subscriptions: int = 0
 
     @property
     def total(self) -> int:
-        return self.readings + self.energy + self.sessions + self.events
+        return self.readings + self.energy + self.sessions + self.events + self.subscriptions
 
     def count(self, kind: str) -> None:
         """One more message of `kind` (a name of collector.wire.kinds.KINDS)."""
@@ -56,6 +59,8 @@ class HistoryCounts:
             self.sessions += 1
         elif kind == "event":
             self.events += 1
+        elif kind == "subscription":
+            self.subscriptions += 1
 
 
 def history_lines(
@@ -68,8 +73,8 @@ def history_lines(
     step_s: float = DEFAULT_STEP_S,
     counts: HistoryCounts | None = None,
 ) -> Iterator[str]:
-    """Line protocol for every reading, energy window, session and index event between
-    `start` and `end` (aware datetimes). `phases_of`: meter id -> phases its profile measures."""
+    """Line protocol for every reading, energy window, session, index event and day's
+    subscription share between `start` and `end` (aware datetimes). `phases_of`: meter id -> phases its profile measures."""
     counts = counts if counts is not None else HistoryCounts()
     model = SiteModel(site, phases_of, seed=seed, start=start, step_s=step_s)
     rooms = random.Random(seed)
@@ -77,6 +82,10 @@ def history_lines(
     # The live energy stage without its state file (its state stays in memory): a one-shot
     # batch has nothing to resume, and it must not touch the running collector's state.
     energy = EnergyProcessor(site)
+    subscription = SubscriptionProcessor(site)  # the same: its state in memory only
+    # The day `end` falls in is the collector's to publish when it starts (the demo usually ends
+    # now): both would be two points of one day, which the month's subscription adds up.
+    last_day = end.astimezone(site.site.tz).date()
     step = timedelta(seconds=step_s)
     while model.now + step <= end:
         model.step()
@@ -93,6 +102,8 @@ def history_lines(
                 yield demo_tagged(line)
             yield from _lines(site_id, produced, counts)
         yield from _lines(site_id, energy.on_tick(now), counts)
+        if now.astimezone(site.site.tz).date() < last_day:
+            yield from _lines(site_id, subscription.on_tick(now), counts)
 
 
 def _unbadged_start(out: Outgoing) -> bool:

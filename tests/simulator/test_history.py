@@ -6,15 +6,18 @@ unless `--force`; the documented delete query removes the demo points and only t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from collector.cli import main
 from collector.config import SiteConfig
 from collector.ingest.writer import HttpV1Backend
 from collector.settings import load
-from collector.simulator.history import demo_tagged
+from collector.simulator.history import HistoryCounts, demo_tagged, history_lines
 from tests.support import servers
 from tests.support.billing_helpers import (
     GUEST_CHARGES,
@@ -24,6 +27,7 @@ from tests.support.billing_helpers import (
     to_lines,
 )
 from tests.support.influx_db import count, create_database, influx_query, rows
+from tests.support.paths import EXAMPLES
 
 pytestmark = [pytest.mark.influx]
 
@@ -111,3 +115,24 @@ def test_demo_tag_goes_after_escaped_tags() -> None:
     assert (
         demo_tagged(line) == 'session,site=a,badge=x\\ y,demo=1 energy_wh=1.0,session_id="a b" 1000'
     )
+
+
+def test_each_day_before_the_last_gets_its_subscription_share() -> None:
+    """Midday 3 January to 11:00 on the 6th (Paris): the 3rd, 4th and 5th each get the month's
+    figure / 31, demo-tagged; the 6th is left to the collector, which publishes it when it
+    starts (two points of one day would count it twice in the month's subscription)."""
+    data = yaml.safe_load((EXAMPLES / "hotel-vda.yaml").read_text(encoding="utf-8"))
+    data["tariff"]["subscription"] = [{"since": "2025-01-01", "per_month": 52.7}]
+    site = SiteConfig(**data)
+    paris = ZoneInfo("Europe/Paris")
+    start, end = datetime(2026, 1, 3, 12, tzinfo=paris), datetime(2026, 1, 6, 11, tzinfo=paris)
+    counts = HistoryCounts()
+    phases = {m.id: 1 for m in site.meters}
+    lines = history_lines(site, phases, start, end, counts=counts)
+    shares = [line for line in lines if line.startswith("subscription,")]
+    assert counts.subscriptions == 3
+    assert shares == [
+        "subscription,site=hotel-vda,option=hphc,demo=1 cost_eur=1.7,per_month_eur=52.7 "
+        f"{int(datetime(2026, 1, day, tzinfo=paris).timestamp() * 1000)}"
+        for day in (3, 4, 5)
+    ]
