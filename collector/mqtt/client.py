@@ -189,6 +189,7 @@ class MqttLink:
         self._closing = False
         self._resuming = False  # waiting for paho to re-send what it held before a reconnect
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_pending = False  # a _deferred_drain is scheduled
         self._loop_thread = 0
         self._runner: asyncio.Task[None] | None = None
         self._socket: Any = None  # the socket the event loop watches for paho
@@ -263,8 +264,20 @@ class MqttLink:
 
     def send(self, envelope: Envelope) -> None:
         if envelope.critical and self.spool is not None:
-            envelope = self.spool.add(envelope)
-        self.outbox.put(envelope)
+            self.outbox.put(self.spool.add(envelope))
+            if self._loop is not None and not self._loop.is_closed():
+                # The pipeline sends a burst in one turn of the loop (an energy window closing
+                # on every socket): it goes out in the next turn, after one fsync for all.
+                if not self._drain_pending:
+                    self._drain_pending = True
+                    self._loop.call_soon(self._deferred_drain)
+                return
+        else:
+            self.outbox.put(envelope)
+        self._drain()
+
+    def _deferred_drain(self) -> None:
+        self._drain_pending = False
         self._drain()
 
     async def wait_idle(self, timeout: float) -> bool:
@@ -303,6 +316,8 @@ class MqttLink:
     # -- hand-over to paho (asyncio thread) ----------------------------------------------
 
     def _drain(self) -> None:
+        if self.spool is not None:
+            self.spool.sync()  # a journaled message reaches the broker only once on disk
         while (
             self._connected
             and not self._resuming

@@ -2,8 +2,12 @@
 acknowledged by the broker, so that a collector stopped or killed during a broker outage sends
 them when it starts again: the energy state file already counts them as sent.
 
-Append-only JSON lines, fsync'd: `{"id", "topic", "payload", "retain", "kind"}` when a message
-is queued, `{"done": id}` when the broker acknowledges it. The file is emptied whenever nothing
+Append-only JSON lines: `{"id", "topic", "payload", "retain", "kind"}` when a message is
+queued, `{"done": id}` when the broker acknowledges it. The entries are written at once (a
+killed process loses nothing the kernel holds) and made durable by `sync`, one fsync that the
+link runs before it hands any of them to the broker: a burst (an energy window closing on every
+socket) costs one fsync, not one per message. A `done` line is never synced on its own: lost
+in a power cut, its message is sent again, a duplicate rather than a loss. The file is emptied whenever nothing
 is outstanding, which is most of the time: critical messages are a few per minute per socket.
 A message re-sent after a crash may reach the broker twice; every critical payload is keyed by
 its timestamps, so the ingestor writes the same point again rather than a second one.
@@ -34,6 +38,7 @@ class Spool:
         self._next_id = 0
         self._fd: int | None = None
         self._torn = False  # the last write failed: the file may end in a cut line
+        self.unsynced = False  # entries written since the last fsync
 
     def recover(self) -> list[Envelope]:
         """The messages a previous run queued and the broker never acknowledged, in order."""
@@ -87,6 +92,7 @@ class Spool:
             log.error("%s: cannot journal this %s message: %s", self.path, envelope.kind, exc)
             return envelope
         self._outstanding.add(spool_id)
+        self.unsynced = True
         return Envelope(
             envelope.topic, envelope.payload, envelope.retain, envelope.kind, True, spool_id
         )
@@ -103,7 +109,18 @@ class Spool:
         except OSError as exc:
             log.error("%s: %s", self.path, exc)
 
+    def sync(self) -> None:
+        """Make the entries written so far durable (nothing to do when none was)."""
+        if not self.unsynced or self._fd is None:
+            return
+        self.unsynced = False
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:  # as a failed write: the messages still go out, from memory
+            log.error("%s: cannot make the journal durable: %s", self.path, exc)
+
     def close(self) -> None:
+        self.sync()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -119,7 +136,6 @@ class Spool:
         view = memoryview(data.encode())
         while view:
             view = view[os.write(self._fd, view) :]
-        os.fsync(self._fd)
         self._torn = False
 
     def _truncate(self) -> None:

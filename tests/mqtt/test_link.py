@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from collector.config import MqttSettings
 from collector.mqtt.client import MqttLink
+from collector.mqtt.spool import Spool
 from collector.wire.kinds import Envelope
 from tests.support import servers
 from tests.support.collect_helpers import until
@@ -118,3 +120,49 @@ def test_a_broker_restart_loses_nothing_and_reconnects(tmp_path: Path) -> None:
     # The 100 messages, each connection's online status and the offline one on closing.
     assert link.stats.published == link.stats.acked == 103
     assert (link.stats.connects, link.stats.disconnects) == (2, 2)
+
+
+def test_a_burst_of_critical_messages_is_journaled_with_one_fsync_before_it_goes_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An energy window closing on 30 sockets in one turn of the loop: one fsync, and none of
+    the messages handed to the broker before it; all acknowledged, the journal emptied."""
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    journal = tmp_path / "outbox.jsonl"
+
+    async def scenario(link: MqttLink) -> None:
+        async with link:
+            await until(lambda: link.connected, "connected")
+            hand_over = link._hand_over
+
+            def counted(envelope: Envelope) -> bool:
+                events.append("publish")
+                return hand_over(envelope)
+
+            monkeypatch.setattr(link, "_hand_over", counted)
+            for n in range(30):
+                link.send(message(f"irve/test-site/cp{n}/energy", n))
+            assert events == []  # journaled, not yet synced nor sent
+            assert len(journal.read_text().splitlines()) == 30
+            assert await link.wait_idle(10)
+            assert journal.read_text() == ""
+
+    broker = servers.mosquitto(tmp_path / "broker")
+    broker.start()
+    mqtt = MqttSettings.model_validate({"host": "127.0.0.1", "port": broker.port})
+    link = MqttLink(mqtt, "link-test", STATUS, [], spool=Spool(journal))
+    try:
+        asyncio.run(scenario(link))
+    finally:
+        broker.stop()
+    assert events[:2] == ["fsync", "publish"]
+    assert events.count("fsync") == 1, events
+    assert events.count("publish") == 31  # the burst and the offline status
+    assert link.stats.acked == 32  # with the online status, sent by paho on connecting

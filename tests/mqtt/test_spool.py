@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,40 @@ def test_a_full_disk_journals_nothing_half_and_the_journal_stays_readable(
     spool.close()
     back = Spool(path).recover()  # after a crash: exactly what was journaled, none lost
     assert [e.payload for e in back] == [energy(0).payload, energy(3).payload]
+
+
+def test_entries_are_written_at_once_and_made_durable_by_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst costs one fsync (`sync`, which the link runs before handing any of it to the
+    broker); a `done` line costs none; closing syncs what is left."""
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    path = tmp_path / "outbox.jsonl"
+    spool = Spool(path)
+    burst = [spool.add(energy(n)) for n in range(5)]
+    assert len(path.read_text().splitlines()) == 5 and spool.unsynced  # a kill loses nothing
+    assert synced == []
+    spool.sync()
+    spool.sync()  # nothing new
+    assert len(synced) == 1 and not spool.unsynced
+    assert burst[0].spool_id is not None
+    spool.done(burst[0].spool_id)
+    assert len(synced) == 1
+    spool.add(energy(5))
+    spool.close()
+    assert len(synced) == 2
+
+
+def test_a_failed_fsync_is_said_and_the_message_still_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def failing(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    spool = Spool(tmp_path / "outbox.jsonl")
+    sent = spool.add(energy(1))
+    spool.sync()
+    assert sent.spool_id == 0 and not spool.unsynced
+    assert "cannot make the journal durable: [Errno 5] Input/output error" in caplog.text
