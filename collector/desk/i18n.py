@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The statements' languages: the desk speaks the same two.
-from collector.language import Lang as Lang
-from collector.language import decimal_mark
+from collector.language import Lang, decimal_mark
 
 ENGLISH: dict[str, str] = {
     # navigation and titles

@@ -21,7 +21,7 @@ import random
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from collector.config import SiteConfig
 from collector.energy.processor import EnergyProcessor
@@ -85,7 +85,7 @@ def history_lines(
     subscription = SubscriptionProcessor(site)  # the same: its state in memory only
     # The day `end` falls in is the collector's to publish when it starts (the demo usually ends
     # now): both would be two points of one day, which the month's subscription adds up.
-    last_day = end.astimezone(site.site.tz).date()
+    last_day_start = datetime.combine(end.astimezone(site.site.tz).date(), time(0), site.site.tz)
     step = timedelta(seconds=step_s)
     while model.now + step <= end:
         model.step()
@@ -102,7 +102,7 @@ def history_lines(
                 yield demo_tagged(line)
             yield from _lines(site_id, produced, counts)
         yield from _lines(site_id, energy.on_tick(now), counts)
-        if now.astimezone(site.site.tz).date() < last_day:
+        if now < last_day_start:
             yield from _lines(site_id, subscription.on_tick(now), counts)
 
 

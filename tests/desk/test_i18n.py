@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from collector.desk import app as desk_app
-from collector.desk.i18n import ENGLISH, Lang, Translator
+from collector.desk.i18n import ENGLISH, Translator
+from collector.language import Lang
 from tests.support import servers
 from tests.support.desk import OWNER_PASSWORD, Client, desk_process, desk_site
 from tests.support.influx_db import create_database
