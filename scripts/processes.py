@@ -12,6 +12,7 @@ import ctypes
 import functools
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,7 +53,10 @@ def _candidates() -> Iterator[int]:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")  # gw0, gw1, ...
     index = int(worker) % (blocks - 1) if worker.isdigit() else blocks - 1
     first = _FIRST_PORT + index * _BLOCK
-    return itertools.cycle(range(first, first + _BLOCK))
+    # Each process starts at a random place in its block: two test runs at once (or a run
+    # without xdist beside one with it) would otherwise hand out the same ports in turn.
+    start = random.randrange(_BLOCK)
+    return itertools.cycle([*range(first + start, first + _BLOCK), *range(first, first + start)])
 
 
 def free_port() -> int:
