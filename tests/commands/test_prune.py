@@ -154,12 +154,13 @@ def test_a_refused_backfill_deletes_nothing(
     client = InfluxQL(f"http://127.0.0.1:{influx.port}", "irve")
     client.execute("CREATE DATABASE irve")
     now = datetime.now(UTC)
-    old = {
-        "cp1": [(int((now - timedelta(days=9, minutes=k)).timestamp()), 7.0, 1.0) for k in range(5)]
-    }
-    write(influx, reading_lines(old))
+    # All in one hour, so in one shard (weekly, from Monday 00:00 UTC): minutes just before
+    # `now - 9 days` straddled a shard's start on a Wednesday shortly after 00:00 UTC.
+    hour = (now - timedelta(days=9)).replace(minute=0, second=0, microsecond=0)
+    minutes = [hour + timedelta(minutes=10 + k) for k in range(5)]
+    write(influx, reading_lines({"cp1": [(int(m.timestamp()), 7.0, 1.0) for m in minutes]}))
     # `reading_1m`'s power_w is a string in that shard: the minutes of that day are refused.
-    ms = int((now - timedelta(days=9)).timestamp()) * 1000
+    ms = int(minutes[0].timestamp()) * 1000
     write(influx, [f'reading_1m,point=cp0,site=hotel-vda power_w="oops" {ms}'])
     with pytest.raises(PruneError, match="reading_1m: the database refused 5 of 5 points"):
         prune(client, settings(influx), now, RETENTION)
