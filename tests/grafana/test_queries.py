@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -397,6 +398,12 @@ def raw_energy(data: Data, site: str, start: datetime, end: datetime) -> list[di
     return [r for r in rows if r["point"] != "main"]
 
 
+def live_cp1_kwh(data: Data) -> float:
+    """The energy of the intervals the 40 A socket closed during the live run."""
+    rows = raw_energy(data, OVERLOAD, data.live_start, data.live_end)
+    return sum(float(r["energy_wh"]) for r in rows if r["point"] == "cp1") / 1000
+
+
 def local_day(stamp_ms: int) -> date:
     return datetime.fromtimestamp(stamp_ms / 1000, UTC).astimezone(PARIS).date()
 
@@ -717,7 +724,9 @@ def test_live_energy_today_equals_sum_of_intervals(data: Data) -> None:
         )
         approx_dict({p: s.values[0][1] for p, s in kwh.items()}, dict(expected_kwh))
         approx_dict({p: s.values[0][1] for p, s in eur.items()}, dict(expected_eur))
-    assert expected_kwh["cp1"] > LIVE_CLOSED_KWH
+    assert live_cp1_kwh(data) > LIVE_CLOSED_KWH
+    if data.live_start >= midnight:  # else the run crossed midnight: part of it is yesterday's
+        assert expected_kwh["cp1"] > LIVE_CLOSED_KWH
 
 
 # ---------------------------------------------------------------------------------------------
@@ -770,6 +779,40 @@ def test_energy_per_week_starts_on_monday(data: Data) -> None:
     approx_dict(actual, dict(weeks))
 
 
+@pytest.mark.parametrize("change", [date(2026, 3, 29), date(2026, 10, 25)])
+def test_weeks_start_on_monday_across_a_dst_change(data: Data, change: date) -> None:
+    """1 Wh every hour for the three weeks around a DST change, in a database of its own: each
+    week runs from Monday to Monday at Paris midnight, 167 or 169 hours across the change.
+    (With `time(1w, 4d)` InfluxDB 1.x took the UTC offset of 4 days earlier: the week after
+    the change started an hour off, Sunday 23:00 in October; the 3 days of history ending
+    now ran into it for a week after each change.)"""
+    database = f"irve_dst_{change.month}"
+    client = InfluxQL(data.client.url, database)
+    client.query(f"CREATE DATABASE {database}")
+    monday = change - timedelta(days=change.weekday() + 7)
+    mondays = [
+        datetime(monday.year, monday.month, monday.day, tzinfo=PARIS) + timedelta(weeks=w)
+        for w in range(4)
+    ]  # wall-clock weeks: Monday 00:00 local each
+    hours = [int(m.timestamp()) for m in mondays]
+    stamps = range(hours[0], hours[-1], 3600)
+    lines = [f"energy,site={NORMAL},point=cp1,period=HP energy_wh=1 {t}" for t in stamps]
+    request = urllib.request.Request(
+        f"{data.client.url}/write?db={database}&precision=s", data="\n".join(lines).encode()
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 204
+    chosen = {"site": gq.Variable(NORMAL), "socket": gq.Variable(["cp1"], multi=True)}
+    query = gq.panel_query("irve-energy", WEEKLY).query
+    end = mondays[-1] - timedelta(seconds=1)
+    (series,) = client.query(gq.render(query, mondays[0], end, chosen))
+    shown = {datetime.fromtimestamp(t / 1000, UTC): v for t, v in series.values}
+    weeks = zip(mondays[:-1], hours[:-1], hours[1:], strict=True)
+    expected = {m: (b - a) / 3600 / 1000 for m, a, b in weeks}
+    assert list(expected.values()).count(0.167 if change.month == 3 else 0.169) == 1
+    approx_dict(shown, expected)
+
+
 @checks(
     energy("Coût ce mois-ci"),
     energy("Énergie ce mois-ci"),
@@ -805,7 +848,9 @@ def test_month_totals(data: Data) -> None:
         got = {(s.tags["point"], s.tags["period"]): s.values[0][1:] for s in table}
         approx_dict({k: v[0] for k, v in got.items()}, {k: v[0] for k, v in rows.items()})
         approx_dict({k: v[1] for k, v in got.items()}, {k: v[1] for k, v in rows.items()})
-    assert sum(kwh.values()) > LIVE_CLOSED_KWH  # the 40 A site (last checked): its live charge
+    assert live_cp1_kwh(data) > LIVE_CLOSED_KWH
+    if data.live_start >= gq.start_of_month(end, PARIS):  # else the run began last month
+        assert sum(kwh.values()) > LIVE_CLOSED_KWH  # the 40 A site (last checked): its charge
 
 
 @checks(energy("Abonnement ce mois-ci"))
