@@ -21,7 +21,7 @@ from collector.simulator.chargers import default_url, play_chargers
 from collector.simulator.model import Car
 from collector.simulator.server import SimulatedSite
 from collector.site import load_site
-from tests.support.collect_helpers import SITE, Recorder, collect_process
+from tests.support.collect_helpers import SITE, Recorder, collect_process, wait_collecting
 from tests.support.influx_db import create_database, rows
 from tests.support.ingest_helpers import config, running
 from tests.support.ocpp import Station, charge_point
@@ -132,7 +132,7 @@ def charger_session(tmp_path: Path, broker: Server, influx: Server) -> None:
         sim.meter("cp1").force_current(0.0)
         process = collect_process(path)
         try:
-            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+            wait_collecting(sub, SITE, port)
 
             async def scenario() -> None:
                 url = f"ws://borne-1:{PASSWORD}@127.0.0.1:{port}/ocpp/borne-1"
@@ -327,7 +327,7 @@ def test_a_transaction_across_a_collector_restart_with_a_stop_queued_meanwhile(
         sim.meter("cp1").force_current(30.0)
         first = collect_process(path)
         try:
-            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+            wait_collecting(sub, SITE, port)
 
             async def start() -> tuple[int, datetime]:
                 async with charge_point(url, "borne-1") as cp:
@@ -356,7 +356,7 @@ def test_a_transaction_across_a_collector_restart_with_a_stop_queued_meanwhile(
         sim.meter("cp1").force_current(0.0)
         second = collect_process(path)
         try:
-            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+            wait_collecting(sub, SITE, port)
 
             async def resume() -> int:
                 async with charge_point(url, "borne-1") as cp:
@@ -408,7 +408,7 @@ def test_the_simulator_plays_the_chargers_of_the_site(tmp_path: Path, broker: Se
     )
     process = collect_process(path)
     try:
-        sub.wait(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online", timeout=30)
+        wait_collecting(sub, SITE, port)
 
         async def scenario() -> None:
             async with SimulatedSite(site, profiles, seed=2) as sim:
@@ -526,7 +526,7 @@ def test_refused_handshakes_and_malformed_frames_in_irve_collect(
             assert reply[:2] == [3, "ok"] and "currentTime" in reply[2]
 
     try:
-        sub.wait(lambda: sub.on(f"irve/{SITE}/status")[-1:] == [b"online"], "online", timeout=30)
+        wait_collecting(sub, SITE, port)
         asyncio.run(scenario())
     finally:
         output = stop(process)
@@ -656,7 +656,7 @@ def test_legrand_quirks_local_list_commands_and_the_link_back_in_irve_collect(
         sim.meter("cp1").force_current(0.0)
         process = collect_process(path)
         try:
-            sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+            wait_collecting(sub, SITE, port)
             asyncio.run(scenario(sim))
         finally:
             output = stop(process)
@@ -688,7 +688,7 @@ def test_charger_offline_across_a_collector_restart(tmp_path: Path, broker: Serv
 
     first = collect_process(path)
     try:
-        sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online", timeout=30)
+        wait_collecting(sub, SITE, port)
         asyncio.run(connect_once())
         sub.wait(lambda: bool(alerts_of(sub, "firing")), "charger_offline", timeout=40)
     finally:
@@ -699,7 +699,7 @@ def test_charger_offline_across_a_collector_restart(tmp_path: Path, broker: Serv
 
     second = collect_process(path)
     try:
-        sub.wait(lambda: sub.on(f"{base}/status")[-1:] == [b"online"], "online again", timeout=30)
+        wait_collecting(sub, SITE, port, "online again")
         # Silent for a heartbeat after the restart: described offline again, not fired again.
         sub.wait(lambda: offline_described() == 2, "offline after the restart", timeout=40)
         assert len(alerts_of(sub, "firing")) == 1

@@ -21,7 +21,7 @@ from collector.site import load_site
 from tests.support import servers
 from tests.support.collect_helpers import collect_process
 from tests.support.load import LimitRecorder, ObedientStation, Physics, knx_observer, obedient
-from tests.support.servers import Server, free_port
+from tests.support.servers import Server, free_port, port_open
 from tests.support.sim_helpers import (
     main_meter,
     running_simulator,
@@ -105,6 +105,12 @@ async def both_chargers(
         yield cp1, cp2
 
 
+def collecting(sub: LimitRecorder, port: int) -> Callable[[], bool]:
+    """`irve collect` is up: its status online (the MQTT link connects first) and its OCPP port
+    listening (the central system starts after the link)."""
+    return lambda: sub.status[-1:] == [b"online"] and port_open(port)
+
+
 def ts(payload: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(payload["ts"])
 
@@ -129,7 +135,7 @@ def test_two_cars_and_a_rising_base_load_are_limited_paused_and_resumed(
         try:
 
             async def scenario() -> None:
-                await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
+                await until(collecting(sub, port), "collector online", 30)
                 async with (
                     both_chargers(port, hotel) as (cp1, cp2),
                 ):
@@ -177,7 +183,9 @@ async def run_overload(
     hotel.base_w = 33_000
     await until(lambda: (sub.last("cp2") or {}).get("current_a") == 0, "cp2 paused")
     assert cp2.limits()[-1] == 0
-    assert 6 <= (sub.last("cp1") or {})["current_a"] <= 2000 / 230
+    # 2 kW give 8.6 A, or 8.7 when the base load reads a few watts under 33 kW: the main meter
+    # holds the sockets' power as Physics last set it (every 50 ms), their voltage moves on.
+    assert 6 <= (sub.last("cp1") or {})["current_a"] <= 8.7
     # 34.5 kW: not even one minimum: cp1 pauses too.
     hotel.base_w = 34_500
     await until(lambda: (sub.last("cp1") or {}).get("current_a") == 0, "cp1 paused")
@@ -222,7 +230,7 @@ def test_failsafe_when_the_main_meter_goes_silent_and_profiles_that_expire_after
         try:
 
             async def scenario() -> None:
-                await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
+                await until(collecting(sub, port), "collector online", 30)
                 async with (
                     both_chargers(port, hotel) as (cp1, cp2),
                 ):
@@ -313,7 +321,7 @@ def test_chargers_refusing_profiles_fall_back_to_the_contactor_or_the_advisory_s
         try:
 
             async def scenario() -> None:
-                await until(lambda: sub.status[-1:] == [b"online"], "collector online", 30)
+                await until(collecting(sub, port), "collector online", 30)
                 async with (
                     knx_observer(knxd.port) as knx,
                     both_chargers(port, hotel) as (cp1, cp2),

@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.support.paths import REPO
-from tests.support.servers import wait_until
+from tests.support.servers import port_open, wait_until
 
 SITE = "test-site"
 
@@ -68,6 +68,16 @@ class Recorder:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def wait_collecting(
+    sub: Recorder, site: str, ocpp_port: int, what: str = "online", timeout: float = 30
+) -> None:
+    """Until `irve collect` is up: its status `online` (published when the MQTT link connects)
+    and its OCPP port listening (the central system starts after the link, so a charger
+    connecting on `online` alone may be refused on a loaded machine)."""
+    sub.wait(lambda: sub.on(f"irve/{site}/status")[-1:] == [b"online"], what, timeout)
+    wait_until(lambda: port_open(ocpp_port), timeout, f"the OCPP port {ocpp_port}")
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
