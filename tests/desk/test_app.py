@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import paho.mqtt.publish as publish
 import pytest
@@ -33,12 +32,19 @@ from collector.settings import load
 from collector.store.influxql import InfluxQL
 from tests.support import servers
 from tests.support.collect_helpers import Recorder
-from tests.support.desk import OWNER_PASSWORD, Client, add_user, desk_process, desk_site
+from tests.support.desk import (
+    OWNER_PASSWORD,
+    Client,
+    add_user,
+    desk_process,
+    desk_site,
+    local,
+    typed,
+)
 from tests.support.disk import TinyDisk
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx]
 
-PARIS = ZoneInfo("Europe/Paris")
 RECEPTION_PASSWORD = "reception-password-1"
 
 
@@ -71,16 +77,6 @@ def reception(desk: Running) -> Client:
     client = Client(desk.url)
     assert client.login("anna", RECEPTION_PASSWORD).status == 303
     return client
-
-
-def local(ts: datetime) -> str:
-    return ts.astimezone(PARIS).strftime("%Y-%m-%dT%H:%M")
-
-
-def typed(ts: datetime) -> datetime:
-    """The instant the form's `local(ts)` stands for: in the hour the clocks go back, the desk
-    reads the first of the two (`ts` may be the second, an hour later)."""
-    return datetime.fromisoformat(local(ts)).replace(tzinfo=PARIS)
 
 
 def stay_form(

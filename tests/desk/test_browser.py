@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -28,12 +27,11 @@ from collector.settings import load
 from tests.support import servers
 from tests.support.billing_helpers import SITE_ID, Charge, scripted_messages, to_lines
 from tests.support.collect_helpers import Recorder
-from tests.support.desk import add_user, desk_process, desk_site
+from tests.support.desk import PARIS, add_user, desk_process, desk_site, local, typed
 from tests.support.influx_db import create_database
 
 pytestmark = [pytest.mark.broker, pytest.mark.influx, pytest.mark.browser]
 
-PARIS = ZoneInfo("Europe/Paris")
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "reception-password-1"
 BADGE = "04A1B2C3"
@@ -71,16 +69,6 @@ def browser() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
-
-
-def local(ts: datetime) -> str:
-    return ts.astimezone(PARIS).strftime("%Y-%m-%dT%H:%M")
-
-
-def typed(ts: datetime) -> datetime:
-    """The instant the form's `local(ts)` stands for: in the hour the clocks go back, the desk
-    reads the first of the two (`ts` may be the second, an hour later)."""
-    return datetime.fromisoformat(local(ts)).replace(tzinfo=PARIS)
 
 
 def pdf_words(pdf: bytes, tmp: Path, name: str) -> str:

@@ -17,15 +17,18 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from tests.support import servers
 from tests.support.billing_helpers import HOTEL_BLOCK, site_file
 
+PARIS = ZoneInfo("Europe/Paris")
 OWNER_PASSWORD = "owner-password-for-tests"
 
 
@@ -162,3 +165,14 @@ def add_user(site: Path, name: str, role: str, password: str) -> subprocess.Comp
         text=True,
         timeout=60,
     )
+
+
+def local(ts: datetime) -> str:
+    """`ts` as a form's datetime-local field takes it: the hotel's local time."""
+    return ts.astimezone(PARIS).strftime("%Y-%m-%dT%H:%M")
+
+
+def typed(ts: datetime) -> datetime:
+    """The instant the form's `local(ts)` stands for: in the hour the clocks go back, the desk
+    reads the first of the two (`ts` may be the second, an hour later)."""
+    return datetime.fromisoformat(local(ts)).replace(tzinfo=PARIS)
