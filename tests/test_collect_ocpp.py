@@ -277,8 +277,15 @@ def charger_session(tmp_path: Path, broker: Server, influx: Server) -> None:
                     timeout=30,
                 )
                 assert (alerts[0]["state"], alerts[0]["point"]) == ("firing", "borne-1")
-                assert payloads(sub, f"{base}/chargers/borne-1")[-1]["online"] is False
-                assert payloads(sub, f"{base}/cp1/connector")[-1]["status"] == "offline"
+                # Published with the alert, on other topics: they may arrive just after it.
+                await until_true(
+                    lambda: payloads(sub, f"{base}/chargers/borne-1")[-1]["online"] is False,
+                    "the charger described offline",
+                )
+                await until_true(
+                    lambda: payloads(sub, f"{base}/cp1/connector")[-1]["status"] == "offline",
+                    "the connector offline",
+                )
 
             asyncio.run(scenario())
         finally:
@@ -454,6 +461,8 @@ def test_irve_simulate_connects_the_site_chargers_to_irve_collect(
     sub = Recorder(broker.port)
     collector = collect_process(path)
     try:
+        # The simulated charger connects at once (refused, it would try again 5 s later).
+        wait_collecting(sub, SITE, port)
         with simulate_process(path, "--seed", "1", port=getattr(bus, "port", None)):
             sub.wait(
                 lambda: any(

@@ -21,7 +21,7 @@ from collector.site import load_site
 from tests.support import servers
 from tests.support.collect_helpers import collect_process
 from tests.support.load import LimitRecorder, ObedientStation, Physics, knx_observer, obedient
-from tests.support.servers import Server, free_port, port_open
+from tests.support.servers import Server, free_port, port_open, wait_until
 from tests.support.sim_helpers import (
     main_meter,
     running_simulator,
@@ -386,6 +386,8 @@ def test_irve_simulate_cars_obey_the_limits_and_bring_the_site_back_under(
     sub = LimitRecorder(broker.port, SITE)
     collector = collect_process(path)
     try:
+        # The simulated chargers connect at once (refused, they would try again 5 s later).
+        wait_until(collecting(sub, port), 30, "collector online")
         scenarios = ["--scenario", "base:30000", "--scenario", "plug:cp1", "--scenario", "plug:cp2"]
         with simulate_process(path, "--seed", "1", *scenarios, port=getattr(bus, "port", None)):
 
