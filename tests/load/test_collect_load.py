@@ -374,8 +374,10 @@ def test_irve_simulate_cars_obey_the_limits_and_bring_the_site_back_under(
 ) -> None:
     """`irve simulate` and `irve collect` as processes: the simulator holds the hotel at 30 kW
     and plugs a car on each socket; its chargers start their transactions, the two cars at
-    32 A overload the site (about 44.7 kW); the collector limits both chargers and, as the
-    simulated cars follow their profiles, the main meter reads the site under 35 kW."""
+    32 A would overload the site (about 44.7 kW); the collector limits both chargers and, as
+    the simulated cars follow their profiles, the main meter reads the site under 35 kW with
+    both cars charging. (Whether the overload is read first depends on which comes first, the
+    cars drawing or the limits: on a loaded machine the limits often do.)"""
     port = free_port()
     path = load_site_file(tmp_path, broker, port)
     data = yaml.safe_load(path.read_text())
@@ -392,25 +394,29 @@ def test_irve_simulate_cars_obey_the_limits_and_bring_the_site_back_under(
         with simulate_process(path, "--seed", "1", *scenarios, port=getattr(bus, "port", None)):
 
             async def scenario() -> None:
-                await until(lambda: any(w > LIMIT_W for w in sub.main_powers()), "the overload", 40)
-
                 def applied(point: str) -> bool:
+                    """Shared from the main meter's reading (the fail-safe's limits come first
+                    when the collector polls before the simulator serves the meters)."""
                     last = sub.last(point) or {}
-                    return last.get("current_a") not in (None, 0) and last.get("actuators") == {
-                        "ocpp": "accepted"
-                    }
+                    return (
+                        last.get("reason") == "overload"
+                        and last.get("current_a") not in (None, 0)
+                        and last.get("actuators") == {"ocpp": "accepted"}
+                    )
 
-                await until(lambda: applied("cp1") and applied("cp2"), "limits on both chargers")
+                await until(
+                    lambda: applied("cp1") and applied("cp2"), "limits on both chargers", 40
+                )
                 for point in ("cp1", "cp2"):
-                    last = sub.last(point) or {}
-                    assert last["reason"] == "overload" and last["actuators"] == {
-                        "ocpp": "accepted"
-                    }
                     # 5 kW of headroom shared: 10.8 A each.
-                    assert 6 <= last["current_a"] <= 5000 / 2 / 230
+                    assert 6 <= (sub.last(point) or {})["current_a"] <= 5000 / 2 / 230
+                # Under the limit, both cars drawing at least their minimum (2 x 6 A).
                 mark = len(sub.main_powers())
                 await until(
-                    lambda: any(w <= LIMIT_W for w in sub.main_powers()[mark:]), "back under"
+                    lambda: any(
+                        30_000 + 2 * 6 * 230 < w <= LIMIT_W for w in sub.main_powers()[mark:]
+                    ),
+                    "under the limit with both cars charging",
                 )
 
             asyncio.run(scenario())
