@@ -45,7 +45,7 @@ from websockets.typing import Subprotocol
 
 from collector.config import ChargerSettings, OcppSettings
 from collector.ocpp.core import Badge, CentralCore, Outgoing, Transaction, format_ts
-from collector.ocpp.events import ChargerWarning, CommandResult, Event
+from collector.ocpp.events import ChargerWarning, CommandResult, Event, TransactionStarted
 from collector.state import encode_state, write_state
 from collector.wire.times import utc_now
 
@@ -715,7 +715,8 @@ class Link(ChargePoint):
         )
         if not await self.system.save():
             # The id is stored before the charger has it, or not given: the charger retries.
-            self.core.cancel_start(transaction_id)
+            if any(isinstance(e, TransactionStarted) for e in events):  # not a start sent again
+                self.core.cancel_start(transaction_id)
             raise InternalError(details={"cause": "the central system cannot store the id"})
         self.system.emit(events)
         return call_result.StartTransaction(

@@ -109,6 +109,23 @@ def test_transaction_ids_continue_from_the_stored_counter() -> None:
     assert ended.start == T0 and ended.end == T0 + timedelta(minutes=30)
 
 
+def test_a_start_sent_again_gets_its_id_again_and_no_second_session() -> None:
+    """The answer to a StartTransaction lost with the link, the charger sends the same start
+    again: the same id, no second TransactionStarted, one session at the stop. Another start on
+    that connector (another time) is another transaction."""
+    c = core()
+    tid, _, events = c.start_transaction("borne-1", T0, 1, "04A1B2C3", 1000, ts(0))
+    assert [e for e in events if isinstance(e, TransactionStarted)]
+    later = T0 + timedelta(minutes=2)
+    again, auth, events = c.start_transaction("borne-1", later, 1, "04A1B2C3", 1000, ts(0))
+    assert (again, auth.status) == (tid, "Accepted")
+    assert not [e for e in events if isinstance(e, TransactionStarted)]
+    _, events = c.stop_transaction("borne-1", later, tid, 3500, ts(30), "Local", None, None)
+    (ended,) = [e for e in events if isinstance(e, TransactionEnded)]
+    assert ended.charger_energy_wh == 2500.0
+    assert c.start_transaction("borne-1", later, 1, "04A1B2C3", 1000, ts(0))[0] == tid + 1
+
+
 def test_queued_start_judged_at_its_own_time() -> None:
     """A transaction the charger started while the link was down arrives with its real time;
     a badge valid then (expired since) is accepted."""

@@ -532,6 +532,34 @@ def test_subprotocol_ocpp16_or_none_accepted_others_refused(tmp_path: Path) -> N
     asyncio.run(scenario())
 
 
+def test_a_start_sent_again_after_a_lost_answer_is_one_session(tmp_path: Path) -> None:
+    """The link cut before the charger had the answer to its StartTransaction, it sends the
+    same start on its next connection: the same transaction id, one session."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path)
+        start = call.StartTransaction(
+            connector_id=1, id_tag="04A1B2C3", meter_start=4000, timestamp=iso(NOW)
+        )
+        async with site.system:
+            site.system.set_badges([GUEST])
+            async with station(site) as cp:
+                first = await cp.call(start)
+            async with station(site) as cp:
+                again = await cp.call(start)
+                await cp.call(
+                    call.StopTransaction(
+                        meter_stop=5500, timestamp=iso(NOW), transaction_id=again.transaction_id
+                    )
+                )
+        assert again.transaction_id == first.transaction_id
+        assert len(site.of(TransactionStarted)) == 1
+        (ended,) = site.of(TransactionEnded)
+        assert ended.charger_energy_wh == 1500.0
+
+    asyncio.run(scenario())
+
+
 def test_start_refused_when_the_transaction_id_cannot_be_stored(tmp_path: Path) -> None:
     """An id the state folder does not hold could be handed out again after a restart: the
     charger gets an InternalError and retries, and nothing is said to have started."""
