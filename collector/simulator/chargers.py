@@ -62,13 +62,14 @@ def _now() -> str:
 @dataclass
 class ChargerMemory:
     """What a charger keeps across the losses of its link, as a real one does: its running
-    transactions (still charging meanwhile), their starts, its charging profiles, and the stop
-    of a transaction that could not be sent (sent again, with its real time and index, once
-    the link is back)."""
+    transactions (still charging meanwhile), their starts, its charging profiles, and the start
+    or stop of a transaction that was not answered (sent again, the same, once the link is
+    back)."""
 
     transactions: dict[int, int] = field(default_factory=dict)  # connector -> transaction id
     started: dict[int, datetime] = field(default_factory=dict)  # connector -> its start
     profiles: list[Profile] = field(default_factory=list)
+    starts: dict[int, tuple[str, int, str]] = field(default_factory=dict)  # badge, index, time
     stops: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # index, time, reason
 
 
@@ -130,7 +131,9 @@ class SimulatedCharger(ChargePoint):
         heartbeat_s = float(reply.interval or 300)
         loop = asyncio.get_running_loop()
         for number, point in self.points.items():
-            if number in self.memory.stops:  # the car left while the link was down
+            if number in self.memory.starts:  # its answer was lost with the link: again
+                await self._start(number, point, self.memory.starts[number][0])
+            elif number in self.memory.stops:  # the car left while the link was down
                 await self._stop(number, point, "EVDisconnected")
             elif number in self.transactions:  # still charging: Charging, MeterValues again
                 self.sampled[number] = loop.time()
@@ -165,15 +168,16 @@ class SimulatedCharger(ChargePoint):
             await self._stop(number, point, "EVDisconnected")
 
     async def _start(self, number: int, point: str, badge: str) -> None:
-        await self._status(number, "Preparing")
+        if number not in self.memory.starts:
+            await self._status(number, "Preparing")
+            self.memory.starts[number] = (badge, self._index_wh(point), _now())
+        badge, index, when = self.memory.starts[number]
         reply = await self.call(
             call.StartTransaction(
-                connector_id=number,
-                id_tag=badge,
-                meter_start=self._index_wh(point),
-                timestamp=_now(),
+                connector_id=number, id_tag=badge, meter_start=index, timestamp=when
             )
         )
+        del self.memory.starts[number]
         self.transactions[number] = int(reply.transaction_id)
         self.started[number] = datetime.now(UTC)
         self.sampled[number] = asyncio.get_running_loop().time()

@@ -5,11 +5,15 @@ current limits the central system's internal API sets and clears; the meter foll
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
 
 from collector.config import OcppSettings, SiteConfig
 from collector.meters.profile import Profile
@@ -30,6 +34,9 @@ from tests.support.servers import free_port
 from tests.support.sim_helpers import socket_meter, tcp_bus, write_site
 
 pytestmark = [pytest.mark.modbus]
+
+OCPP16 = Subprotocol("ocpp1.6")
+NOW = "2026-12-07T10:00:00.000Z"
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -180,5 +187,56 @@ def test_a_transaction_goes_on_across_a_restart_of_the_central_system(tmp_path: 
         assert ended.transaction_id == started.transaction_id
         assert ended.badge == started.badge  # the restarted system knew it (state file)
         assert len(of(TransactionStarted)) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_start_whose_answer_was_lost_is_sent_again_the_same(tmp_path: Path) -> None:
+    """A central system cutting the link on the charger's StartTransaction, unanswered: the
+    charger sends the same start (badge, index, time) on its next connection, as a real one
+    does, and the central system then behind that port has one transaction."""
+    port = free_port()
+    site, profiles, settings = charger_site(tmp_path, port)
+    events: list[Event] = []
+    lost: list[dict[str, Any]] = []
+
+    async def cut_on_start(ws: ServerConnection) -> None:
+        async for frame in ws:
+            _, message_id, action, payload = json.loads(frame)
+            if action == "StartTransaction":
+                lost.append(payload)
+                return  # the link drops before the answer
+            answers = {
+                "BootNotification": {"status": "Accepted", "currentTime": NOW, "interval": 300},
+                "Authorize": {"idTagInfo": {"status": "Accepted"}},
+                "Heartbeat": {"currentTime": NOW},
+            }
+            await ws.send(json.dumps([3, message_id, answers.get(action, {})]))
+
+    async def scenario() -> None:
+        async with SimulatedSite(site, profiles, seed=1, scenarios=["plug:cp1:60"]) as sim:
+            async with serve(cut_on_start, "127.0.0.1", port, subprotocols=[OCPP16]):
+                player = asyncio.create_task(
+                    play_charger(site.chargers[0], f"ws://127.0.0.1:{port}", sim.model, {})
+                )
+                await until(lambda: lost, "the first StartTransaction")
+            try:
+                system = CentralSystem(
+                    settings, site.chargers, state_path(tmp_path, "t"), events.append
+                )
+                async with system:
+                    # The charger tries again 5 s after losing its link.
+                    (started,) = await until(
+                        lambda: [e for e in events if isinstance(e, TransactionStarted)],
+                        "the start sent again",
+                        timeout=15,
+                    )
+                    await until(lambda: amps(sim.model) > 30, "the car charging")
+            finally:
+                player.cancel()
+                await asyncio.gather(player, return_exceptions=True)
+        (first,) = lost
+        assert (started.badge, started.meter_start_wh) == (first["idTag"], first["meterStart"])
+        assert started.ts == datetime.fromisoformat(first["timestamp"])
 
     asyncio.run(scenario())
