@@ -4,10 +4,10 @@ One HA device for the collector (the site, with a connectivity sensor on the sta
 one per meter (`via_device` the site). Each meter gets a sensor per quantity its profile
 measures, reading the retained JSON `state` topic through a `value_template`; an entity is
 available only when both the collector (`status`) and the meter (`availability`) are online
-(availability_mode all). Sockets also get a `charging` binary sensor when sessions are tracked,
-and, under load management or charging schedules, their current limit and its reason, read
-from the retained `limit` topic. Discovery configs are retained and re-sent on every connection and
-whenever Home Assistant announces `online` on `<discovery_prefix>/status`.
+(availability_mode all). Sockets also get a `charging` binary sensor when sessions are
+tracked, and, under load management or charging schedules, their current limit and its reason,
+read from the retained `limit` topic. Discovery configs are retained and re-sent on every
+connection and whenever Home Assistant announces `online` on `<discovery_prefix>/status`.
 
 Format: https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery (per-entity configs
 on `<prefix>/<component>/<node_id>/<object_id>/config`, which every HA version since 2021

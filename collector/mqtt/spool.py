@@ -7,10 +7,11 @@ queued, `{"done": id}` when the broker acknowledges it. The entries are written 
 killed process loses nothing the kernel holds) and made durable by `sync`, one fsync that the
 link runs before it hands any of them to the broker: a burst (an energy window closing on every
 socket) costs one fsync, not one per message. A `done` line is never synced on its own: lost
-in a power cut, its message is sent again, a duplicate rather than a loss. The file is emptied whenever nothing
-is outstanding, which is most of the time: critical messages are a few per minute per socket.
-A message re-sent after a crash may reach the broker twice; every critical payload is keyed by
-its timestamps, so the ingestor writes the same point again rather than a second one.
+in a power cut, its message is sent again, a duplicate rather than a loss. The file is emptied
+whenever nothing is outstanding, which is most of the time: critical messages are a few per
+minute per socket. A message re-sent after a crash may reach the broker twice; every critical
+payload is keyed by its timestamps, so the ingestor writes the same point again rather than a
+second one.
 
 A full or read-only disk: the message still goes out, from memory only (ERROR); such a message
 is lost only if the collector also stops before the broker acknowledges it. Energy and session

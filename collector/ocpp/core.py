@@ -384,17 +384,12 @@ class CentralCore:
             events += self._warn(charger, now, "timestamp", f"{timestamp!r}: using receipt time")
             start = now
         authorization = self.check_badge(id_tag, min(start, now))
-        for known in self.transactions.values():
-            if (known.charger, known.connector, known.badge, known.start, known.meter_start_wh) == (
-                charger_id,
-                connector_id,
-                id_tag,
-                start,
-                meter_start,
-            ):
-                # The same start again: its answer was lost with the link, and a charger sends
-                # a transaction message until it is answered. Its id again, not a second session.
-                return known.id, authorization, events
+        # The same start again: its answer was lost with the link, and a charger sends a
+        # transaction message until it is answered. Its id again, not a second session.
+        same = (charger_id, connector_id, id_tag, start, meter_start)
+        for t in self.transactions.values():
+            if (t.charger, t.connector, t.badge, t.start, t.meter_start_wh) == same:
+                return t.id, authorization, events
         transaction = Transaction(
             id=self.next_transaction_id,
             charger=charger_id,

@@ -2,10 +2,10 @@
 
 The simulator's model advances in coarse steps (60 s by default instead of a poll a second);
 each step's values become a `Reading` that goes through the collector's `EnergyProcessor`
-(tariff periods, energy windows, sessions) exactly as live readings do, each day's subscription
-share comes from the collector's `SubscriptionProcessor`, and every message they produce
-becomes line protocol through the catalogue's `to_line`, as the ingestor writes it. The dashboards
-therefore show on the first start what they will show for real data.
+(tariff periods, energy windows, sessions) exactly as live readings do, each day's
+subscription share comes from the collector's `SubscriptionProcessor`, and every message they
+produce becomes line protocol through the catalogue's `to_line`, as the ingestor writes it. The
+dashboards therefore show on the first start what they will show for real data.
 
 Guests badge in: a session that starts without a badge gets a room badge, as when the guest
 presents the room card at the socket's RFID reader during the charge.
@@ -74,7 +74,8 @@ def history_lines(
     counts: HistoryCounts | None = None,
 ) -> Iterator[str]:
     """Line protocol for every reading, energy window, session, index event and day's
-    subscription share between `start` and `end` (aware datetimes). `phases_of`: meter id -> phases its profile measures."""
+    subscription share between `start` and `end` (aware datetimes). `phases_of`: meter id ->
+    phases its profile measures."""
     counts = counts if counts is not None else HistoryCounts()
     model = SiteModel(site, phases_of, seed=seed, start=start, step_s=step_s)
     rooms = random.Random(seed)

@@ -19,9 +19,9 @@ import yaml
 
 from collector.site import load_site
 from tests.support import servers
-from tests.support.collect_helpers import collect_process
+from tests.support.collect_helpers import collect_process, collecting
 from tests.support.load import LimitRecorder, ObedientStation, Physics, knx_observer, obedient
-from tests.support.servers import Server, free_port, port_open, wait_until
+from tests.support.servers import Server, free_port, wait_until
 from tests.support.sim_helpers import (
     main_meter,
     running_simulator,
@@ -105,12 +105,6 @@ async def both_chargers(
         yield cp1, cp2
 
 
-def collecting(sub: LimitRecorder, port: int) -> Callable[[], bool]:
-    """`irve collect` is up: its status online (the MQTT link connects first) and its OCPP port
-    listening (the central system starts after the link)."""
-    return lambda: sub.status[-1:] == [b"online"] and port_open(port)
-
-
 def ts(payload: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(payload["ts"])
 
@@ -135,7 +129,7 @@ def test_two_cars_and_a_rising_base_load_are_limited_paused_and_resumed(
         try:
 
             async def scenario() -> None:
-                await until(collecting(sub, port), "collector online", 30)
+                await until(collecting(lambda: sub.status, port), "collector online", 30)
                 async with (
                     both_chargers(port, hotel) as (cp1, cp2),
                 ):
@@ -230,7 +224,7 @@ def test_failsafe_when_the_main_meter_goes_silent_and_profiles_that_expire_after
         try:
 
             async def scenario() -> None:
-                await until(collecting(sub, port), "collector online", 30)
+                await until(collecting(lambda: sub.status, port), "collector online", 30)
                 async with (
                     both_chargers(port, hotel) as (cp1, cp2),
                 ):
@@ -321,7 +315,7 @@ def test_chargers_refusing_profiles_fall_back_to_the_contactor_or_the_advisory_s
         try:
 
             async def scenario() -> None:
-                await until(collecting(sub, port), "collector online", 30)
+                await until(collecting(lambda: sub.status, port), "collector online", 30)
                 async with (
                     knx_observer(knxd.port) as knx,
                     both_chargers(port, hotel) as (cp1, cp2),
@@ -389,7 +383,7 @@ def test_irve_simulate_cars_obey_the_limits_and_bring_the_site_back_under(
     collector = collect_process(path)
     try:
         # The simulated chargers connect at once (refused, they would try again 5 s later).
-        wait_until(collecting(sub, port), 30, "collector online")
+        wait_until(collecting(lambda: sub.status, port), 30, "collector online")
         scenarios = ["--scenario", "base:30000", "--scenario", "plug:cp1", "--scenario", "plug:cp2"]
         with simulate_process(path, "--seed", "1", *scenarios, port=getattr(bus, "port", None)):
 

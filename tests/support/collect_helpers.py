@@ -70,14 +70,17 @@ class Recorder:
         self.client.loop_stop()
 
 
+def collecting(statuses: Callable[[], list[bytes]], ocpp_port: int) -> Callable[[], bool]:
+    """`irve collect` is up: its last status `online` (published when the MQTT link connects)
+    and its OCPP port listening (the central system starts after the link, so a charger
+    connecting on `online` alone may be refused on a loaded machine)."""
+    return lambda: statuses()[-1:] == [b"online"] and port_open(ocpp_port)
+
+
 def wait_collecting(
     sub: Recorder, site: str, ocpp_port: int, what: str = "online", timeout: float = 30
 ) -> None:
-    """Until `irve collect` is up: its status `online` (published when the MQTT link connects)
-    and its OCPP port listening (the central system starts after the link, so a charger
-    connecting on `online` alone may be refused on a loaded machine)."""
-    sub.wait(lambda: sub.on(f"irve/{site}/status")[-1:] == [b"online"], what, timeout)
-    wait_until(lambda: port_open(ocpp_port), timeout, f"the OCPP port {ocpp_port}")
+    wait_until(collecting(lambda: sub.on(f"irve/{site}/status"), ocpp_port), timeout, what)
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
